@@ -1,0 +1,25 @@
+"""fastblur: fast spatially varying blur, and realistic motion-blur training pairs.
+
+The primitives (see :mod:`fastblur.primitives`)::
+
+    convolve(image, kernel)                  k * x
+    blur_masked(image, kernels, weights)     sum_i w_i (k_i * x)     gather: SBDD
+    blur_product(image, kernels, weights)    sum_i k_i * (w_i x)     scatter
+    smooth_masks(object_masks, kernels)      SBDD soft weights
+
+Every function takes ``backend=`` (``"auto"`` by default); :func:`available_backends`
+lists what runs here and :func:`backend_info` why the others do not.
+"""
+from .backends import available_backends, backend_info
+from .primitives import blur_masked, blur_product, convolve, smooth_masks
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "available_backends",
+    "backend_info",
+    "blur_masked",
+    "blur_product",
+    "convolve",
+    "smooth_masks",
+]

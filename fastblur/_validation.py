@@ -1,0 +1,138 @@
+"""Checks and conversions shared by every public function.
+
+Each helper names the argument it checks in its error, says what was expected, and
+never broadcasts silently.
+"""
+import numbers
+
+import numpy as np
+
+from ._geometry import BOUNDARIES, MODES
+
+
+def _as_numeric_array(value, name):
+    if isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(f"{name} must be a numeric array, got {type(value).__name__}")
+    try:
+        array = np.asarray(value)
+    except Exception as error:  # ragged lists and the like
+        raise TypeError(f"{name} must be a numeric array: {error}") from None
+    if array.dtype == object or not (
+        np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
+    ):
+        raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
+    if np.iscomplexobj(array):
+        raise TypeError(f"{name} must be real, got dtype {array.dtype}")
+    return array
+
+
+def working_dtype(array):
+    """float32 or float64: the precision results are computed and returned in."""
+    return np.dtype(np.float64) if array.dtype == np.float64 else np.dtype(np.float32)
+
+
+def as_image(image, name="image"):
+    """Return ``(image3d, was_2d)``: ``image`` as a float ``(H, W, C)`` array.
+
+    float32 and float64 keep their precision, anything else numeric becomes float32.
+    A 2-D image gets a trailing channel axis of length 1 (a view, no copy).
+    """
+    array = _as_numeric_array(image, name)
+    if array.ndim not in (2, 3):
+        raise ValueError(f"{name} must be 2-D (H, W) or 3-D (H, W, C), got shape {array.shape}")
+    if 0 in array.shape:
+        raise ValueError(f"{name} must not be empty, got shape {array.shape}")
+    array = array.astype(working_dtype(array), copy=False)
+    if array.ndim == 2:
+        return array[:, :, None], True
+    return array, False
+
+
+def _finite(array, name):
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} must be finite: it contains NaN or inf")
+    return array
+
+
+def as_kernel(kernel, dtype, name="kernel"):
+    """A finite, non-empty ``(kh, kw)`` kernel cast to ``dtype``."""
+    array = _as_numeric_array(kernel, name)
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (kh, kw), got shape {array.shape}")
+    if 0 in array.shape:
+        raise ValueError(f"{name} must not be empty, got shape {array.shape}")
+    return np.ascontiguousarray(_finite(array.astype(dtype, copy=False), name))
+
+
+def as_kernel_stack(kernels, dtype=None, name="kernels"):
+    """A finite, non-empty ``(N, kh, kw)`` kernel stack cast to ``dtype``.
+
+    ``dtype=None`` keeps float64 and computes anything else in float32.
+    """
+    array = _as_numeric_array(kernels, name)
+    dtype = working_dtype(array) if dtype is None else dtype
+    if array.ndim != 3:
+        raise ValueError(f"{name} must be 3-D (N, kh, kw), got shape {array.shape}")
+    if 0 in array.shape:
+        raise ValueError(f"{name} must not be empty, got shape {array.shape}")
+    return np.ascontiguousarray(_finite(array.astype(dtype, copy=False), name))
+
+
+def as_weights(weights, count, spatial_shape, dtype, name="weights"):
+    """A finite ``(N, H, W)`` weight stack matching ``count`` kernels and ``spatial_shape``."""
+    array = _as_numeric_array(weights, name)
+    expected = (count,) + tuple(spatial_shape)
+    if array.shape != expected:
+        raise ValueError(
+            f"{name} must have shape (N, H, W) = {expected} "
+            f"(one map per kernel, on the {'output' if name == 'weights' else 'input'} grid), "
+            f"got {array.shape}"
+        )
+    return np.ascontiguousarray(_finite(array.astype(dtype, copy=False), name))
+
+
+def as_masks(masks, name="object_masks"):
+    """A boolean ``(n, H, W)`` mask stack (non-zero counts as inside); ``n`` may be 0."""
+    array = _as_numeric_array(masks, name)
+    if array.ndim != 3:
+        raise ValueError(f"{name} must be 3-D (n, H, W), got shape {array.shape}")
+    if array.shape[1] == 0 or array.shape[2] == 0:
+        raise ValueError(f"{name} must have a non-empty (H, W), got shape {array.shape}")
+    if array.dtype != np.bool_:
+        _finite(array, name)
+        array = array != 0
+    return array
+
+
+def check_choice(value, choices, name):
+    """``value`` itself if it is one of ``choices``, else a ValueError listing them."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, one of {list(choices)}; got {value!r}")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def check_mode(mode):
+    return check_choice(mode, MODES, "mode")
+
+
+def check_boundary(boundary):
+    return check_choice(boundary, BOUNDARIES, "boundary")
+
+
+def check_fits(image_hw, kernel_hw, mode, name="kernel"):
+    """In ``valid`` mode the kernel must not be larger than the image."""
+    if mode == "valid" and any(k > n for k, n in zip(kernel_hw, image_hw)):
+        raise ValueError(
+            f"{name} of spatial shape {tuple(kernel_hw)} is larger than the image "
+            f"{tuple(image_hw)}: 'valid' mode needs kh <= H and kw <= W"
+        )
+
+
+def check_positive_number(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    if not (value > 0 and np.isfinite(value)):
+        raise ValueError(f"{name} must be positive and finite, got {value!r}")
+    return float(value)

@@ -1,0 +1,113 @@
+"""Backend registry: which implementations exist, which can run here, and ``auto``.
+
+Each backend lives in its own module and exposes ``BACKEND`` (a
+:class:`~fastblur.backends.base.Backend` instance); a module that cannot be imported
+here (a missing optional dependency, no GPU, no compiled extension) makes the backend
+unavailable, and :func:`backend_info` reports why.
+"""
+import importlib
+
+from .base import ZERO_WEIGHT, Backend
+
+__all__ = [
+    "Backend",
+    "BackendUnavailableError",
+    "ZERO_WEIGHT",
+    "available_backends",
+    "backend_info",
+    "get_backend",
+    "register_backend",
+]
+
+#: name -> module path; the order is the order of preference in listings.
+_MODULES = {
+    "numpy": "fastblur.backends.numpy_backend",
+}
+_loaded = {}
+_failures = {}
+
+
+class BackendUnavailableError(ValueError):
+    """A known backend that cannot run on this machine (the message says why)."""
+
+
+def register_backend(name, module_path):
+    """Register a backend module by dotted path (it must define ``BACKEND``)."""
+    _MODULES[name] = module_path
+    _loaded.pop(name, None)
+    _failures.pop(name, None)
+
+
+def _load(name):
+    if name in _loaded:
+        return _loaded[name]
+    if name in _failures:
+        return None
+    try:
+        module = importlib.import_module(_MODULES[name])
+        backend = module.BACKEND
+    except Exception as error:  # ImportError, missing GPU, broken extension, ...
+        _failures[name] = f"{type(error).__name__}: {error}"
+        return None
+    _loaded[name] = backend
+    return backend
+
+
+def backend_info():
+    """Every registered backend and whether it can run here.
+
+    Returns
+    -------
+    dict
+        ``{name: "available" | reason it is not}``.
+    """
+    return {name: ("available" if _load(name) else _failures[name]) for name in _MODULES}
+
+
+def available_backends():
+    """Names of the backends that can run here, in order of preference.
+
+    Returns
+    -------
+    list of str
+    """
+    return [name for name in _MODULES if _load(name) is not None]
+
+
+def get_backend(name):
+    """The backend called ``name``; ``"auto"`` is resolved by :func:`select_backend`.
+
+    Raises
+    ------
+    TypeError
+        If ``name`` is not a string.
+    ValueError
+        If ``name`` is not a registered backend.
+    BackendUnavailableError
+        (a ``ValueError``) if it is registered but cannot run here.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"backend must be a string, got {name!r}")
+    if name not in _MODULES:
+        raise ValueError(f"backend must be 'auto' or one of {list(_MODULES)}, got {name!r}")
+    backend = _load(name)
+    if backend is None:
+        raise BackendUnavailableError(f"backend {name!r} is not available here: {_failures[name]}")
+    return backend
+
+
+def select_backend(name, operation, **problem):
+    """Resolve ``name`` (possibly ``"auto"``) to a backend for one call.
+
+    Parameters
+    ----------
+    name : str
+        A backend name or ``"auto"``.
+    operation : str
+        ``"convolve"``, ``"blur_masked"``, ``"blur_product"`` or ``"smooth_masks"``.
+    **problem
+        The call's arrays (``image``, ``kernels``, ``weights``...), for the cost model.
+    """
+    if name == "auto":
+        return get_backend("numpy")
+    return get_backend(name)

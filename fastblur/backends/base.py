@@ -1,0 +1,85 @@
+"""The interface every backend implements.
+
+The public functions in :mod:`fastblur.primitives` validate their arguments, extend the
+image for the requested mode and boundary, and then call one of these methods, which
+only ever compute a ``valid`` convolution on already-checked, C-contiguous arrays of one
+float dtype (float32 or float64) in channels-last layout.
+"""
+
+#: A kernel whose |weight| is at most this over a whole tile (or at a pixel, for the
+#: direct backends) is not evaluated there. Weights are meant to be in [0, 1], so the
+#: error this makes at a pixel is at most ``ZERO_WEIGHT * max|x| * sum|k|``, a relative
+#: 1e-7 for a normalised PSF: below float32 resolution.
+ZERO_WEIGHT = 1e-7
+
+
+class Backend:
+    """Base class of the backends; subclasses override the ``*_valid`` methods.
+
+    Attributes
+    ----------
+    name : str
+        Registry name (``"numpy"``, ``"native"``, ...).
+    """
+
+    name = "base"
+
+    def convolve_valid(self, image, kernel):
+        """``valid`` convolution of every channel.
+
+        Parameters
+        ----------
+        image : ndarray, shape (H, W, C)
+        kernel : ndarray, shape (kh, kw)
+
+        Returns
+        -------
+        ndarray, shape (H - kh + 1, W - kw + 1, C)
+        """
+        raise NotImplementedError
+
+    def blur_masked_valid(self, image, kernels, weights):
+        """``sum_i weights[i] * (kernels[i] * image)`` (gather form).
+
+        Parameters
+        ----------
+        image : ndarray, shape (H, W, C)
+        kernels : ndarray, shape (N, kh, kw)
+        weights : ndarray, shape (N, Ho, Wo)
+            On the output grid, ``Ho = H - kh + 1``, ``Wo = W - kw + 1``.
+
+        Returns
+        -------
+        ndarray, shape (Ho, Wo, C)
+        """
+        raise NotImplementedError
+
+    def blur_product_valid(self, image, kernels, weights):
+        """``sum_i kernels[i] * (weights[i] * image)`` (scatter form).
+
+        Parameters
+        ----------
+        image : ndarray, shape (H, W, C)
+        kernels : ndarray, shape (N, kh, kw)
+        weights : ndarray, shape (N, H, W)
+            On the input grid.
+
+        Returns
+        -------
+        ndarray, shape (H - kh + 1, W - kw + 1, C)
+        """
+        raise NotImplementedError
+
+    def convolve_masks_valid(self, masks, kernels):
+        """``kernels[i] * masks[i]`` for binary masks (before SBDD normalisation).
+
+        Parameters
+        ----------
+        masks : ndarray of bool, shape (N, H, W)
+        kernels : ndarray, shape (N, kh, kw)
+
+        Returns
+        -------
+        ndarray, shape (N, H - kh + 1, W - kw + 1), dtype of ``kernels``
+        """
+        raise NotImplementedError

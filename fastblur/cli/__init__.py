@@ -1,0 +1,1 @@
+"""Command-line front ends (console scripts registered in setup.py)."""

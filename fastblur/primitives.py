@@ -1,0 +1,213 @@
+"""The public convolution primitives: validate → extend for the mode → backend → reshape.
+
+Shapes: images are ``(H, W)`` or ``(H, W, C)`` (channels last); kernel stacks
+``(N, kh, kw)``; weight stacks ``(N, H, W)``. float32 and float64 images keep their
+precision, other numeric images are computed in float32; kernels and weights are cast
+to the image's precision.
+"""
+import numpy as np
+
+from . import _geometry, _validation
+from .backends import select_backend
+
+__all__ = ["convolve", "blur_masked", "blur_product", "smooth_masks"]
+
+
+def _prepare(image, kernel_hw, mode, boundary, kernel_name):
+    """Validated image as ``(H, W, C)``, its extension for ``mode``, and whether it was 2-D."""
+    _validation.check_mode(mode)
+    _validation.check_boundary(boundary)
+    image3d, was_2d = image
+    _validation.check_fits(image3d.shape[:2], kernel_hw, mode, kernel_name)
+    return _geometry.extend(image3d, kernel_hw, mode, boundary), was_2d
+
+
+def _finish(out, was_2d):
+    return out[:, :, 0] if was_2d else out
+
+
+def convolve(image, kernel, mode="same", boundary="reflect", backend="auto"):
+    """Convolve an image with one kernel (true convolution, as scipy.signal.convolve).
+
+    Parameters
+    ----------
+    image : array_like, shape (H, W) or (H, W, C)
+        Each channel is convolved with the same kernel.
+    kernel : array_like, shape (kh, kw)
+    mode : {'same', 'full', 'valid'}, optional
+        Output size as in :func:`scipy.signal.convolve`: ``same`` is ``(H, W)``, centred
+        as scipy centres it, ``full`` is ``(H + kh - 1, W + kw - 1)``, ``valid`` is
+        ``(H - kh + 1, W - kw + 1)``.
+    boundary : {'reflect', 'constant', 'edge', 'symmetric', 'wrap'}, optional
+        How the image is extended beyond its edges in ``same`` and ``full`` modes
+        (``numpy.pad`` names and meanings; ``constant`` pads zeros and equals scipy).
+    backend : str, optional
+        ``'auto'`` or a name from :func:`fastblur.available_backends`.
+
+    Returns
+    -------
+    ndarray, shape (Ho, Wo) or (Ho, Wo, C)
+        float64 for a float64 image, float32 otherwise.
+
+    Raises
+    ------
+    TypeError
+        Non-numeric or complex ``image``/``kernel``; a non-string mode/boundary/backend.
+    ValueError
+        Wrong ndim, empty arrays, NaN/inf in ``kernel``, unknown ``mode``/``boundary``/
+        ``backend``, a kernel larger than the image in ``valid`` mode.
+
+    Examples
+    --------
+    >>> import numpy as np, fastblur
+    >>> image = np.random.default_rng(0).random((64, 48, 3), dtype=np.float32)
+    >>> kernel = np.full((5, 5), 1 / 25, np.float32)
+    >>> fastblur.convolve(image, kernel).shape
+    (64, 48, 3)
+    """
+    prepared = _validation.as_image(image)
+    kernel = _validation.as_kernel(kernel, prepared[0].dtype)
+    extended, was_2d = _prepare(prepared, kernel.shape, mode, boundary, "kernel")
+    chosen = select_backend(backend, "convolve", image=extended, kernels=kernel[None])
+    return _finish(chosen.convolve_valid(np.ascontiguousarray(extended), kernel), was_2d)
+
+
+def blur_masked(image, kernels, weights, mode="valid", boundary="reflect", backend="auto"):
+    """Spatially varying blur, gather form: ``sum_i weights[i] * (kernels[i] * image)``.
+
+    This is the SBDD formation model: each output pixel mixes the blurs of the image by
+    every kernel with the weights found at that output pixel.
+
+    Parameters
+    ----------
+    image : array_like, shape (H, W) or (H, W, C)
+    kernels : array_like, shape (N, kh, kw)
+    weights : array_like, shape (N, Ho, Wo)
+        One map per kernel on the **output** grid (``(Ho, Wo)`` as for
+        :func:`convolve` in ``mode``). A kernel is not evaluated where its
+        ``|weight| <= fastblur.backends.ZERO_WEIGHT`` (1e-7) over a whole tile/pixel.
+    mode : {'valid', 'same', 'full'}, optional
+    boundary : {'reflect', 'constant', 'edge', 'symmetric', 'wrap'}, optional
+        Image extension for ``same``/``full``.
+    backend : str, optional
+
+    Returns
+    -------
+    ndarray, shape (Ho, Wo) or (Ho, Wo, C)
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`convolve`; also NaN/inf in ``weights`` and a ``weights`` shape other
+        than ``(N, Ho, Wo)``.
+    """
+    prepared = _validation.as_image(image)
+    dtype = prepared[0].dtype
+    kernels = _validation.as_kernel_stack(kernels, dtype)
+    kernel_hw = kernels.shape[1:]
+    extended, was_2d = _prepare(prepared, kernel_hw, mode, boundary, "kernels")
+    out_hw = _geometry.output_shape(prepared[0].shape[:2], kernel_hw, mode)
+    weights = _validation.as_weights(weights, len(kernels), out_hw, dtype)
+    chosen = select_backend(backend, "blur_masked", image=extended, kernels=kernels, weights=weights)
+    return _finish(chosen.blur_masked_valid(np.ascontiguousarray(extended), kernels, weights), was_2d)
+
+
+def blur_product(image, kernels, weights, mode="valid", boundary="reflect", backend="auto"):
+    """Spatially varying blur, scatter form: ``sum_i kernels[i] * (weights[i] * image)``.
+
+    The product-convolution (Nagy–O'Leary) model: each input pixel spreads its light
+    with the kernels weighted at that input pixel, so light is conserved when the
+    weights sum to one.
+
+    Parameters
+    ----------
+    image : array_like, shape (H, W) or (H, W, C)
+    kernels : array_like, shape (N, kh, kw)
+    weights : array_like, shape (N, H, W)
+        One map per kernel on the **input** grid. In ``same``/``full`` modes the
+        products ``weights[i] * image`` are extended by ``boundary``.
+    mode : {'valid', 'same', 'full'}, optional
+    boundary : {'reflect', 'constant', 'edge', 'symmetric', 'wrap'}, optional
+    backend : str, optional
+
+    Returns
+    -------
+    ndarray, shape (Ho, Wo) or (Ho, Wo, C)
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`blur_masked`, with ``weights`` of shape ``(N, H, W)``.
+    """
+    prepared = _validation.as_image(image)
+    dtype = prepared[0].dtype
+    kernels = _validation.as_kernel_stack(kernels, dtype)
+    kernel_hw = kernels.shape[1:]
+    extended, was_2d = _prepare(prepared, kernel_hw, mode, boundary, "kernels")
+    weights = _validation.as_weights(weights, len(kernels), prepared[0].shape[:2], dtype)
+    weights = _geometry.extend(weights.transpose(1, 2, 0), kernel_hw, mode, boundary)
+    weights = np.ascontiguousarray(weights.transpose(2, 0, 1))
+    chosen = select_backend(backend, "blur_product", image=extended, kernels=kernels, weights=weights)
+    return _finish(chosen.blur_product_valid(np.ascontiguousarray(extended), kernels, weights), was_2d)
+
+
+def smooth_masks(object_masks, kernels, mode="valid", boundary="reflect", eps=1e-6, backend="auto"):
+    """SBDD soft weights from binary object masks and their kernels.
+
+    With the background mask ``M_0 = 1 - union(M_1..M_n)`` and
+    ``S_i = kernels[i] * M_i`` (true convolution, as :func:`convolve`)::
+
+        W_i = S_i / (sum_j S_j + eps)
+
+    so ``blur_masked(image, kernels, smooth_masks(masks, kernels))`` is the SBDD blur.
+    Kernels stored for the reference SBDD generator (which applies ``K`` by
+    correlation) are passed as ``K[:, ::-1, ::-1]``; :mod:`fastblur.sbdd` does that.
+
+    Parameters
+    ----------
+    object_masks : array_like, shape (n, H, W)
+        Object masks; non-zero is inside. ``n`` may be 0 (background only).
+    kernels : array_like, shape (n + 1, kh, kw)
+        ``kernels[0]`` blurs the background, ``kernels[i]`` object ``i``.
+    mode : {'valid', 'same', 'full'}, optional
+        Grid of the weights, matching ``blur_masked``'s ``mode``.
+    boundary : {'reflect', 'constant', 'edge', 'symmetric', 'wrap'}, optional
+        Mask extension for ``same``/``full``.
+    eps : float, optional
+        Regulariser of the normalisation (the reference's 1e-6).
+    backend : str, optional
+
+    Returns
+    -------
+    ndarray, shape (n + 1, Ho, Wo)
+        float64 for float64 kernels, float32 otherwise.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Wrong ndim or count (``len(kernels) != n + 1``), NaN/inf, unknown names,
+        kernels larger than the masks in ``valid`` mode, non-positive ``eps``.
+    """
+    masks = _validation.as_masks(object_masks)
+    kernels = _validation.as_kernel_stack(kernels)
+    dtype = kernels.dtype
+    if len(kernels) != len(masks) + 1:
+        raise ValueError(
+            f"kernels must hold n + 1 = {len(masks) + 1} kernels (background first) for "
+            f"{len(masks)} object masks, got {len(kernels)}"
+        )
+    eps = _validation.check_positive_number(eps, "eps")
+    _validation.check_mode(mode)
+    _validation.check_boundary(boundary)
+    kernel_hw = kernels.shape[1:]
+    _validation.check_fits(masks.shape[1:], kernel_hw, mode, "kernels")
+    background = ~masks.any(axis=0)
+    all_masks = np.concatenate([background[None], masks], axis=0)
+    all_masks = _geometry.extend(all_masks.transpose(1, 2, 0), kernel_hw, mode, boundary)
+    all_masks = np.ascontiguousarray(all_masks.transpose(2, 0, 1))
+    chosen = select_backend(backend, "smooth_masks", masks=all_masks, kernels=kernels)
+    smoothed = chosen.convolve_masks_valid(all_masks, kernels)
+    total = smoothed.sum(axis=0)
+    total += dtype.type(eps)
+    smoothed /= total
+    return smoothed
