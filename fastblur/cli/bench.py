@@ -1,0 +1,165 @@
+"""``fastblur-bench``: every backend against its peers, as ratios measured in one run.
+
+Cases (defaults): 720x1280x3 float32 with six 65x65 motion PSFs and SBDD-like weights
+(``blur_masked`` against one uniform ``scipy.signal.fftconvolve`` of the same image and
+against the naive loop of six), and uniform ``convolve`` (``same``, reflect) with 15x15
+and 65x65 kernels against ``fftconvolve``, ``oaconvolve`` and ``cv2.filter2D``.
+Times are the best of ``--repeat`` runs; ratios are against ``fftconvolve`` in the
+same run and thread setting, so they transfer between machines better than times do.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from contextlib import contextmanager
+
+import numpy as np
+import scipy.fft
+import scipy.signal
+
+from .. import available_backends
+from ..primitives import blur_masked, convolve
+from .bench_cases import motion_kernels, photo, sbdd_case
+
+
+def best_time(function, repeat):
+    """Best wall time of ``repeat`` calls after one warm-up call, in seconds."""
+    function()
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@contextmanager
+def thread_limit(threads):
+    """Cap fastblur, scipy.fft and OpenCV at ``threads`` for the duration."""
+    previous = os.environ.get("FASTBLUR_NUM_THREADS")
+    os.environ["FASTBLUR_NUM_THREADS"] = str(threads)
+    cv2 = _cv2()
+    cv2_previous = cv2.getNumThreads() if cv2 else None
+    if cv2:
+        cv2.setNumThreads(threads)
+    try:
+        with scipy.fft.set_workers(threads):
+            yield
+    finally:
+        if previous is None:
+            os.environ.pop("FASTBLUR_NUM_THREADS", None)
+        else:
+            os.environ["FASTBLUR_NUM_THREADS"] = previous
+        if cv2:
+            cv2.setNumThreads(cv2_previous)
+
+
+def _cv2():
+    try:
+        import cv2
+
+        return cv2
+    except ImportError:
+        return None
+
+
+def _backends(selected):
+    names = available_backends() + ["auto"]
+    return [name for name in names if not selected or name in selected]
+
+
+def sbdd_rows(height, width, repeat, backends):
+    """blur_masked vs one fftconvolve and vs the naive loop of one fftconvolve a kernel."""
+    image, kernels, weights = sbdd_case(height, width)
+
+    def uniform():
+        return scipy.signal.fftconvolve(image, kernels[0][:, :, None], mode="valid", axes=(0, 1))
+
+    def naive():
+        out = 0
+        for kernel, weight in zip(kernels, weights):
+            out = out + weight[:, :, None] * scipy.signal.fftconvolve(
+                image, kernel[:, :, None], mode="valid", axes=(0, 1)
+            )
+        return out
+
+    reference = best_time(uniform, repeat)
+    rows = [("fftconvolve (1 kernel)", reference), ("naive loop (6 fftconvolve)", best_time(naive, repeat))]
+    for name in backends:
+        rows.append((f"blur_masked[{name}]", best_time(lambda: blur_masked(image, kernels, weights, backend=name), repeat)))
+    return reference, rows
+
+
+def uniform_rows(height, width, size, repeat, backends):
+    """convolve(same, reflect) vs fftconvolve/oaconvolve on the reflect-padded image and cv2.filter2D."""
+    image = photo((height, width, 3))
+    kernel = motion_kernels(1, size)[0] if size > 15 else np.full((size, size), 1 / size**2, np.float32)
+    top, left = size // 2, size // 2
+    padded = np.pad(image, ((top, size - 1 - top), (left, size - 1 - left), (0, 0)), mode="reflect")
+
+    def scipy_peer(function):
+        return lambda: function(padded, kernel[:, :, None], mode="valid", axes=(0, 1))
+
+    reference = best_time(scipy_peer(scipy.signal.fftconvolve), repeat)
+    rows = [("fftconvolve", reference), ("oaconvolve", best_time(scipy_peer(scipy.signal.oaconvolve), repeat))]
+    cv2 = _cv2()
+    if cv2 is not None:
+        flipped = np.ascontiguousarray(kernel[::-1, ::-1])
+        anchor = (size - 1 - left, size - 1 - top)
+        rows.append(("cv2.filter2D", best_time(
+            lambda: cv2.filter2D(image, -1, flipped, anchor=anchor, borderType=cv2.BORDER_REFLECT_101), repeat)))
+    for name in backends:
+        rows.append((f"convolve[{name}]", best_time(lambda: convolve(image, kernel, backend=name), repeat)))
+    return reference, rows
+
+
+def run(height=720, width=1280, repeat=5, threads=(1,), backends=None, cases=("sbdd", "uniform15", "uniform65")):
+    """Run the benchmark cases; returns a list of result dicts (one per row)."""
+    results = []
+    for count in threads:
+        with thread_limit(count):
+            for case in cases:
+                if case == "sbdd":
+                    reference, rows = sbdd_rows(height, width, repeat, _backends(backends))
+                else:
+                    size = int(case.removeprefix("uniform"))
+                    reference, rows = uniform_rows(height, width, size, repeat, _backends(backends))
+                for method, seconds in rows:
+                    results.append({"case": case, "threads": count, "method": method,
+                                    "ms": 1e3 * seconds, "ratio": seconds / reference})
+    return results
+
+
+def markdown(results, height, width):
+    lines = [f"Image {height}x{width}x3 float32; ratio = time / fftconvolve in the same run (lower is faster).",
+             "", "| case | threads | method | ms | ratio |", "| --- | ---: | --- | ---: | ---: |"]
+    for row in results:
+        lines.append(f"| {row['case']} | {row['threads']} | {row['method']} | {row['ms']:.1f} | {row['ratio']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="fastblur-bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--height", type=int, default=720)
+    parser.add_argument("--width", type=int, default=1280)
+    parser.add_argument("--repeat", type=int, default=5, help="best of this many runs (default 5)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, os.cpu_count() or 1],
+                        help="thread counts to measure (default: 1 and all cores)")
+    parser.add_argument("--backends", nargs="+", help="backends to time (default: all available, and auto)")
+    parser.add_argument("--cases", nargs="+", default=["sbdd", "uniform15", "uniform65"],
+                        choices=["sbdd", "uniform15", "uniform65"])
+    parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    args = parser.parse_args(argv)
+    if args.repeat < 1 or args.height < 80 or args.width < 80:
+        parser.error("--repeat must be >= 1 and --height/--width >= 80")
+    results = run(args.height, args.width, args.repeat, tuple(dict.fromkeys(args.threads)), args.backends, args.cases)
+    print(markdown(results, args.height, args.width))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(results, handle, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""The benchmark report runs end to end on a small image and reports sane ratios."""
+import numpy as np
+
+from fastblur.cli import bench
+from fastblur.cli.bench_cases import motion_kernel, sbdd_case
+
+
+def test_report_rows_and_ratios(capsys):
+    assert bench.main(["--height", "96", "--width", "128", "--repeat", "1", "--threads", "1",
+                       "--backends", "numpy", "auto", "--cases", "sbdd", "uniform15"]) == 0
+    table = capsys.readouterr().out
+    assert "| sbdd | 1 | fftconvolve (1 kernel) |" in table
+    assert "blur_masked[numpy]" in table and "convolve[auto]" in table and "cv2.filter2D" in table
+    results = bench.run(96, 128, 1, (1,), ["numpy"], ("sbdd",))
+    assert results[0]["ratio"] == 1.0
+    assert all(row["ms"] > 0 for row in results)
+
+
+def test_motion_kernels_are_sparse_normalised_psfs():
+    kernel = motion_kernel(65, rng=3)
+    assert kernel.shape == (65, 65) and kernel.dtype == np.float32
+    assert abs(kernel.sum() - 1) < 1e-5 and kernel.min() >= 0
+    assert 60 <= np.count_nonzero(kernel) <= 300
+
+
+def test_sbdd_case_weights_partition_unity():
+    image, kernels, weights = sbdd_case(120, 160, n_kernels=3, size=9)
+    assert image.shape == (120, 160, 3) and weights.shape == (3, 112, 152)
+    np.testing.assert_allclose(weights.sum(axis=0), 1, atol=1e-5)
+    assert (weights == 0).mean() > 0.3  # zero over large areas: the skipping has work to do
