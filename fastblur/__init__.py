@@ -11,7 +11,7 @@ Every function takes ``backend=`` (``"auto"`` by default); :func:`available_back
 lists what runs here and :func:`backend_info` why the others do not.
 """
 from .backends import available_backends, backend_info
-from .primitives import blur_masked, blur_product, convolve, smooth_masks
+from .primitives import blur_masked, blur_masked_batch, blur_product, convolve, smooth_masks
 
 __version__ = "0.1.0"
 
@@ -19,6 +19,7 @@ __all__ = [
     "available_backends",
     "backend_info",
     "blur_masked",
+    "blur_masked_batch",
     "blur_product",
     "convolve",
     "smooth_masks",

@@ -41,23 +41,25 @@ def output_shape(image_hw, kernel_hw, mode):
     return tuple(n - k + 1 for n, k in zip(image_hw, kernel_hw))
 
 
-def extend(array, kernel_hw, mode, boundary):
-    """Extend the two leading (spatial) axes of ``array`` for a ``valid`` convolution.
+def extend(array, kernel_hw, mode, boundary, first_axis=0):
+    """Extend the spatial axes of ``array`` for a ``valid`` convolution.
 
     Parameters
     ----------
-    array : ndarray, shape (H, W, ...)
+    array : ndarray, shape (H, W, ...) or, with ``first_axis=1``, (B, H, W, ...)
     kernel_hw : tuple of int
     mode : {'full', 'same', 'valid'}
     boundary : {'constant', 'edge', 'reflect', 'symmetric', 'wrap'}
+    first_axis : int, optional
+        Index of the H axis; W follows it.
 
     Returns
     -------
-    ndarray, shape (H + pad_h, W + pad_w, ...)
+    ndarray, shape (..., H + pad_h, W + pad_w, ...)
         ``array`` itself when ``mode == 'valid'``.
     """
     widths = pad_widths(kernel_hw, mode)
     if mode == "valid" or not any(sum(w) for w in widths):
         return array
-    widths = widths + ((0, 0),) * (array.ndim - 2)
+    widths = ((0, 0),) * first_axis + widths + ((0, 0),) * (array.ndim - 2 - first_axis)
     return np.pad(array, widths, mode=boundary)

@@ -10,7 +10,7 @@ import numpy as np
 from ._geometry import BOUNDARIES, MODES
 
 
-def _as_numeric_array(value, name):
+def as_numeric_array(value, name):
     if isinstance(value, (str, bytes)) or value is None:
         raise TypeError(f"{name} must be a numeric array, got {type(value).__name__}")
     try:
@@ -37,7 +37,7 @@ def as_image(image, name="image"):
     float32 and float64 keep their precision, anything else numeric becomes float32.
     A 2-D image gets a trailing channel axis of length 1 (a view, no copy).
     """
-    array = _as_numeric_array(image, name)
+    array = as_numeric_array(image, name)
     if array.ndim not in (2, 3):
         raise ValueError(f"{name} must be 2-D (H, W) or 3-D (H, W, C), got shape {array.shape}")
     if 0 in array.shape:
@@ -45,6 +45,19 @@ def as_image(image, name="image"):
     array = array.astype(working_dtype(array), copy=False)
     if array.ndim == 2:
         return array[:, :, None], True
+    return array, False
+
+
+def as_image_batch(images, name="images"):
+    """Return ``(images4d, were_2d)``: ``images`` as a float ``(B, H, W, C)`` array."""
+    array = as_numeric_array(images, name)
+    if array.ndim not in (3, 4):
+        raise ValueError(f"{name} must be 3-D (B, H, W) or 4-D (B, H, W, C), got shape {array.shape}")
+    if 0 in array.shape:
+        raise ValueError(f"{name} must not be empty, got shape {array.shape}")
+    array = array.astype(working_dtype(array), copy=False)
+    if array.ndim == 3:
+        return array[..., None], True
     return array, False
 
 
@@ -56,7 +69,7 @@ def _finite(array, name):
 
 def as_kernel(kernel, dtype, name="kernel"):
     """A finite, non-empty ``(kh, kw)`` kernel cast to ``dtype``."""
-    array = _as_numeric_array(kernel, name)
+    array = as_numeric_array(kernel, name)
     if array.ndim != 2:
         raise ValueError(f"{name} must be 2-D (kh, kw), got shape {array.shape}")
     if 0 in array.shape:
@@ -69,7 +82,7 @@ def as_kernel_stack(kernels, dtype=None, name="kernels"):
 
     ``dtype=None`` keeps float64 and computes anything else in float32.
     """
-    array = _as_numeric_array(kernels, name)
+    array = as_numeric_array(kernels, name)
     dtype = working_dtype(array) if dtype is None else dtype
     if array.ndim != 3:
         raise ValueError(f"{name} must be 3-D (N, kh, kw), got shape {array.shape}")
@@ -78,13 +91,29 @@ def as_kernel_stack(kernels, dtype=None, name="kernels"):
     return np.ascontiguousarray(_finite(array.astype(dtype, copy=False), name))
 
 
-def as_weights(weights, count, spatial_shape, dtype, name="weights"):
-    """A finite ``(N, H, W)`` weight stack matching ``count`` kernels and ``spatial_shape``."""
-    array = _as_numeric_array(weights, name)
+def as_kernel_batch(kernels, batch, dtype, name="kernels"):
+    """A finite ``(B, N, kh, kw)`` kernel batch for ``batch`` images, cast to ``dtype``."""
+    array = as_numeric_array(kernels, name)
+    if array.ndim != 4 or array.shape[0] != batch:
+        raise ValueError(f"{name} must be 4-D (B, N, kh, kw) with B = {batch}, got shape {array.shape}")
+    if 0 in array.shape:
+        raise ValueError(f"{name} must not be empty, got shape {array.shape}")
+    return np.ascontiguousarray(_finite(array.astype(dtype, copy=False), name))
+
+
+def as_weights(weights, count, spatial_shape, dtype, name="weights", batch=None):
+    """A finite ``(N, H, W)`` weight stack matching ``count`` kernels and ``spatial_shape``.
+
+    With ``batch``, a ``(B, N, H, W)`` stack for ``batch`` images.
+    """
+    array = as_numeric_array(weights, name)
     expected = (count,) + tuple(spatial_shape)
+    layout = "(N, H, W)"
+    if batch is not None:
+        expected, layout = (batch,) + expected, "(B, N, H, W)"
     if array.shape != expected:
         raise ValueError(
-            f"{name} must have shape (N, H, W) = {expected} "
+            f"{name} must have shape {layout} = {expected} "
             f"(one map per kernel, on the {'output' if name == 'weights' else 'input'} grid), "
             f"got {array.shape}"
         )
@@ -93,7 +122,7 @@ def as_weights(weights, count, spatial_shape, dtype, name="weights"):
 
 def as_masks(masks, name="object_masks"):
     """A boolean ``(n, H, W)`` mask stack (non-zero counts as inside); ``n`` may be 0."""
-    array = _as_numeric_array(masks, name)
+    array = as_numeric_array(masks, name)
     if array.ndim != 3:
         raise ValueError(f"{name} must be 3-D (n, H, W), got shape {array.shape}")
     if array.shape[1] == 0 or array.shape[2] == 0:

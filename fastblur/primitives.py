@@ -10,7 +10,7 @@ import numpy as np
 from . import _geometry, _validation
 from .backends import select_backend
 
-__all__ = ["convolve", "blur_masked", "blur_product", "smooth_masks"]
+__all__ = ["convolve", "blur_masked", "blur_masked_batch", "blur_product", "smooth_masks"]
 
 
 def _prepare(image, kernel_hw, mode, boundary, kernel_name):
@@ -110,6 +110,45 @@ def blur_masked(image, kernels, weights, mode="valid", boundary="reflect", backe
     weights = _validation.as_weights(weights, len(kernels), out_hw, dtype)
     chosen = select_backend(backend, "blur_masked", image=extended, kernels=kernels, weights=weights)
     return _finish(chosen.blur_masked_valid(np.ascontiguousarray(extended), kernels, weights), was_2d)
+
+
+def blur_masked_batch(images, kernels, weights, mode="valid", boundary="reflect", backend="auto"):
+    """:func:`blur_masked` for a batch of images, each with its own kernels and weights.
+
+    Parameters
+    ----------
+    images : array_like, shape (B, H, W) or (B, H, W, C)
+    kernels : array_like, shape (B, N, kh, kw)
+    weights : array_like, shape (B, N, Ho, Wo)
+        On the output grid of ``mode``.
+    mode : {'valid', 'same', 'full'}, optional
+    boundary : {'reflect', 'constant', 'edge', 'symmetric', 'wrap'}, optional
+    backend : str, optional
+        GPU backends process the whole batch in one launch; CPU backends loop.
+
+    Returns
+    -------
+    ndarray, shape (B, Ho, Wo) or (B, Ho, Wo, C)
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`blur_masked`, and batch sizes that differ between the arguments.
+    """
+    images, were_2d = _validation.as_image_batch(images)
+    dtype = images.dtype
+    batch = len(images)
+    kernels = _validation.as_kernel_batch(kernels, batch, dtype)
+    kernel_hw = kernels.shape[2:]
+    _validation.check_mode(mode)
+    _validation.check_boundary(boundary)
+    _validation.check_fits(images.shape[1:3], kernel_hw, mode, "kernels")
+    out_hw = _geometry.output_shape(images.shape[1:3], kernel_hw, mode)
+    weights = _validation.as_weights(weights, kernels.shape[1], out_hw, dtype, batch=batch)
+    extended = np.ascontiguousarray(_geometry.extend(images, kernel_hw, mode, boundary, first_axis=1))
+    chosen = select_backend(backend, "blur_masked", image=extended[0], kernels=kernels[0], weights=weights[0])
+    out = chosen.blur_masked_batch_valid(extended, kernels, weights)
+    return out[..., 0] if were_2d else out
 
 
 def blur_product(image, kernels, weights, mode="valid", boundary="reflect", backend="auto"):

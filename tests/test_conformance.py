@@ -193,3 +193,19 @@ def test_blur_masked_any_shape(backend, height, width, ksize, count, seed):
     result = fastblur.blur_masked(image, kernels, weights, backend=backend)
     expected = reference_blur_masked(image, kernels, weights, "valid", "reflect")
     assert relative_error(result, expected) <= 2e-5 or np.abs(expected).max() == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("channels", [None, 3])
+def test_blur_masked_batch_equals_one_call_per_image(backend, rng, mode, channels):
+    batch, count = 3, 4
+    shape = (batch, 26, 30) if channels is None else (batch, 26, 30, channels)
+    images = _image(rng, shape, np.float32)
+    kernels = rng.random((batch, count, 5, 4)).astype(np.float32)
+    out_hw = {"full": (30, 33), "same": (26, 30), "valid": (22, 27)}[mode]
+    weights = np.stack([_sbdd_like_weights(rng, count, out_hw) for _ in range(batch)]).astype(np.float32)
+    result = fastblur.blur_masked_batch(images, kernels, weights, mode=mode, backend=backend)
+    assert result.shape == (batch,) + out_hw + (() if channels is None else (channels,))
+    for b in range(batch):
+        expected = reference_blur_masked(images[b], kernels[b], weights[b], mode, "reflect")
+        assert relative_error(result[b], expected) <= 2e-5

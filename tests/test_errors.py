@@ -79,3 +79,17 @@ def test_unavailable_backend_says_why():
 
         backends._MODULES.pop("broken")
         backends._failures.pop("broken")
+
+
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda: fastblur.blur_masked_batch(IMAGE, KERNELS[None], WEIGHTS_OUT[None]), r"kernels must be 4-D \(B, N, kh, kw\) with B = 10"),
+        (lambda: fastblur.blur_masked_batch(IMAGE[None, None], KERNELS[None], WEIGHTS_OUT[None]), "images must be 3-D"),
+        (lambda: fastblur.blur_masked_batch(IMAGE[None], KERNELS[None].repeat(2, 0), WEIGHTS_OUT[None]), "with B = 1"),
+        (lambda: fastblur.blur_masked_batch(IMAGE[None], KERNELS[None], WEIGHTS_OUT), r"weights must have shape \(B, N, H, W\)"),
+    ],
+)
+def test_bad_batches_are_named(call, words):
+    with pytest.raises(ValueError, match=words):
+        call()

@@ -5,6 +5,7 @@ image for the requested mode and boundary, and then call one of these methods, w
 only ever compute a ``valid`` convolution on already-checked, C-contiguous arrays of one
 float dtype (float32 or float64) in channels-last layout.
 """
+import numpy as np
 
 #: A kernel whose |weight| is at most this over a whole tile (or at a pixel, for the
 #: direct backends) is not evaluated there. Weights are meant to be in [0, 1], so the
@@ -83,3 +84,18 @@ class Backend:
         ndarray, shape (N, H - kh + 1, W - kw + 1), dtype of ``kernels``
         """
         raise NotImplementedError
+
+    def blur_masked_batch_valid(self, images, kernels, weights):
+        """:meth:`blur_masked_valid` for a batch; backends may fuse it (one launch).
+
+        Parameters
+        ----------
+        images : ndarray, shape (B, H, W, C)
+        kernels : ndarray, shape (B, N, kh, kw)
+        weights : ndarray, shape (B, N, Ho, Wo)
+
+        Returns
+        -------
+        ndarray, shape (B, Ho, Wo, C)
+        """
+        return np.stack([self.blur_masked_valid(*item) for item in zip(images, kernels, weights)])
