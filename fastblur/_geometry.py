@@ -4,7 +4,7 @@ Every primitive reduces to a ``valid`` convolution of an extended image: ``full`
 ``same`` first extend the image by the ``boundary`` rule (``numpy.pad`` names), with the
 ``same`` window centred exactly as :func:`scipy.signal.convolve` centres it.
 """
-import numpy as np
+from ._array_module import get_array_module
 
 MODES = ("full", "same", "valid")
 BOUNDARIES = ("constant", "edge", "reflect", "symmetric", "wrap")
@@ -62,4 +62,4 @@ def extend(array, kernel_hw, mode, boundary, first_axis=0):
     if mode == "valid" or not any(sum(w) for w in widths):
         return array
     widths = ((0, 0),) * first_axis + widths + ((0, 0),) * (array.ndim - 2 - first_axis)
-    return np.pad(array, widths, mode=boundary)
+    return get_array_module(array).pad(array, widths, mode=boundary)

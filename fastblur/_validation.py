@@ -2,26 +2,31 @@
 
 Each helper names the argument it checks in its error, says what was expected, and
 never broadcasts silently.
+
+NumPy and CuPy arrays are both accepted; the checks run where the array lives.
 """
 import numbers
 
 import numpy as np
 
+from ._array_module import get_array_module
 from ._geometry import BOUNDARIES, MODES
 
 
 def as_numeric_array(value, name):
+    """``value`` as a real numeric NumPy or CuPy array (CuPy arrays stay on the device)."""
     if isinstance(value, (str, bytes)) or value is None:
         raise TypeError(f"{name} must be a numeric array, got {type(value).__name__}")
+    xp = get_array_module(value)
     try:
-        array = np.asarray(value)
+        array = xp.asarray(value)
     except Exception as error:  # ragged lists and the like
         raise TypeError(f"{name} must be a numeric array: {error}") from None
     if array.dtype == object or not (
         np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
     ):
         raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
-    if np.iscomplexobj(array):
+    if array.dtype.kind == "c":
         raise TypeError(f"{name} must be real, got dtype {array.dtype}")
     return array
 
@@ -62,7 +67,7 @@ def as_image_batch(images, name="images"):
 
 
 def _finite(array, name):
-    if not np.all(np.isfinite(array)):
+    if not bool(get_array_module(array).isfinite(array).all()):
         raise ValueError(f"{name} must be finite: it contains NaN or inf")
     return array
 
@@ -74,7 +79,7 @@ def as_kernel(kernel, dtype, name="kernel"):
         raise ValueError(f"{name} must be 2-D (kh, kw), got shape {array.shape}")
     if 0 in array.shape:
         raise ValueError(f"{name} must not be empty, got shape {array.shape}")
-    return np.ascontiguousarray(_finite(array.astype(dtype, copy=False), name))
+    return get_array_module(array).ascontiguousarray(_finite(array.astype(dtype, copy=False), name))
 
 
 def as_kernel_stack(kernels, dtype=None, name="kernels"):
@@ -88,7 +93,7 @@ def as_kernel_stack(kernels, dtype=None, name="kernels"):
         raise ValueError(f"{name} must be 3-D (N, kh, kw), got shape {array.shape}")
     if 0 in array.shape:
         raise ValueError(f"{name} must not be empty, got shape {array.shape}")
-    return np.ascontiguousarray(_finite(array.astype(dtype, copy=False), name))
+    return get_array_module(array).ascontiguousarray(_finite(array.astype(dtype, copy=False), name))
 
 
 def as_kernel_batch(kernels, batch, dtype, name="kernels"):
@@ -98,7 +103,7 @@ def as_kernel_batch(kernels, batch, dtype, name="kernels"):
         raise ValueError(f"{name} must be 4-D (B, N, kh, kw) with B = {batch}, got shape {array.shape}")
     if 0 in array.shape:
         raise ValueError(f"{name} must not be empty, got shape {array.shape}")
-    return np.ascontiguousarray(_finite(array.astype(dtype, copy=False), name))
+    return get_array_module(array).ascontiguousarray(_finite(array.astype(dtype, copy=False), name))
 
 
 def as_weights(weights, count, spatial_shape, dtype, name="weights", batch=None):
@@ -117,7 +122,7 @@ def as_weights(weights, count, spatial_shape, dtype, name="weights", batch=None)
             f"(one map per kernel, on the {'output' if name == 'weights' else 'input'} grid), "
             f"got {array.shape}"
         )
-    return np.ascontiguousarray(_finite(array.astype(dtype, copy=False), name))
+    return get_array_module(array).ascontiguousarray(_finite(array.astype(dtype, copy=False), name))
 
 
 def as_masks(masks, name="object_masks"):

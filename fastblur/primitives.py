@@ -5,10 +5,9 @@ Shapes: images are ``(H, W)`` or ``(H, W, C)`` (channels last); kernel stacks
 precision, other numeric images are computed in float32; kernels and weights are cast
 to the image's precision.
 """
-import numpy as np
-
 from . import _geometry, _validation
-from .backends import select_backend
+from ._array_module import get_array_module, to_device, torch_interop
+from .backends import get_backend, select_backend
 
 __all__ = ["convolve", "blur_masked", "blur_masked_batch", "blur_product", "smooth_masks"]
 
@@ -26,6 +25,28 @@ def _finish(out, was_2d):
     return out[:, :, 0] if was_2d else out
 
 
+def _contiguous(array):
+    return get_array_module(array).ascontiguousarray(array)
+
+
+def _call_backend(backend, operation, method, arrays, **problem):
+    """Run ``method`` of the chosen backend on ``arrays``, where that backend computes.
+
+    ``problem`` describes the call to the ``auto`` cost model. CuPy inputs choose the
+    ``cupy`` backend under ``auto``; arrays are moved to the backend's device and the
+    result comes back to the caller's kind (NumPy or CuPy).
+    """
+    on_gpu = get_array_module(*arrays).__name__ == "cupy"
+    if backend == "auto" and on_gpu:
+        chosen = get_backend("cupy")
+    else:
+        chosen = select_backend(backend, operation, **problem)
+    device = getattr(chosen, "device", "cpu")
+    result = getattr(chosen, method)(*(_contiguous(to_device(array, device)) for array in arrays))
+    return to_device(result, "cuda" if on_gpu else "cpu")
+
+
+@torch_interop
 def convolve(image, kernel, mode="same", boundary="reflect", backend="auto"):
     """Convolve an image with one kernel (true convolution, as scipy.signal.convolve).
 
@@ -68,10 +89,12 @@ def convolve(image, kernel, mode="same", boundary="reflect", backend="auto"):
     prepared = _validation.as_image(image)
     kernel = _validation.as_kernel(kernel, prepared[0].dtype)
     extended, was_2d = _prepare(prepared, kernel.shape, mode, boundary, "kernel")
-    chosen = select_backend(backend, "convolve", image=extended, kernels=kernel[None])
-    return _finish(chosen.convolve_valid(np.ascontiguousarray(extended), kernel), was_2d)
+    out = _call_backend(backend, "convolve", "convolve_valid", (extended, kernel),
+                        image=extended, kernels=kernel[None])
+    return _finish(out, was_2d)
 
 
+@torch_interop
 def blur_masked(image, kernels, weights, mode="valid", boundary="reflect", backend="auto"):
     """Spatially varying blur, gather form: ``sum_i weights[i] * (kernels[i] * image)``.
 
@@ -108,10 +131,12 @@ def blur_masked(image, kernels, weights, mode="valid", boundary="reflect", backe
     extended, was_2d = _prepare(prepared, kernel_hw, mode, boundary, "kernels")
     out_hw = _geometry.output_shape(prepared[0].shape[:2], kernel_hw, mode)
     weights = _validation.as_weights(weights, len(kernels), out_hw, dtype)
-    chosen = select_backend(backend, "blur_masked", image=extended, kernels=kernels, weights=weights)
-    return _finish(chosen.blur_masked_valid(np.ascontiguousarray(extended), kernels, weights), was_2d)
+    out = _call_backend(backend, "blur_masked", "blur_masked_valid", (extended, kernels, weights),
+                        image=extended, kernels=kernels, weights=weights)
+    return _finish(out, was_2d)
 
 
+@torch_interop
 def blur_masked_batch(images, kernels, weights, mode="valid", boundary="reflect", backend="auto"):
     """:func:`blur_masked` for a batch of images, each with its own kernels and weights.
 
@@ -145,12 +170,13 @@ def blur_masked_batch(images, kernels, weights, mode="valid", boundary="reflect"
     _validation.check_fits(images.shape[1:3], kernel_hw, mode, "kernels")
     out_hw = _geometry.output_shape(images.shape[1:3], kernel_hw, mode)
     weights = _validation.as_weights(weights, kernels.shape[1], out_hw, dtype, batch=batch)
-    extended = np.ascontiguousarray(_geometry.extend(images, kernel_hw, mode, boundary, first_axis=1))
-    chosen = select_backend(backend, "blur_masked", image=extended[0], kernels=kernels[0], weights=weights[0])
-    out = chosen.blur_masked_batch_valid(extended, kernels, weights)
+    extended = _geometry.extend(images, kernel_hw, mode, boundary, first_axis=1)
+    out = _call_backend(backend, "blur_masked", "blur_masked_batch_valid", (extended, kernels, weights),
+                        image=extended[0], kernels=kernels[0], weights=weights[0])
     return out[..., 0] if were_2d else out
 
 
+@torch_interop
 def blur_product(image, kernels, weights, mode="valid", boundary="reflect", backend="auto"):
     """Spatially varying blur, scatter form: ``sum_i kernels[i] * (weights[i] * image)``.
 
@@ -185,11 +211,13 @@ def blur_product(image, kernels, weights, mode="valid", boundary="reflect", back
     extended, was_2d = _prepare(prepared, kernel_hw, mode, boundary, "kernels")
     weights = _validation.as_weights(weights, len(kernels), prepared[0].shape[:2], dtype)
     weights = _geometry.extend(weights.transpose(1, 2, 0), kernel_hw, mode, boundary)
-    weights = np.ascontiguousarray(weights.transpose(2, 0, 1))
-    chosen = select_backend(backend, "blur_product", image=extended, kernels=kernels, weights=weights)
-    return _finish(chosen.blur_product_valid(np.ascontiguousarray(extended), kernels, weights), was_2d)
+    weights = weights.transpose(2, 0, 1)
+    out = _call_backend(backend, "blur_product", "blur_product_valid", (extended, kernels, weights),
+                        image=extended, kernels=kernels, weights=weights)
+    return _finish(out, was_2d)
 
 
+@torch_interop
 def smooth_masks(object_masks, kernels, mode="valid", boundary="reflect", eps=1e-6, backend="auto"):
     """SBDD soft weights from binary object masks and their kernels.
 
@@ -240,12 +268,13 @@ def smooth_masks(object_masks, kernels, mode="valid", boundary="reflect", eps=1e
     _validation.check_boundary(boundary)
     kernel_hw = kernels.shape[1:]
     _validation.check_fits(masks.shape[1:], kernel_hw, mode, "kernels")
+    xp = get_array_module(masks)
     background = ~masks.any(axis=0)
-    all_masks = np.concatenate([background[None], masks], axis=0)
+    all_masks = xp.concatenate([background[None], masks], axis=0)
     all_masks = _geometry.extend(all_masks.transpose(1, 2, 0), kernel_hw, mode, boundary)
-    all_masks = np.ascontiguousarray(all_masks.transpose(2, 0, 1))
-    chosen = select_backend(backend, "smooth_masks", masks=all_masks, kernels=kernels)
-    smoothed = chosen.convolve_masks_valid(all_masks, kernels)
+    all_masks = all_masks.transpose(2, 0, 1)
+    smoothed = _call_backend(backend, "smooth_masks", "convolve_masks_valid", (all_masks, kernels),
+                               masks=all_masks, kernels=kernels)
     total = smoothed.sum(axis=0)
     total += dtype.type(eps)
     smoothed /= total

@@ -22,6 +22,7 @@ __all__ = [
 #: name -> module path; the order is the order of preference in listings.
 _MODULES = {
     "numpy": "fastblur.backends.numpy_backend",
+    "cupy": "fastblur.backends.cupy_backend",
 }
 _loaded = {}
 _failures = {}

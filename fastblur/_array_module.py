@@ -1,0 +1,101 @@
+"""NumPy/CuPy dispatch and PyTorch interop at the edge of the public functions.
+
+CuPy and PyTorch are optional: nothing here imports them unless the caller hands over
+one of their arrays.
+"""
+import numpy as np
+
+
+def is_cupy_array(value):
+    return type(value).__module__.split(".")[0] == "cupy"
+
+
+def is_torch_tensor(value):
+    return type(value).__module__.split(".")[0] == "torch" and hasattr(value, "__dlpack__")
+
+
+def get_array_module(*arrays):
+    """``cupy`` if any of ``arrays`` is a CuPy array, else ``numpy`` (as SigPy does)."""
+    if any(is_cupy_array(array) for array in arrays):
+        import cupy
+
+        return cupy
+    return np
+
+
+def to_numpy(array):
+    """A NumPy view/copy of a NumPy or CuPy array."""
+    return array.get() if is_cupy_array(array) else np.asarray(array)
+
+
+def to_device(array, device):
+    """``array`` on ``device`` (``"cpu"`` → NumPy, ``"cuda"`` → CuPy), copied only if needed."""
+    if device == "cpu":
+        return to_numpy(array)
+    import cupy
+
+    return cupy.asarray(array)
+
+
+class TorchBridge:
+    """Zero-copy DLPack conversion of PyTorch tensors in and results back out.
+
+    Tensors become NumPy (CPU) or CuPy (CUDA) arrays sharing their memory; results are
+    handed back as tensors on the device of the first tensor argument. On CUDA, work
+    runs on PyTorch's current stream so that it orders with the caller's kernels.
+    """
+
+    def __init__(self, *values):
+        self.tensor = next((v for v in values if is_torch_tensor(v)), None)
+
+    @property
+    def active(self):
+        return self.tensor is not None
+
+    def to_array(self, value):
+        if not is_torch_tensor(value):
+            return value
+        value = value.detach()
+        if value.device.type == "cuda":
+            import cupy
+
+            return cupy.from_dlpack(value)
+        if value.device.type != "cpu":
+            raise ValueError(f"tensors on {value.device.type!r} are not supported (cpu or cuda)")
+        return value.resolve_conj().numpy()
+
+    def stream(self):
+        """A context manager running CuPy work on the caller's current CUDA stream."""
+        import contextlib
+
+        if self.tensor is None or self.tensor.device.type != "cuda":
+            return contextlib.nullcontext()
+        import cupy
+        import torch
+
+        return cupy.cuda.ExternalStream(torch.cuda.current_stream(self.tensor.device).cuda_stream)
+
+    def to_tensor(self, array):
+        import torch
+
+        if is_cupy_array(array):
+            return torch.from_dlpack(array)
+        return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def torch_interop(function):
+    """Let ``function`` take PyTorch tensors and return a tensor on the same device."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        bridge = TorchBridge(*args, *kwargs.values())
+        if not bridge.active:
+            return function(*args, **kwargs)
+        args = [bridge.to_array(value) for value in args]
+        kwargs = {name: bridge.to_array(value) for name, value in kwargs.items()}
+        with bridge.stream():
+            result = function(*args, **kwargs)
+        return bridge.to_tensor(result)
+
+    return wrapper
