@@ -65,6 +65,7 @@ setup(
         "opencv-python-headless>=4.8",
         "pillow>=9",
         "tqdm>=4.60",
+        "tomli>=1.1; python_version < '3.11'",
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "pytest-benchmark>=4"],

@@ -1,0 +1,40 @@
+"""SBDD training pairs: the formation model, mask and kernel sources, the dataset writer.
+
+::
+
+    synthesize_pair(sharp, kernels, object_masks, ...)   one pair (PairResult)
+    generate(DatasetConfig(...))                          a dataset on disk (fastblur-gen)
+
+The formation model is DESIGN's "The SBDD formation model"; kernels are given as stored
+for the reference generator (applied by correlation), see :func:`synthesize_pair`.
+Mask readers live in :mod:`fastblur.sbdd.masks`, kernel sources in
+:mod:`fastblur.sbdd.kernel_sources`.
+"""
+from .formation import NoiseConfig, SaturationConfig, StreakConfig, quantize
+from .pair import PairResult, synthesize_pair
+
+__all__ = [
+    "DatasetConfig",
+    "GenerateSummary",
+    "NoiseConfig",
+    "PairResult",
+    "SaturationConfig",
+    "StreakConfig",
+    "generate",
+    "load_config",
+    "quantize",
+    "synthesize_pair",
+]
+
+
+def __getattr__(name):
+    # The dataset layer imports OpenCV, tqdm and scikit-image: load it on first use.
+    if name in ("DatasetConfig", "load_config"):
+        from . import config
+
+        return getattr(config, name)
+    if name in ("generate", "GenerateSummary"):
+        from . import dataset
+
+        return getattr(dataset, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

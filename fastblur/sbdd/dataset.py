@@ -1,0 +1,673 @@
+"""The dataset writer behind ``fastblur-gen``: many pairs, reproducible, resumable.
+
+Pair ``i`` of a run takes sharp image ``(i // n_images) % len(images)`` and draws all of
+its randomness from ``numpy.random.SeedSequence([seed, i])``, split into three
+independent streams: the masks, the kernels, and the formation (the illumination gain
+first, then :func:`~fastblur.sbdd.synthesize_pair`'s draws). A pair therefore has the
+same bytes whichever worker makes it and however many workers there are.
+
+Files are written atomically (a temporary ``.NAME.PID.tmp`` beside the target, then
+:func:`os.replace`); the manifest (``manifest.jsonl``, one JSON line per finished pair)
+is appended by the parent process after both images are in place. A pair counts as
+finished when its manifest line exists and both of its files do; a rerun with the same
+settings skips finished pairs and makes the others (missing, partial, failed), and
+``count`` may grow between runs. Ctrl-C stops handing out pairs, lets the pairs in
+progress finish, and leaves no partial file.
+
+Layouts (``NAME`` is ``<image name>_<variant>``, as the reference names its pairs):
+
+* ``sbdd``: ``OUT/blurry/NAME.png`` and ``OUT/sharp/NAME.png``;
+* ``gopro``: ``OUT/<split>/<sequence>/blur/<image>_<variant>.png`` and ``.../sharp/...``;
+* ``basicsr``: ``OUT/input/NAME.png`` and ``OUT/target/NAME.png`` (paired-image folders);
+
+plus ``OUT/args.json`` (the settings) and ``OUT/manifest.jsonl``.
+"""
+import json
+import os
+import re
+import signal
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .config import RUN_ONLY_FIELDS, DatasetConfig
+from .pair import synthesize_pair
+
+__all__ = ["GenerateSummary", "Source", "find_sources", "generate", "make_pair", "read_image", "write_atomic"]
+
+#: Real photographs shipped inside scikit-image's wheel (no download needed).
+EMBEDDED_IMAGES = (
+    "astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
+    "hubble_deep_field.jpg",
+)
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+_TEMP_PATTERN = re.compile(r"^\..+\.\d+\.tmp$")
+_PREVIEW_HEIGHT = 160
+
+
+@dataclass(frozen=True)
+class Source:
+    """One sharp input image.
+
+    Attributes
+    ----------
+    name : str
+        Unique name: output files are ``NAME_<variant>``; mask files ``NAME.npz`` /
+        ``NAME.png``. The path relative to the input folder without extension, ``/``
+        replaced by ``_`` (GoPro: ``<sequence>_<image>``, the reference's flattening).
+    path : str
+    group, stem : str
+        Sequence and image name for the ``gopro`` output layout.
+    label : str
+        How the manifest names it.
+    """
+
+    name: str
+    path: str
+    group: str
+    stem: str
+    label: str
+
+
+@dataclass
+class GenerateSummary:
+    """What a run did.
+
+    Attributes
+    ----------
+    out : str
+    total : int
+        Pairs the dataset should hold (``count``).
+    written : int
+        Pairs made by this run.
+    skipped : int
+        Pairs already finished by an earlier run.
+    failed : int
+        Pairs that could not be made (bad image or mask file...); see ``failures``.
+    failures : list of tuple
+        ``(index, name, message)``.
+    interrupted : bool
+        Ctrl-C stopped the run early.
+    seconds : float
+    """
+
+    out: str
+    total: int
+    written: int = 0
+    skipped: int = 0
+    failed: int = 0
+    failures: list = field(default_factory=list)
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    @property
+    def pairs_per_second(self):
+        return self.written / self.seconds if self.seconds > 0 else 0.0
+
+    def __str__(self):
+        text = (
+            f"{self.written} pairs written, {self.skipped} already done, {self.failed} failed "
+            f"({self.pairs_per_second:.2f} pairs/s, {self.seconds:.1f} s) -> {self.out}"
+        )
+        return text + (" [interrupted]" if self.interrupted else "")
+
+
+# -- inputs -----------------------------------------------------------------------------
+def _embedded_sources():
+    from skimage import data
+
+    folder = data.data_dir
+    found = [n for n in EMBEDDED_IMAGES if os.path.isfile(os.path.join(folder, n))]
+    if not found:
+        raise ValueError(
+            "no input given and scikit-image's sample photographs are not installed here; "
+            "pass input (--input) with a folder of sharp images"
+        )
+    return [
+        Source(os.path.splitext(n)[0], os.path.join(folder, n), os.path.splitext(n)[0],
+               os.path.splitext(n)[0], f"skimage:{n}")
+        for n in found
+    ]
+
+
+def _gopro_root(folder, split):
+    """The folder holding GoPro sequences (``SEQ/sharp/*.png``), or None."""
+    for candidate in (os.path.join(folder, split), folder):
+        if os.path.isdir(candidate) and any(
+            os.path.isdir(os.path.join(candidate, s, "sharp")) for s in os.listdir(candidate)
+        ):
+            return candidate
+    return None
+
+
+def _is_image(name):
+    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+
+
+def find_sources(config):
+    """The sharp images of a run, in a fixed order.
+
+    ``input=None`` gives the embedded photographs. A GoPro tree (``[split/]SEQ/sharp/*``)
+    is flattened as the reference's prepare step does (``SEQ_image``); any other folder
+    is searched recursively for images.
+
+    Returns
+    -------
+    list of Source
+
+    Raises
+    ------
+    ValueError
+        No images, or an input that is not a folder.
+    """
+    if config.input is None:
+        return _embedded_sources()
+    folder = config.input
+    if not os.path.isdir(folder):
+        raise ValueError(f"input must be a folder of sharp images, got {folder!r}")
+    sources = []
+    root = _gopro_root(folder, config.split) if config.input_layout in ("auto", "gopro") else None
+    if root is not None:
+        for sequence in sorted(os.listdir(root)):
+            sharp_dir = os.path.join(root, sequence, "sharp")
+            if not os.path.isdir(sharp_dir):
+                continue
+            for name in sorted(filter(_is_image, os.listdir(sharp_dir))):
+                stem = os.path.splitext(name)[0]
+                path = os.path.join(sharp_dir, name)
+                sources.append(Source(f"{sequence}_{stem}", path, sequence, stem, os.path.relpath(path, folder)))
+    elif config.input_layout == "gopro":
+        raise ValueError(f"input {folder!r} is not a GoPro tree ([{config.split}/]SEQUENCE/sharp/*.png)")
+    else:
+        paths = []
+        for directory, subdirs, files in os.walk(folder):
+            subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+            paths += [os.path.join(directory, f) for f in files if _is_image(f)]
+        relative = sorted(os.path.relpath(p, folder) for p in paths)
+        names = [os.path.splitext(r)[0].replace(os.sep, "_") for r in relative]
+        clash = {n for n in names if names.count(n) > 1}
+        for rel, name in zip(relative, names):
+            if name in clash:  # a.png and a.jpg: keep both, told apart by the extension
+                name = rel.replace(os.sep, "_").replace(".", "_")
+            group = os.path.dirname(rel).replace(os.sep, "_") or "images"
+            sources.append(Source(name, os.path.join(folder, rel), group, os.path.basename(name), rel))
+    if not sources:
+        raise ValueError(f"input {folder!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    return sources
+
+
+def read_image(path):
+    """An RGB ``(H, W, 3)`` uint8 image; ``ValueError`` naming the file if it cannot be read."""
+    import cv2
+
+    try:
+        data = np.fromfile(path, np.uint8)
+    except OSError as error:
+        raise ValueError(f"cannot read image {path!r}: {error}") from error
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise ValueError(f"cannot decode image {path!r} (corrupt or not an image)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+# -- outputs ----------------------------------------------------------------------------
+def pair_location(index, n_sources, n_images):
+    """``(source index, variant)`` of pair ``index``: images in turn, ``n_images`` each."""
+    cycle, rest = divmod(index, n_sources * n_images)
+    source_index, variant = divmod(rest, n_images)
+    return source_index, variant + cycle * n_images
+
+
+def pair_paths(config, source, variant):
+    """``(name, blurry path, sharp path)`` of a pair in the configured layout."""
+    ext = "." + config.format
+    name = f"{source.name}_{variant}"
+    out = config.out if config.out is not None else "."
+    if config.layout == "sbdd":
+        return name, os.path.join(out, "blurry", name + ext), os.path.join(out, "sharp", name + ext)
+    if config.layout == "basicsr":
+        return name, os.path.join(out, "input", name + ext), os.path.join(out, "target", name + ext)
+    folder = os.path.join(out, config.split, source.group)
+    file = f"{source.stem}_{variant}{ext}"
+    return name, os.path.join(folder, "blur", file), os.path.join(folder, "sharp", file)
+
+
+def write_atomic(path, data):
+    """Write bytes to ``path`` through ``.NAME.PID.tmp`` and :func:`os.replace`."""
+    folder, base = os.path.split(os.path.abspath(path))
+    temp = os.path.join(folder, f".{base}.{os.getpid()}.tmp")
+    try:
+        with open(temp, "wb") as stream:
+            stream.write(data)
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+
+
+def _encode(image, config):
+    import cv2
+
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    if config.format == "jpg":
+        ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(config.quality)])
+    else:
+        ok, data = cv2.imencode(".png", bgr)
+    if not ok:
+        raise ValueError(f"cannot encode a {config.format} image")
+    return data.tobytes()
+
+
+# -- one pair ---------------------------------------------------------------------------
+class PairMaker:
+    """Makes pairs of one run in one process (holds the kernel source and caches)."""
+
+    def __init__(self, config, sources):
+        from .kernel_sources import kernel_source
+
+        self.config = config
+        self.sources = sources
+        self.kernels = kernel_source(config.kernels, config.kernel_size, config.kernels_root,
+                                     config.exposure, config.focal_length)
+        self.options = config.formation_options()
+        self._regions = {}
+
+    def _segment(self, source_index, image):
+        from .masks import segment_regions
+
+        if source_index not in self._regions:
+            if len(self._regions) >= 4:
+                self._regions.pop(next(iter(self._regions)))
+            self._regions[source_index] = segment_regions(image)
+        return self._regions[source_index]
+
+    def object_masks(self, source_index, image, rng):
+        """``(masks (n, H, W), manifest entry)`` for the pair's image."""
+        from . import masks as sources_of_masks
+
+        config = self.config
+        shape = image.shape[:2]
+        common = dict(max_objects=config.max_objects, min_area=config.min_object_area, return_ids=True)
+        if config.masks == "none" or config.max_objects == 0:
+            return np.zeros((0,) + shape, bool), {"source": "none", "ids": []}
+        if config.masks == "shapes":
+            masks, ids = sources_of_masks.random_shape_masks(shape, rng=rng, **common)
+            return masks, {"source": "shapes", "ids": ids}
+        mask_index = int(rng.integers(len(self.sources))) if config.random_masks else source_index
+        source = self.sources[mask_index]
+        if config.masks == "classical":
+            other = image if mask_index == source_index else read_image(source.path)
+            masks, ids = sources_of_masks.classical_masks(
+                other, rng=rng, regions=self._segment(mask_index, other), **common)
+        elif config.masks == "detectron2":
+            masks, ids = sources_of_masks.detectron2_masks(
+                os.path.join(config.masks_path, source.name + ".npz"),
+                score_threshold=config.score_threshold, classes=config.classes, **common)
+        elif config.masks == "labels":
+            masks, ids = sources_of_masks.label_map_masks(
+                os.path.join(config.masks_path, source.name + ".png"), **common)
+        else:
+            masks, ids = sources_of_masks.coco_masks(
+                config.masks_path, os.path.basename(source.path), categories=config.classes, **common)
+        if masks.shape[1:] != shape:
+            if mask_index == source_index:
+                raise ValueError(
+                    f"the {config.masks} masks of {source.label!r} are {masks.shape[1:]}, "
+                    f"the image is {shape}"
+                )
+            masks = sources_of_masks.resize_masks(masks, shape)
+        return masks, {"source": config.masks, "from": source.label, "ids": ids}
+
+    def make(self, index):
+        """Synthesise pair ``index``: ``(record, blurry uint8, sharp uint8, result, kernels)``."""
+        config = self.config
+        source_index, variant = pair_location(index, len(self.sources), config.n_images)
+        source = self.sources[source_index]
+        name, blurry_path, sharp_path = pair_paths(config, source, variant)
+        mask_seed, kernel_seed, formation_seed = np.random.SeedSequence([config.seed, index]).spawn(3)
+        image = read_image(source.path)
+        smallest = max(config.min_image_size, config.kernel_size)
+        if min(image.shape[:2]) <= smallest:
+            raise ValueError(f"image {source.label!r} of size {image.shape[:2]} is too small: "
+                             f"its shorter side must exceed {smallest}")
+        masks, mask_entry = self.object_masks(source_index, image, np.random.default_rng(mask_seed))
+        kernels, kernel_ids = self.kernels.draw(len(masks) + 1, np.random.default_rng(kernel_seed))
+        rng = np.random.default_rng(formation_seed)
+        gain = None
+        if config.augment_illumination:
+            gain = 1.0 + 2.0 * config.jitter_illumination * float(rng.random())
+        result = synthesize_pair(image, kernels, masks, illumination_gain=gain, rng=rng, **self.options)
+        blurry, sharp = result.to_uint8()
+        params = result.params
+        out = config.out if config.out is not None else "."
+        record = {
+            "index": index,
+            "name": name,
+            "blurry": os.path.relpath(blurry_path, out),
+            "sharp": os.path.relpath(sharp_path, out),
+            "source": source.label,
+            "variant": variant,
+            "seed": [config.seed, index],
+            "masks": mask_entry,
+            "kernels": kernel_ids,
+            "gain": gain,
+            "size": [int(blurry.shape[0]), int(blurry.shape[1])],
+            "offset": params["offset"],
+            "saturated_fraction": params["saturated_fraction"],
+            "saturation_boost": params["saturation_boost"],
+            "saturation_boost_in_blurry": params["saturation_boost_in_blurry"],
+            "streaks": len(params["streaks"]),
+        }
+        return record, blurry, sharp, result, kernels
+
+    def run(self, index, preview=False, write=True):
+        """Make (and write) pair ``index``; never raises for a bad input.
+
+        Returns
+        -------
+        dict
+            ``index``, ``ok``, then ``record`` or ``message``, and ``preview`` (a
+            contact-sheet row) when asked.
+        """
+        from .preview import preview_row
+
+        try:
+            record, blurry, sharp, result, kernels = self.make(index)
+            if write:
+                blurry_path = os.path.join(self.config.out, record["blurry"])
+                sharp_path = os.path.join(self.config.out, record["sharp"])
+                blurry_bytes, sharp_bytes = _encode(blurry, self.config), _encode(sharp, self.config)
+                os.makedirs(os.path.dirname(blurry_path), exist_ok=True)
+                os.makedirs(os.path.dirname(sharp_path), exist_ok=True)
+                write_atomic(blurry_path, blurry_bytes)
+                write_atomic(sharp_path, sharp_bytes)
+            answer = {"index": index, "ok": True, "record": record}
+            if preview:
+                answer["preview"] = preview_row(sharp, blurry, result.weights, kernels, _PREVIEW_HEIGHT)
+            return answer
+        except Exception as error:  # a bad image/mask/kernel file: reported, the run goes on
+            source_index, variant = pair_location(index, len(self.sources), self.config.n_images)
+            name = f"{self.sources[source_index].name}_{variant}"
+            return {"index": index, "ok": False, "name": name, "message": f"{type(error).__name__}: {error}"}
+
+
+# -- worker processes -------------------------------------------------------------------
+def keep_freed_memory():
+    """Let this process reuse freed image buffers instead of returning them to the OS.
+
+    A pair allocates a few arrays of 5-20 MB; glibc serves those with fresh ``mmap``
+    pages that fault on first touch (about 2000 faults, a fifth of the synthesis time at
+    720p). Raising the mmap threshold to 32 MB and the trim threshold to 512 MB (glibc
+    ``mallopt``) keeps them in the heap, so the next pair reuses warm pages; the peak
+    memory is unchanged. Does nothing where glibc is not the C library.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, 32 << 20)   # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 512 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
+_worker = None
+
+
+def _init_worker(config_dict, sources):
+    global _worker
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    os.environ["FASTBLUR_NUM_THREADS"] = "1"
+    import cv2
+
+    cv2.setNumThreads(1)
+    keep_freed_memory()
+    _worker = PairMaker(DatasetConfig.from_dict(config_dict), sources)
+
+
+def _run_in_worker(index, preview):
+    return _worker.run(index, preview)
+
+
+# -- the run ----------------------------------------------------------------------------
+def _check_settings(config):
+    """Refuse to resume a dataset made with other settings (unless overwriting)."""
+    path = os.path.join(config.out, "args.json")
+    if not os.path.isfile(path) or config.overwrite:
+        return
+    try:
+        with open(path, encoding="utf-8") as stream:
+            previous = json.load(stream).get("settings", {})
+    except (OSError, ValueError):
+        return
+    current = config.to_dict()
+    differing = sorted(
+        key for key in set(previous) | set(current)
+        if key not in RUN_ONLY_FIELDS and previous.get(key) != current.get(key)
+    )
+    if differing:
+        raise ValueError(
+            f"{config.out!r} holds a dataset made with other settings ({', '.join(differing)} "
+            "differ); use another out folder, or overwrite (--overwrite) to remake it"
+        )
+
+
+def _remove_stale_temporaries(out):
+    for directory, _, files in os.walk(out):
+        for name in files:
+            if _TEMP_PATTERN.match(name):
+                try:
+                    os.unlink(os.path.join(directory, name))
+                except OSError:
+                    pass
+
+
+def _read_manifest(config):
+    """Finished pairs: ``{index: record}`` for manifest lines whose two files exist."""
+    path = os.path.join(config.out, "manifest.jsonl")
+    done = {}
+    if config.overwrite or not os.path.isfile(path):
+        return done
+    with open(path, encoding="utf-8") as stream:
+        for line in stream:
+            try:
+                record = json.loads(line)
+                index = int(record["index"])
+                files = [os.path.join(config.out, record[k]) for k in ("blurry", "sharp")]
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by a crash
+            if all(os.path.isfile(f) for f in files):
+                done[index] = record
+    return done
+
+
+def _write_manifest(config, records):
+    lines = "".join(json.dumps(records[i]) + "\n" for i in sorted(records))
+    write_atomic(os.path.join(config.out, "manifest.jsonl"), lines.encode("utf-8"))
+
+
+def _write_settings(config):
+    from .. import __version__
+
+    data = {"fastblur": __version__, "settings": config.to_dict()}
+    write_atomic(os.path.join(config.out, "args.json"), (json.dumps(data, indent=2) + "\n").encode("utf-8"))
+
+
+def generate(config):
+    """Write an SBDD dataset as ``config`` says (the ``fastblur-gen`` command).
+
+    Parameters
+    ----------
+    config : DatasetConfig or dict
+        ``out`` is required; see :class:`~fastblur.sbdd.config.DatasetConfig`.
+
+    Returns
+    -------
+    GenerateSummary
+
+    Raises
+    ------
+    ValueError
+        Bad settings, no input images, or an ``out`` folder holding a dataset made with
+        other settings. Problems with single images or mask files do not raise: they
+        are reported (stderr) and counted in the summary.
+    RuntimeError
+        A worker process died (killed, out of memory).
+
+    Notes
+    -----
+    With more than one worker the pairs are made in processes started with ``spawn``,
+    which import the calling script again: a script calling ``generate`` must do so
+    under ``if __name__ == "__main__":``.
+    """
+    from tqdm import tqdm
+
+    if not isinstance(config, DatasetConfig):
+        config = DatasetConfig.from_dict(dict(config))
+    if config.out is None:
+        raise ValueError("out must name the output folder (--out)")
+    sources = find_sources(config)
+    total = config.count if config.count is not None else len(sources) * config.n_images
+    PairMaker(config, sources)  # fail early on a bad kernel source
+    os.makedirs(config.out, exist_ok=True)
+    _check_settings(config)
+    _remove_stale_temporaries(config.out)
+    _write_settings(config)
+    records = _read_manifest(config)
+    _write_manifest(config, records)
+    summary = GenerateSummary(out=config.out, total=total)
+    summary.skipped = sum(1 for i in records if i < total)
+    todo = [i for i in range(total) if i not in records]
+    preview_indices = set(range(min(config.preview_count, total))) if config.preview else set()
+    previews = {}
+    workers = min(config.workers or os.cpu_count() or 1, max(1, len(todo)))
+
+    manifest = open(os.path.join(config.out, "manifest.jsonl"), "a", encoding="utf-8")
+    progress = tqdm(total=len(todo), unit="pair", desc="fastblur-gen", disable=not config.progress,
+                    file=sys.stderr, dynamic_ncols=True)
+    start = time.perf_counter()
+
+    def collect(answer):
+        if answer["ok"]:
+            record = answer["record"]
+            records[record["index"]] = record
+            manifest.write(json.dumps(record) + "\n")
+            manifest.flush()
+            summary.written += 1
+        else:
+            summary.failed += 1
+            summary.failures.append((answer["index"], answer["name"], answer["message"]))
+            progress.write(f"fastblur-gen: skipped pair {answer['index']} ({answer['name']}): {answer['message']}",
+                           file=sys.stderr)
+        if "preview" in answer:
+            previews[answer["index"]] = answer["preview"]
+        progress.update(1)
+
+    try:
+        if workers <= 1:
+            maker = PairMaker(config, sources)
+            try:
+                for index in todo:
+                    collect(maker.run(index, index in preview_indices))
+            except KeyboardInterrupt:
+                summary.interrupted = True
+        else:
+            summary.interrupted = _run_pool(config, sources, todo, preview_indices, workers, collect)
+    finally:
+        progress.close()
+        manifest.close()
+        summary.seconds = time.perf_counter() - start
+    _write_manifest(config, records)
+
+    if config.preview and not summary.interrupted:
+        _write_preview(config, sources, sorted(preview_indices), previews)
+    return summary
+
+
+def _run_pool(config, sources, todo, preview_indices, workers, collect):
+    """Run ``todo`` on a process pool; returns whether Ctrl-C interrupted it."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                               initargs=(config.to_dict(), sources))
+    pending = set()
+    queue = iter(todo)
+    interrupted = False
+
+    def refill():
+        while len(pending) < 2 * workers:
+            index = next(queue, None)
+            if index is None:
+                return
+            pending.add(pool.submit(_run_in_worker, index, index in preview_indices))
+
+    try:
+        refill()
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                pending.discard(future)
+                collect(future.result())
+            refill()
+    except BrokenProcessPool as error:
+        raise RuntimeError(
+            "a fastblur-gen worker process died (killed, out of memory, or a script that "
+            "calls generate() outside `if __name__ == '__main__':`); rerun to resume"
+        ) from error
+    except KeyboardInterrupt:
+        interrupted = True
+        for future in pending:
+            future.cancel()
+        for future in pending:  # the pairs in progress finish: no partial file
+            if not future.cancelled():
+                try:
+                    collect(future.result())
+                except Exception:
+                    pass
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return interrupted
+
+
+def _write_preview(config, sources, indices, previews):
+    from .preview import contact_sheet
+
+    maker = None
+    rows = []
+    for index in indices:
+        row = previews.get(index)
+        if row is None:  # finished by an earlier run: remake it in memory
+            maker = maker or PairMaker(config, sources)
+            answer = maker.run(index, preview=True, write=False)
+            row = answer.get("preview")
+        if row is not None:
+            rows.append(row)
+    if rows:
+        contact_sheet(rows, config.preview)
+
+
+def make_pair(config, index, sources=None):
+    """Pair ``index`` of the dataset ``config`` describes, in memory (nothing written).
+
+    Returns
+    -------
+    record : dict
+        Its manifest line.
+    result : PairResult
+    kernels : ndarray, shape (n + 1, k, k)
+        As stored for the reference.
+    """
+    if not isinstance(config, DatasetConfig):
+        config = DatasetConfig.from_dict(dict(config))
+    sources = sources if sources is not None else find_sources(config)
+    record, _, _, result, kernels = PairMaker(config, sources).make(index)
+    return record, result, kernels

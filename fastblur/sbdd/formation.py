@@ -1,0 +1,457 @@
+"""The non-linear steps of the SBDD formation model, on float32 images in place.
+
+Images here are ``(H, W, C)`` float32 arrays in the 0-255 scale (``C`` may be 1). The
+steps, in the order :func:`fastblur.sbdd.synthesize_pair` runs them (DESIGN, "The SBDD
+formation model"):
+
+* camera response: :func:`linearize` (sRGB -> linear, with the illumination gain folded
+  in) and :func:`delinearize` (linear -> sRGB), for the ``"gamma"`` curve
+  ``L = 255 (S/255)^gamma`` and the ``"exponential"`` curve
+  ``L = -255 log(1 - S/255 + 1e-9) / a`` with inverse ``255 (1 - exp(-a L / 255))``;
+* :func:`saturation_mask` (pixels at or above 255, closed 3x3, smoothed with sigma 1);
+* :func:`add_streaks` (small bright rectangles that the blur turns into streaks);
+* :func:`add_noise` (Poisson, then multiplicative Gaussian ``B + std * B * n``);
+* :func:`quantize` (clip to [0, 255], then 8 bits by truncation as the reference does).
+
+The random draws of each step are listed in its docstring; together they define the
+stream a pair consumes from its generator.
+"""
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "CRFS",
+    "NoiseConfig",
+    "SaturationConfig",
+    "StreakConfig",
+    "add_noise",
+    "add_streaks",
+    "delinearize",
+    "linearize",
+    "lookup",
+    "quantize",
+    "response_lut",
+    "round_trip_lut",
+    "saturation_mask",
+]
+
+#: Camera response curves: ``None`` treats the sRGB values as linear.
+CRFS = ("gamma", "exponential", None)
+
+#: Offset inside the exponential response's logarithm (the reference's 1e-9).
+EXPONENTIAL_EPS = 1e-9
+
+#: Rows processed at a time by the noise draws, to bound their float64 temporaries.
+_NOISE_CHUNK_ELEMENTS = 1 << 18
+
+
+def _real(value, name, low=None, low_inclusive=True, high=None):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if low is not None and (value < low or (value == low and not low_inclusive)):
+        raise ValueError(f"{name} must be {'>=' if low_inclusive else '>'} {low:g}, got {value!r}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high:g}, got {value!r}")
+    return value
+
+
+def _count(value, name, low=0):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value!r}")
+    return int(value)
+
+
+def check_crf(crf, gamma, exponential_factor):
+    """Validated ``(crf, gamma, exponential_factor)``; errors name the argument."""
+    if crf not in CRFS:
+        raise ValueError(f"crf must be one of {list(CRFS)}, got {crf!r}")
+    gamma = _real(gamma, "gamma", 0.0, low_inclusive=False)
+    exponential_factor = _real(exponential_factor, "exponential_factor", 0.0, low_inclusive=False)
+    return crf, gamma, exponential_factor
+
+
+@dataclass(frozen=True)
+class StreakConfig:
+    """Random white streaks (the reference's ``--random_whyte_streaks``).
+
+    With probability ``probability`` an image gets ``count`` rectangles, ``count`` drawn
+    uniformly in ``[min_count, max_count)``; each adds a constant spike drawn uniformly
+    in ``[min_increment, max_increment)`` to the linear image, so after the blur it is a
+    saturated light trail.
+    """
+
+    probability: float = 0.5
+    min_count: int = 10
+    max_count: int = 100
+    min_increment: float = 0.0
+    max_increment: float = 2000.0
+
+    def __post_init__(self):
+        _real(self.probability, "streaks.probability", 0.0, high=1.0)
+        low = _count(self.min_count, "streaks.min_count", 0)
+        high = _count(self.max_count, "streaks.max_count", 0)
+        if high <= low:
+            raise ValueError(
+                f"streaks.max_count must be greater than streaks.min_count (the count is drawn "
+                f"in [min_count, max_count)), got {low} and {high}"
+            )
+        lo = _real(self.min_increment, "streaks.min_increment", 0.0)
+        hi = _real(self.max_increment, "streaks.max_increment", 0.0)
+        if hi < lo:
+            raise ValueError(
+                f"streaks.max_increment must be >= streaks.min_increment, got {lo:g} and {hi:g}"
+            )
+
+
+@dataclass(frozen=True)
+class SaturationConfig:
+    """The saturation mask and the boosts made from it.
+
+    The mask is computed when this config is given; it is dropped (no boost) when it
+    covers less than ``min_fraction`` of the image.
+
+    Attributes
+    ----------
+    boost : bool
+        Multiply the saturated pixels (mask value 255) of the linear image by
+        ``1 + 4 u`` before blurring (the reference's ``--saturation_streaks``).
+    boost_in_blurry : bool
+        Add ``4 u`` times the blurred mask to the blurry image only, after the noise (the
+        reference's ``--sat_augmentation_in_blurry``).
+    threshold : float
+        Linear value from which a sample counts as saturated (255).
+    min_fraction : float
+        Saturated (pixel, channel) samples per pixel below which the mask is dropped
+        (the reference's 1/1000).
+    """
+
+    boost: bool = False
+    boost_in_blurry: bool = False
+    threshold: float = 255.0
+    min_fraction: float = 1e-3
+
+    def __post_init__(self):
+        for name in ("boost", "boost_in_blurry"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"saturation.{name} must be a bool, got {getattr(self, name)!r}")
+        _real(self.threshold, "saturation.threshold", 0.0, low_inclusive=False)
+        _real(self.min_fraction, "saturation.min_fraction", 0.0)
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """Sensor noise added to the linear blurry image.
+
+    Attributes
+    ----------
+    poisson_peak : float or None
+        Photons collected at linear value 255: the blurry image becomes
+        ``255 / peak * Poisson(B * peak / 255)``. ``None``: no Poisson noise.
+    gaussian_std : float
+        Relative standard deviation of the multiplicative Gaussian noise
+        ``B + std * B * n`` (the reference's ``--noise_std``); 0: none.
+    """
+
+    poisson_peak: float = None
+    gaussian_std: float = 0.0
+
+    def __post_init__(self):
+        if self.poisson_peak is not None:
+            _real(self.poisson_peak, "noise.poisson_peak", 0.0, low_inclusive=False)
+        _real(self.gaussian_std, "noise.gaussian_std", 0.0)
+
+
+# -- camera response --------------------------------------------------------------------
+def _forward64(values, crf, gamma, exponential_factor):
+    """sRGB (0-255, float64) -> linear (0-255 scale), float64."""
+    if crf == "gamma":
+        return 255.0 * (values / 255.0) ** gamma
+    if crf == "exponential":
+        return -255.0 * np.log(1.0 - values / 255.0 + EXPONENTIAL_EPS) / exponential_factor
+    return values
+
+
+def response_lut(crf="gamma", gamma=2.2, exponential_factor=7.0, gain=1.0):
+    """Linear value of every 8-bit code, times ``gain``: ``gain * f(0..255)``.
+
+    Parameters
+    ----------
+    crf : {'gamma', 'exponential', None}
+    gamma, exponential_factor : float
+    gain : float
+
+    Returns
+    -------
+    ndarray, shape (256,), float32
+        Evaluated in float64 and rounded once.
+    """
+    crf, gamma, exponential_factor = check_crf(crf, gamma, exponential_factor)
+    codes = np.arange(256, dtype=np.float64)
+    return (gain * _forward64(codes, crf, gamma, exponential_factor)).astype(np.float32)
+
+
+def round_trip_lut(crf="gamma", gamma=2.2, exponential_factor=7.0, gain=1.0):
+    """sRGB value of the sharp target for every 8-bit code: ``f^-1(gain * f(0..255))``.
+
+    Evaluated in float64 with the reference generator's operations, in its order, and
+    rounded to float32 so that truncation gives the reference's 8-bit value: where the
+    float64 result lies just below an integer (the round trip of ``f`` loses a few ulps,
+    e.g. for 75 of the 256 codes with gamma 2.2 and no gain), the float32 value is the
+    one just below that integer rather than the integer itself (a change of at most
+    one float32 ulp).
+
+    Returns
+    -------
+    ndarray, shape (256,), float32
+    """
+    crf, gamma, exponential_factor = check_crf(crf, gamma, exponential_factor)
+    codes = np.arange(256, dtype=np.float64)
+    if crf == "gamma":
+        linear = 255.0 * ((codes / 255.0) ** gamma)
+    elif crf == "exponential":
+        linear = 255.0 * (-(np.log(-(codes / 255.0) + EXPONENTIAL_EPS + 1) / 1) / exponential_factor)
+    else:
+        linear = codes
+    linear = linear * gain
+    if crf == "gamma":
+        values = 255.0 * ((linear / 255.0) ** (1.0 / gamma))
+    elif crf == "exponential":
+        values = 255.0 * -(np.exp(exponential_factor * -(linear / 255.0)) - 1)
+    else:
+        values = linear
+    table = values.astype(np.float32)
+    rounded_up = np.floor(table) > np.floor(values)
+    table[rounded_up] = np.nextafter(np.floor(table[rounded_up]), np.float32(-np.inf))
+    return table
+
+
+def lookup(table, codes):
+    """``table[codes]`` for a 256-entry float32 table and uint8 codes (OpenCV's LUT,
+    about twice as fast as :func:`numpy.take`).
+
+    Parameters
+    ----------
+    table : ndarray, shape (256,), float32
+    codes : ndarray, shape (H, W, C), uint8
+        May be a view with strided rows (a crop).
+
+    Returns
+    -------
+    ndarray, shape (H, W, C), float32
+    """
+    import cv2
+
+    if codes.ndim == 3 and codes.shape[2] <= 4 and codes.strides[2] == 1 and codes.strides[1] == codes.shape[2]:
+        return cv2.LUT(codes, table).reshape(codes.shape)
+    return np.take(table, codes)
+
+
+def linearize(image, crf="gamma", gamma=2.2, exponential_factor=7.0, gain=1.0):
+    """sRGB image to linear light, times the illumination gain.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C)
+        uint8 (looked up in a 256-entry table), or float in [0, 255] (evaluated in
+        float64, then rounded to float32).
+    crf : {'gamma', 'exponential', None}
+    gamma, exponential_factor : float
+    gain : float
+        Multiplies the linear image (DESIGN step 3); values above 255 are kept.
+
+    Returns
+    -------
+    ndarray, shape (H, W, C), float32
+        A new array.
+    """
+    if image.dtype == np.uint8:
+        return lookup(response_lut(crf, gamma, exponential_factor, gain), image)
+    out = _forward64(image.astype(np.float64), crf, gamma, exponential_factor)
+    out *= gain
+    return out.astype(np.float32)
+
+
+def delinearize(linear, crf="gamma", gamma=2.2, exponential_factor=7.0, out=None):
+    """Linear light back to sRGB values (0-255 scale, not clipped, not quantised).
+
+    Parameters
+    ----------
+    linear : ndarray, float32
+        Non-negative (clip first where values may be negative).
+    crf : {'gamma', 'exponential', None}
+    gamma, exponential_factor : float
+    out : ndarray, optional
+        Where to write (``out=linear`` works in place); a new array by default.
+
+    Returns
+    -------
+    ndarray, float32
+    """
+    if out is None:
+        out = np.empty(linear.shape, np.float32)
+    if crf == "gamma":
+        # 255 (x / 255)^(1/g) = 255^(1 - 1/g) x^(1/g): one power and one product
+        exponent = 1.0 / gamma
+        np.power(linear, np.float32(exponent), out=out)
+        out *= np.float32(255.0 ** (1.0 - exponent))
+    elif crf == "exponential":
+        # 255 (1 - exp(-a x / 255)) = -255 expm1(-a x / 255), accurate near 0
+        np.multiply(linear, np.float32(-exponential_factor / 255.0), out=out)
+        np.expm1(out, out=out)
+        out *= np.float32(-255.0)
+    elif out is not linear:
+        out[...] = linear
+    return out
+
+
+# -- saturation -------------------------------------------------------------------------
+def saturation_mask(linear, threshold=255.0):
+    """The reference's saturation mask of a linear image.
+
+    ``255 * (linear >= threshold)`` per channel, closed with a 3x3 square (grey-level
+    closing, borders reflected, as :func:`skimage.morphology.closing`), smoothed by a
+    Gaussian of sigma 1 (borders extended, truncated at 4 sigma, as
+    :func:`skimage.filters.gaussian`) and floored to integers (the reference stores it
+    in an integer array).
+
+    Parameters
+    ----------
+    linear : ndarray, shape (H, W, C), float32
+    threshold : float
+
+    Returns
+    -------
+    mask : ndarray, shape (H, W, C), float32
+        Values in {0, 1, ..., 255}; 255 marks fully saturated samples.
+    fraction : float
+        Number of non-zero samples divided by ``H * W`` (the reference's measure).
+    """
+    from scipy import ndimage
+
+    saturated = (linear >= np.float32(threshold)).view(np.uint8)
+    closed = ndimage.grey_closing(saturated, size=(3, 3, 1), mode="reflect")
+    mask = np.multiply(closed, np.float32(255.0), dtype=np.float32)
+    ndimage.gaussian_filter(mask, sigma=(1.0, 1.0, 0.0), mode="nearest", truncate=4.0, output=mask)
+    np.floor(mask, out=mask)
+    fraction = np.count_nonzero(mask) / float(linear.shape[0] * linear.shape[1])
+    return mask, fraction
+
+
+# -- streaks ----------------------------------------------------------------------------
+def add_streaks(linear, rng, config, margin):
+    """Add the reference's random white streaks to ``linear`` in place.
+
+    Random draws, in order: ``u = rng.random()``; if ``u < config.probability``:
+    ``count = rng.integers(min_count, max_count)``, then for each streak
+    ``i = rng.integers(mh, H - mh)``, ``j = rng.integers(mw, W - mw)``,
+    ``ri = rng.integers(4)``, ``rj = rng.integers(5)``, ``v = rng.random()``. The streak
+    adds ``min_increment + (max_increment - min_increment) v`` to
+    ``linear[i - ri : i + ri, j - rj : j + rj, :]`` (empty when ``ri`` or ``rj`` is 0).
+
+    Parameters
+    ----------
+    linear : ndarray, shape (H, W, C), float32
+    rng : numpy.random.Generator
+    config : StreakConfig
+    margin : tuple of int
+        ``(mh, mw)``: streak centres keep this far from the border (the kernel size).
+
+    Returns
+    -------
+    list of tuple
+        ``(i, j, ri, rj, spike)`` for each streak drawn (empty if none).
+
+    Raises
+    ------
+    ValueError
+        If the image is not larger than twice ``margin`` (no room for a centre).
+    """
+    height, width = linear.shape[:2]
+    mh, mw = margin
+    if height - mh <= mh or width - mw <= mw:
+        raise ValueError(
+            f"streaks need an image larger than twice the kernel ({2 * mh} x {2 * mw}), "
+            f"got {height} x {width}"
+        )
+    if rng.random() >= config.probability:
+        return []
+    drawn = []
+    span = config.max_increment - config.min_increment
+    for _ in range(int(rng.integers(config.min_count, config.max_count))):
+        i = int(rng.integers(mh, height - mh))
+        j = int(rng.integers(mw, width - mw))
+        ri = int(rng.integers(4))
+        rj = int(rng.integers(5))
+        spike = config.min_increment + span * float(rng.random())
+        linear[i - ri : i + ri, j - rj : j + rj, :] += np.float32(spike)
+        drawn.append((i, j, ri, rj, spike))
+    return drawn
+
+
+# -- noise ------------------------------------------------------------------------------
+def _row_chunks(array):
+    rows_per_chunk = max(1, _NOISE_CHUNK_ELEMENTS // max(1, array[0].size))
+    for start in range(0, array.shape[0], rows_per_chunk):
+        yield array[start : start + rows_per_chunk]
+
+
+def add_noise(blurry, rng, config):
+    """Add Poisson then multiplicative Gaussian noise to ``blurry`` in place.
+
+    Random draws, in order: if ``config.poisson_peak`` is set,
+    ``rng.poisson(max(B, 0) * peak / 255)`` over the whole image in C order; if
+    ``config.gaussian_std > 0``, ``rng.standard_normal(B.shape, dtype=float32)``. Both are
+    drawn row block by row block, which consumes the generator exactly as one draw of
+    the whole shape does.
+
+    Parameters
+    ----------
+    blurry : ndarray, shape (H, W, C), float32, C-contiguous
+    rng : numpy.random.Generator
+    config : NoiseConfig or None
+
+    Returns
+    -------
+    ndarray
+        ``blurry``.
+    """
+    if config is None:
+        return blurry
+    if config.poisson_peak is not None:
+        to_photons = config.poisson_peak / 255.0
+        for chunk in _row_chunks(blurry):
+            photons = np.maximum(chunk, 0, dtype=np.float64)
+            photons *= to_photons
+            chunk[...] = rng.poisson(photons)
+            chunk *= np.float32(1.0 / to_photons)
+    if config.gaussian_std > 0:
+        std = np.float32(config.gaussian_std)
+        for chunk in _row_chunks(blurry):
+            factor = rng.standard_normal(chunk.shape, dtype=np.float32)
+            factor *= std
+            factor += np.float32(1.0)
+            chunk *= factor
+    return blurry
+
+
+# -- output -----------------------------------------------------------------------------
+def quantize(image):
+    """8-bit image as the reference writes it: clip to [0, 255], then truncate.
+
+    Parameters
+    ----------
+    image : ndarray, float
+
+    Returns
+    -------
+    ndarray, uint8
+        ``floor(clip(image, 0, 255))``.
+    """
+    return np.clip(image, 0, 255).astype(np.uint8)

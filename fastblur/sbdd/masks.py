@@ -1,0 +1,563 @@
+"""Object masks for SBDD pairs: instance outputs, annotations, segmentations, shapes.
+
+Every source returns a boolean stack ``(n, H, W)`` (``n`` may be 0), largest or most
+confident object first, at most ``max_objects`` of them, each with more than
+``min_area`` pixels; ``return_ids=True`` also returns the ids that identify the chosen
+objects in their source (for the dataset manifest).
+
+==========================  ===================================================  ==========
+source                      reads                                                order
+==========================  ===================================================  ==========
+:func:`detectron2_masks`    ``.npz`` with ``pred_masks``, ``scores``,            score
+                            ``pred_classes`` (the SBDD segmentation files)
+:func:`coco_masks`          COCO instance annotations (polygons, RLE)            area
+:func:`label_map_masks`     a label-map PNG (one integer or colour per object)   area
+:func:`classical_masks`     the image itself (Felzenszwalb regions)              random
+:func:`random_shape_masks`  nothing: procedural star-shaped blobs                drawn
+==========================  ===================================================  ==========
+"""
+import json
+import numbers
+import os
+
+import numpy as np
+
+__all__ = [
+    "COCO_CLASSES",
+    "classical_masks",
+    "coco_masks",
+    "decode_rle",
+    "detectron2_masks",
+    "label_map_masks",
+    "random_shape_masks",
+    "resize_masks",
+]
+
+#: The 80 COCO object classes in detectron2's contiguous order (``pred_classes`` ids).
+COCO_CLASSES = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat",
+    "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack",
+    "umbrella", "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball",
+    "kite", "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket",
+    "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair",
+    "couch", "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse",
+    "remote", "keyboard", "cell phone", "microwave", "oven", "toaster", "sink",
+    "refrigerator", "book", "clock", "vase", "scissors", "teddy bear", "hair drier",
+    "toothbrush",
+)
+
+
+def _check_count(value, name, low=0):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value!r}")
+    return int(value)
+
+
+def _check_real(value, name, low=None, high=None):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise TypeError(f"{name} must be a finite real number, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
+    return float(value)
+
+
+def _finish(masks, ids, shape, return_ids):
+    stack = np.stack(masks).astype(bool, copy=False) if masks else np.zeros((0,) + tuple(shape), bool)
+    return (stack, [int(i) if isinstance(i, numbers.Integral) else i for i in ids]) if return_ids else stack
+
+
+def resize_masks(masks, shape):
+    """Resize a mask stack ``(n, h, w)`` to ``(n, H, W)`` (bilinear, thresholded at 1/2).
+
+    Used when the masks of another image (``random_masks``) are applied to this one.
+    """
+    import cv2
+
+    masks = np.asarray(masks, bool)
+    height, width = shape
+    if masks.shape[1:] == (height, width):
+        return masks
+    out = np.empty((len(masks), height, width), bool)
+    for i, mask in enumerate(masks):
+        scaled = cv2.resize(mask.view(np.uint8) * np.uint8(255), (width, height), interpolation=cv2.INTER_LINEAR)
+        out[i] = scaled >= 128
+    return out
+
+
+# -- detectron2 -------------------------------------------------------------------------
+def _class_ids(classes):
+    """Class filter as a set of contiguous ids (names are looked up in COCO_CLASSES)."""
+    if classes is None:
+        return None
+    if isinstance(classes, (str, numbers.Integral)):
+        classes = [classes]
+    ids = set()
+    for item in classes:
+        if isinstance(item, str):
+            if item not in COCO_CLASSES:
+                raise ValueError(f"classes: unknown COCO class {item!r}")
+            ids.add(COCO_CLASSES.index(item))
+        elif isinstance(item, numbers.Integral) and not isinstance(item, bool):
+            ids.add(int(item))
+        else:
+            raise TypeError(f"classes must hold class names or integer ids, got {item!r}")
+    return ids
+
+
+def detectron2_masks(path, *, score_threshold=0.9, min_area=4000, max_objects=5, classes=None,
+                     return_ids=False):
+    """Instance masks from a detectron2 output saved as ``.npz`` (the SBDD segmentation files).
+
+    Selection as the reference generator: instances with ``score > score_threshold``,
+    more than ``min_area`` pixels and a class in ``classes``, the ``max_objects`` best
+    by score.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        ``.npz`` with ``pred_masks`` (N, H, W), ``scores`` (N,), ``pred_classes`` (N,).
+    score_threshold : float, optional
+        Minimum confidence, exclusive (0.9).
+    min_area : int, optional
+        Minimum mask area in pixels, exclusive (4000, the reference's default).
+    max_objects : int, optional
+        At most this many masks (5).
+    classes : iterable of str or int, optional
+        COCO class names or detectron2 class ids to keep; all by default.
+    return_ids : bool, optional
+        Also return the chosen instances' indices in the file.
+
+    Returns
+    -------
+    masks : ndarray, shape (n, H, W), bool
+    ids : list of int
+        Only with ``return_ids``.
+
+    Raises
+    ------
+    ValueError
+        Unreadable file, missing keys or inconsistent lengths (the message names the file).
+    """
+    path = os.fspath(path)
+    score_threshold = _check_real(score_threshold, "score_threshold")
+    min_area = _check_count(min_area, "min_area")
+    max_objects = _check_count(max_objects, "max_objects")
+    wanted = _class_ids(classes)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in ("pred_masks", "scores", "pred_classes") if k not in data]
+            if missing:
+                raise ValueError(f"missing keys {missing} (found {sorted(data.files)})")
+            instances = np.asarray(data["pred_masks"])
+            scores = np.asarray(data["scores"], np.float64).reshape(-1)
+            labels = np.asarray(data["pred_classes"]).reshape(-1)
+    except FileNotFoundError:
+        raise
+    except Exception as error:
+        raise ValueError(f"cannot read detectron2 masks {path!r}: {error}") from error
+    if instances.ndim != 3 or not (len(instances) == len(scores) == len(labels)):
+        raise ValueError(
+            f"detectron2 masks {path!r}: pred_masks must be (N, H, W) with N scores and "
+            f"classes, got shapes {instances.shape}, {scores.shape}, {labels.shape}"
+        )
+    areas = np.count_nonzero(instances.reshape(len(instances), -1), axis=1)
+    chosen = (scores > score_threshold) & (areas > min_area)
+    if wanted is not None:
+        chosen &= np.isin(labels, sorted(wanted))
+    indices = np.flatnonzero(chosen)
+    # best score first; ties as the reference (reversed stable ascending order)
+    order = indices[np.argsort(scores[indices], kind="stable")[::-1]][:max_objects]
+    return _finish([instances[i] != 0 for i in order], order.tolist(), instances.shape[1:], return_ids)
+
+
+# -- COCO -------------------------------------------------------------------------------
+def _decode_counts(counts):
+    """COCO's compressed RLE string: 5-bit groups, continuation bit, zig-zag, deltas."""
+    if isinstance(counts, bytes):
+        counts = counts.decode("ascii")
+    runs = []
+    position = 0
+    while position < len(counts):
+        value, shift, more = 0, 0, True
+        while more:
+            group = ord(counts[position]) - 48
+            if group < 0 or group > 63:
+                raise ValueError(f"invalid character {counts[position]!r} in RLE counts")
+            value |= (group & 0x1F) << (5 * shift)
+            more = bool(group & 0x20)
+            position += 1
+            shift += 1
+            if not more and group & 0x10:  # sign bit of the last group
+                value |= -1 << (5 * shift)
+            if more and position >= len(counts):
+                raise ValueError("truncated RLE counts")
+        if len(runs) > 2:
+            value += runs[-2]
+        runs.append(value)
+    return runs
+
+
+def decode_rle(rle):
+    """Decode a COCO run-length encoding into a mask.
+
+    Parameters
+    ----------
+    rle : dict
+        ``{"size": [H, W], "counts": ...}``; ``counts`` is a list of run lengths
+        (uncompressed RLE) or COCO's compressed string. Runs alternate background and
+        foreground, starting with background, over the pixels in column-major order.
+
+    Returns
+    -------
+    ndarray, shape (H, W), bool
+
+    Raises
+    ------
+    ValueError
+        Malformed counts or runs that do not add up to ``H * W``.
+    """
+    try:
+        height, width = (int(v) for v in rle["size"])
+        counts = rle["counts"]
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"an RLE must be a dict with 'size' [H, W] and 'counts', got {rle!r:.80}") from error
+    runs = _decode_counts(counts) if isinstance(counts, (str, bytes)) else [int(c) for c in counts]
+    runs = np.asarray(runs, np.int64)
+    if (runs < 0).any() or runs.sum() != height * width:
+        raise ValueError(
+            f"RLE runs must be non-negative and add up to H * W = {height * width}, "
+            f"got a total of {int(runs.sum())}"
+        )
+    values = np.zeros(len(runs), bool)
+    values[1::2] = True
+    flat = np.repeat(values, runs)
+    return flat.reshape(width, height).T
+
+
+def _polygon_mask(polygons, shape):
+    """Fill COCO polygons (lists of x, y in pixel-corner coordinates) into a mask."""
+    from skimage.draw import polygon
+
+    mask = np.zeros(shape, bool)
+    for points in polygons:
+        xy = np.asarray(points, np.float64).reshape(-1, 2)
+        # pixel (r, c) covers [c, c + 1] x [r, r + 1]: its centre is at (c + .5, r + .5)
+        rows, cols = polygon(xy[:, 1] - 0.5, xy[:, 0] - 0.5, shape)
+        mask[rows, cols] = True
+    return mask
+
+
+def _annotation_mask(segmentation, shape):
+    if isinstance(segmentation, list):
+        return _polygon_mask(segmentation, shape)
+    if isinstance(segmentation, dict):
+        mask = decode_rle(segmentation)
+        if mask.shape != tuple(shape):
+            raise ValueError(f"RLE size {mask.shape} differs from the image size {tuple(shape)}")
+        return mask
+    raise ValueError(f"a segmentation must be polygons (list) or an RLE (dict), got {type(segmentation).__name__}")
+
+
+_coco_cache = {}
+
+
+def _coco_index(annotations):
+    """``(images by id, images by file name, annotations by image id, category names)``."""
+    key = None
+    if isinstance(annotations, (str, os.PathLike)):
+        path = os.fspath(annotations)
+        key = (path, os.path.getmtime(path))
+        if key in _coco_cache:
+            return _coco_cache[key]
+        try:
+            with open(path, encoding="utf-8") as stream:
+                annotations = json.load(stream)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"cannot read COCO annotations {path!r}: {error}") from error
+    if not isinstance(annotations, dict) or "images" not in annotations or "annotations" not in annotations:
+        raise ValueError("COCO annotations must be a dict (or JSON file) with 'images' and 'annotations'")
+    by_id = {image["id"]: image for image in annotations["images"]}
+    by_name = {}
+    for image in annotations["images"]:
+        by_name.setdefault(os.path.basename(image["file_name"]), image)
+        by_name.setdefault(os.path.splitext(os.path.basename(image["file_name"]))[0], image)
+    per_image = {}
+    for ann in annotations["annotations"]:
+        per_image.setdefault(ann["image_id"], []).append(ann)
+    categories = {c["id"]: c.get("name") for c in annotations.get("categories", [])}
+    index = (by_id, by_name, per_image, categories)
+    if key is not None:
+        _coco_cache.clear()  # one annotation file at a time per process
+        _coco_cache[key] = index
+    return index
+
+
+def coco_masks(annotations, image, *, min_area=4000, max_objects=5, categories=None,
+               include_crowd=False, return_ids=False):
+    """Instance masks of one image from COCO-style annotations.
+
+    Parameters
+    ----------
+    annotations : str, os.PathLike or dict
+        A COCO instances JSON file (parsed once per process) or its parsed content.
+    image : int or str
+        The image's ``id``, or its ``file_name`` (with or without folder/extension).
+    min_area : int, optional
+        Minimum mask area in pixels, exclusive.
+    max_objects : int, optional
+        The ``max_objects`` largest masks are kept.
+    categories : iterable of int or str, optional
+        Category ids or names to keep; all by default.
+    include_crowd : bool, optional
+        Keep ``iscrowd`` annotations (groups of objects); off by default.
+    return_ids : bool, optional
+        Also return the chosen annotation ids.
+
+    Returns
+    -------
+    masks : ndarray, shape (n, H, W), bool
+        ``H, W`` from the image entry. Polygons are filled at the pixels whose centres
+        they contain; RLEs (``counts`` list or compressed string) are decoded exactly.
+    ids : list
+        Only with ``return_ids``.
+
+    Raises
+    ------
+    ValueError
+        Unreadable file, an unknown image, malformed segmentations.
+    """
+    min_area = _check_count(min_area, "min_area")
+    max_objects = _check_count(max_objects, "max_objects")
+    by_id, by_name, per_image, names = _coco_index(annotations)
+    if isinstance(image, str):
+        key = os.path.basename(image)
+        entry = by_name.get(key) or by_name.get(os.path.splitext(key)[0])
+    else:
+        entry = by_id.get(image)
+    if entry is None:
+        raise ValueError(f"image {image!r} is not in the COCO annotations")
+    shape = (int(entry["height"]), int(entry["width"]))
+    wanted = None
+    if categories is not None:
+        wanted = {c for c in categories if not isinstance(c, str)}
+        wanted |= {cid for cid, name in names.items() if name in set(c for c in categories if isinstance(c, str))}
+    found = []
+    for ann in per_image.get(entry["id"], []):
+        if ann.get("iscrowd", 0) and not include_crowd:
+            continue
+        if wanted is not None and ann.get("category_id") not in wanted:
+            continue
+        try:
+            mask = _annotation_mask(ann["segmentation"], shape)
+        except (KeyError, ValueError) as error:
+            raise ValueError(f"annotation {ann.get('id')!r} of image {image!r}: {error}") from error
+        area = int(np.count_nonzero(mask))
+        if area > min_area:
+            found.append((area, ann.get("id"), mask))
+    found.sort(key=lambda item: -item[0])
+    found = found[:max_objects]
+    return _finish([m for _, _, m in found], [i for _, i, _ in found], shape, return_ids)
+
+
+# -- label maps -------------------------------------------------------------------------
+def _read_labels(source):
+    if not isinstance(source, (str, os.PathLike)):
+        labels = np.asarray(source)
+    else:
+        from PIL import Image
+
+        path = os.fspath(source)
+        try:
+            with Image.open(path) as image:
+                image.load()
+                if image.mode == "P":
+                    labels = np.asarray(image)  # palette indices are the labels
+                elif image.mode in ("RGB", "RGBA"):
+                    labels = np.asarray(image.convert("RGB"))
+                else:
+                    labels = np.asarray(image)
+        except FileNotFoundError:
+            raise
+        except Exception as error:
+            raise ValueError(f"cannot read label map {path!r}: {error}") from error
+    if labels.ndim == 3:  # colours: pack R, G, B into one integer (black = 0)
+        colours = labels[..., :3].astype(np.int64)
+        labels = (colours[..., 0] << 16) | (colours[..., 1] << 8) | colours[..., 2]
+    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"a label map must be a 2-D integer (or colour) image, got shape {labels.shape}, "
+            f"dtype {labels.dtype}"
+        )
+    return labels
+
+
+def label_map_masks(labels, *, min_area=4000, max_objects=5, background=0, ignore=(),
+                    return_ids=False):
+    """One mask per label of a label map (a panoptic/instance PNG, or an array).
+
+    Parameters
+    ----------
+    labels : str, os.PathLike or array_like
+        A PNG (8/16-bit grey: the values are the labels; palette: the indices; RGB: each
+        colour is a label, black being 0) or an integer array ``(H, W)``.
+    min_area : int, optional
+        Minimum area in pixels, exclusive.
+    max_objects : int, optional
+        The ``max_objects`` largest labels are kept.
+    background : int, optional
+        The label that is not an object (0).
+    ignore : iterable of int, optional
+        Further labels to skip (e.g. 255, VOC's boundary label).
+    return_ids : bool, optional
+        Also return the chosen labels.
+
+    Returns
+    -------
+    masks : ndarray, shape (n, H, W), bool
+    ids : list of int
+        Only with ``return_ids``.
+    """
+    min_area = _check_count(min_area, "min_area")
+    max_objects = _check_count(max_objects, "max_objects")
+    labels = _read_labels(labels)
+    values, areas = np.unique(labels, return_counts=True)
+    skip = {int(background)} | {int(v) for v in ignore}
+    keep = [(int(a), int(v)) for v, a in zip(values, areas) if int(v) not in skip and a > min_area]
+    keep.sort(key=lambda item: (-item[0], item[1]))
+    keep = keep[:max_objects]
+    return _finish([labels == v for _, v in keep], [v for _, v in keep], labels.shape, return_ids)
+
+
+# -- classical segmentation -------------------------------------------------------------
+def segment_regions(image, working_size=256, scale=300.0, sigma=0.8, min_fraction=0.01):
+    """Felzenszwalb regions of an image, computed on a copy about ``working_size`` wide.
+
+    Regions smaller than ``min_fraction`` of the image are merged into a neighbour (the
+    algorithm's ``min_size``), which leaves object-sized segments.
+
+    Returns
+    -------
+    ndarray, shape (h, w), int
+        Labels ``0 .. n - 1`` at the working resolution.
+    """
+    import cv2
+    from skimage.segmentation import felzenszwalb
+
+    image = np.asarray(image)
+    height, width = image.shape[:2]
+    factor = min(1.0, working_size / max(height, width))
+    small = image
+    if factor < 1.0:
+        size = (max(1, round(width * factor)), max(1, round(height * factor)))
+        small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    min_size = max(1, int(min_fraction * small.shape[0] * small.shape[1]))
+    channel_axis = -1 if small.ndim == 3 else None
+    return felzenszwalb(small, scale=scale, sigma=sigma, min_size=min_size, channel_axis=channel_axis)
+
+
+def classical_masks(image, *, max_objects=5, min_area=4000, max_area_fraction=0.35, rng=None,
+                    regions=None, return_ids=False):
+    """Object-sized regions of the image itself: the download-free mask source.
+
+    The image is segmented into Felzenszwalb regions at about 256 pixels wide
+    (:func:`segment_regions`), small regions merged away; of the regions larger than
+    ``min_area`` pixels and smaller than ``max_area_fraction`` of the image (which
+    leaves out the background), up to ``max_objects`` are drawn at random and upsampled
+    with smooth edges.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W) or (H, W, C)
+    max_objects : int, optional
+    min_area : int, optional
+        Minimum area in full-resolution pixels, exclusive.
+    max_area_fraction : float, optional
+        Regions covering more of the image than this are background.
+    rng : None, int or numpy.random.Generator, optional
+        Draws ``rng.permutation(number of eligible regions)`` once.
+    regions : ndarray, optional
+        Labels from :func:`segment_regions` of this image, to reuse a segmentation.
+    return_ids : bool, optional
+        Also return the chosen region labels.
+
+    Returns
+    -------
+    masks : ndarray, shape (n, H, W), bool
+        Largest first.
+    ids : list of int
+        Only with ``return_ids``.
+    """
+    max_objects = _check_count(max_objects, "max_objects")
+    min_area = _check_count(min_area, "min_area")
+    max_area_fraction = _check_real(max_area_fraction, "max_area_fraction", 0.0, 1.0)
+    rng = np.random.default_rng(rng)
+    image = np.asarray(image)
+    height, width = image.shape[:2]
+    if regions is None:
+        regions = segment_regions(image)
+    counts = np.bincount(regions.ravel())
+    to_full = (height * width) / regions.size
+    areas = counts * to_full
+    eligible = np.flatnonzero((areas > min_area) & (areas <= max_area_fraction * height * width))
+    chosen = eligible[rng.permutation(len(eligible))[:max_objects]]
+    chosen = sorted(chosen.tolist(), key=lambda label: (-counts[label], label))
+    small = np.stack([regions == label for label in chosen]) if chosen else np.zeros((0,) + regions.shape, bool)
+    masks = resize_masks(small, (height, width))
+    keep = [i for i, m in enumerate(masks) if np.count_nonzero(m) > min_area]
+    return _finish([masks[i] for i in keep], [chosen[i] for i in keep], (height, width), return_ids)
+
+
+# -- procedural shapes ------------------------------------------------------------------
+def random_shape_masks(shape, *, max_objects=5, min_area=4000, max_area_fraction=0.15, rng=None,
+                       return_ids=False):
+    """Procedural objects: random star-shaped blobs (no image, no model).
+
+    Random draws: the count ``n = rng.integers(1, max_objects + 1)``; for each blob its
+    area (uniform between ``min_area`` and ``max_area_fraction`` of the image, in log),
+    elongation, angle, centre, and 16 radial jitters.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(H, W)``.
+    max_objects, min_area, max_area_fraction, rng, return_ids
+        As :func:`classical_masks`.
+
+    Returns
+    -------
+    masks : ndarray, shape (n, H, W), bool
+    ids : list of int
+        ``0 .. n - 1``, only with ``return_ids``.
+    """
+    from skimage.draw import polygon
+
+    max_objects = _check_count(max_objects, "max_objects")
+    min_area = _check_count(min_area, "min_area")
+    max_area_fraction = _check_real(max_area_fraction, "max_area_fraction", 0.0, 1.0)
+    height, width = (int(v) for v in shape)
+    rng = np.random.default_rng(rng)
+    if max_objects == 0:
+        return _finish([], [], (height, width), return_ids)
+    top_area = max(max_area_fraction * height * width, 1.5 * (min_area + 1))
+    masks = []
+    for _ in range(int(rng.integers(1, max_objects + 1))):
+        area = np.exp(rng.uniform(np.log(1.5 * (min_area + 1)), np.log(top_area)))
+        elongation = rng.uniform(1.0, 2.5)
+        angle = rng.uniform(0, np.pi)
+        radius = np.sqrt(area / np.pi)
+        a, b = radius * np.sqrt(elongation), radius / np.sqrt(elongation)
+        centre = rng.uniform(0.1, 0.9) * height, rng.uniform(0.1, 0.9) * width
+        theta = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+        jitter = rng.uniform(0.75, 1.25, 16)
+        x, y = a * np.cos(theta) * jitter, b * np.sin(theta) * jitter
+        rows = centre[0] + x * np.sin(angle) + y * np.cos(angle)
+        cols = centre[1] + x * np.cos(angle) - y * np.sin(angle)
+        mask = np.zeros((height, width), bool)
+        mask[polygon(rows, cols, (height, width))] = True
+        masks.append(mask)
+    masks = [m for m in masks if np.count_nonzero(m) > min_area]
+    return _finish(masks, list(range(len(masks))), (height, width), return_ids)
