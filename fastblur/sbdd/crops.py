@@ -1,0 +1,119 @@
+"""Random training crops synthesised on the fly, for data loaders (no dataset on disk).
+
+A :class:`CropSampler` turns an index into one ``(blurry, sharp)`` crop pair with the
+same formation model, mask and kernel sources as :func:`fastblur.sbdd.generate`. Pair
+``index`` of ``epoch`` draws everything from ``SeedSequence([seed, epoch, index])``, so a
+pair does not depend on which worker makes it or on what was made before.
+"""
+import warnings
+from collections import OrderedDict
+
+import numpy as np
+
+from .config import DatasetConfig
+from .dataset import PairMaker, find_sources, read_image
+from .pair import synthesize_pair
+
+
+class CropSampler:
+    """Makes ``crop_size`` × ``crop_size`` SBDD pairs from random windows of sharp images.
+
+    Parameters
+    ----------
+    config : DatasetConfig, optional
+        Inputs, masks, kernels and formation options (``out``, ``count`` and the output
+        settings are ignored). Default: the embedded photographs, classical masks and
+        generated 65×65 camera-shake kernels.
+    crop_size : int, optional
+        Side of the returned crops (the window read from the sharp image is
+        ``crop_size + kernel_size - 1``, so the crop is the blur's ``valid`` grid).
+    quantize : bool, optional
+        Round both images to 8 bits as the files of ``fastblur-gen`` are (default), or
+        keep float precision.
+    cache_images : int, optional
+        Decoded sharp images kept in memory (least recently used are dropped).
+    """
+
+    def __init__(self, config=None, crop_size=256, quantize=True, cache_images=16):
+        if isinstance(crop_size, bool) or not isinstance(crop_size, (int, np.integer)) or crop_size < 1:
+            raise ValueError(f"crop_size must be a positive integer, got {crop_size!r}")
+        if isinstance(cache_images, bool) or not isinstance(cache_images, (int, np.integer)) or cache_images < 1:
+            raise ValueError(f"cache_images must be a positive integer, got {cache_images!r}")
+        self.config = config if config is not None else DatasetConfig()
+        if not isinstance(self.config, DatasetConfig):
+            raise TypeError(f"config must be a DatasetConfig, got {type(config).__name__}")
+        self.crop_size = int(crop_size)
+        self.quantize = bool(quantize)
+        self.sources = find_sources(self.config)
+        self.window = self.crop_size + self.config.kernel_size - 1
+        self._maker = PairMaker(self.config, self.sources)
+        self._images = OrderedDict()
+        self._cache_images = int(cache_images)
+        self._unusable = set()
+
+    def _image(self, index):
+        """The decoded image ``index``, or None if it is unreadable or smaller than the window."""
+        if index in self._unusable:
+            return None
+        if index in self._images:
+            self._images.move_to_end(index)
+            return self._images[index]
+        label = self.sources[index].label
+        try:
+            image = read_image(self.sources[index].path)
+        except ValueError as error:
+            image, why = None, str(error)
+        else:
+            why = f"image {label!r} of size {image.shape[:2]} is smaller than the crop window {self.window}"
+        if image is None or min(image.shape[:2]) < self.window:
+            self._unusable.add(index)
+            warnings.warn(f"skipping {why}", RuntimeWarning, stacklevel=3)
+            if len(self._unusable) == len(self.sources):
+                raise ValueError(f"no usable sharp image: all {len(self.sources)} are unreadable or "
+                                 f"smaller than crop_size + kernel_size - 1 = {self.window}")
+            return None
+        self._images[index] = image
+        if len(self._images) > self._cache_images:
+            self._images.popitem(last=False)
+        return image
+
+    def _draw_image(self, rng):
+        """A usable source image drawn by ``rng``; unusable ones are redrawn, which keeps
+        the draw a function of the seed alone (the same images are unusable every time)."""
+        while True:
+            source = int(rng.integers(len(self.sources)))
+            image = self._image(source)
+            if image is not None:
+                return source, image
+
+    def sample(self, index, epoch=0):
+        """Pair ``index`` of ``epoch``.
+
+        Returns
+        -------
+        blurry, sharp : ndarray, shape (crop_size, crop_size, 3), float32
+            sRGB in [0, 1].
+        """
+        config = self.config
+        mask_seed, kernel_seed, crop_seed, formation_seed = np.random.SeedSequence(
+            [config.seed, epoch, index]).spawn(4)
+        crop_rng = np.random.default_rng(crop_seed)
+        source, image = self._draw_image(crop_rng)
+        masks, _ = self._maker.object_masks(source, image, np.random.default_rng(mask_seed))
+        top = int(crop_rng.integers(image.shape[0] - self.window + 1))
+        left = int(crop_rng.integers(image.shape[1] - self.window + 1))
+        rows, cols = slice(top, top + self.window), slice(left, left + self.window)
+        masks = masks[:, rows, cols]
+        masks = masks[masks.any(axis=(1, 2))]  # objects outside the window blur nothing
+        kernels, _ = self._maker.kernels.draw(len(masks) + 1, np.random.default_rng(kernel_seed))
+        rng = np.random.default_rng(formation_seed)
+        gain = 1.0 + 2.0 * config.jitter_illumination * float(rng.random()) if config.augment_illumination else None
+        result = synthesize_pair(image[rows, cols], kernels, masks, illumination_gain=gain, rng=rng,
+                                 **self._maker.options)
+        if self.quantize:
+            blurry, sharp = (array.astype(np.float32) for array in result.to_uint8())
+        else:
+            blurry, sharp = result.blurry, np.minimum(result.sharp, 255.0)
+        blurry *= np.float32(1 / 255)
+        sharp *= np.float32(1 / 255)
+        return blurry, sharp
