@@ -2,23 +2,21 @@
 
 #include <algorithm>
 
-#ifdef FASTBLUR_HAVE_OPENMP
-#include <omp.h>
-#endif
+#include "parallel.hpp"
+#include "taps.hpp"
 
 namespace fastblur {
 
-template <typename T>
-std::vector<Tap<T>> sparse_taps(const T* kernel, std::int64_t kh, std::int64_t kw) {
-  std::vector<Tap<T>> taps;
-  for (std::int64_t a = 0; a < kh; ++a) {
-    for (std::int64_t b = 0; b < kw; ++b) {
-      const T value = kernel[a * kw + b];
-      if (value != T(0)) taps.push_back({kh - 1 - a, kw - 1 - b, value});
-    }
-  }
-  return taps;
-}
+namespace {
+
+// Output tiles: bands of rows for load balance, strips of a few KiB of each row so that
+// the input rows a band reads stay in the core's L2.
+constexpr std::int64_t kBandRows = 16;
+constexpr std::int64_t kStripBytes = 8192;
+
+struct NoScratch {};
+
+}  // namespace
 
 template <typename T>
 void convolve_valid(const T* image, std::int64_t height, std::int64_t width,
@@ -26,27 +24,27 @@ void convolve_valid(const T* image, std::int64_t height, std::int64_t width,
                     std::int64_t kw, T* out, int num_threads) {
   const std::int64_t out_height = height - kh + 1;
   const std::int64_t out_width = width - kw + 1;
-  if (out_height <= 0 || out_width <= 0) return;
-  const std::vector<Tap<T>> taps = sparse_taps(kernel, kh, kw);
-  const std::int64_t row_span = out_width * channels;  // contiguous values per output row
+  if (out_height <= 0 || out_width <= 0 || channels <= 0) return;
   const std::int64_t in_stride = width * channels;
+  const std::int64_t row_span = out_width * channels;  // contiguous values per output row
+  const Taps<T> taps = make_taps(kernel, kh, kw, in_stride, channels);
+  const std::int64_t strip = std::max<std::int64_t>(
+      kBlockValues<T>, kStripBytes / static_cast<std::int64_t>(sizeof(T)));
+  const auto tiles = make_tiles(out_height, row_span, kBandRows, strip);
 
-#ifdef FASTBLUR_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(std::max(1, num_threads))
-#endif
-  for (std::int64_t y = 0; y < out_height; ++y) {
-    T* __restrict out_row = out + y * row_span;
-    std::fill(out_row, out_row + row_span, T(0));
-    for (const Tap<T>& tap : taps) {
-      const T* __restrict in_row = image + (y + tap.dy) * in_stride + tap.dx * channels;
-      const T v = tap.value;
-      for (std::int64_t i = 0; i < row_span; ++i) out_row[i] += v * in_row[i];
+  parallel_for<NoScratch>(static_cast<std::int64_t>(tiles.size()), num_threads,
+                          [&](std::int64_t index, NoScratch&) {
+    const Tile& tile = tiles[index];
+    for (std::int64_t y = tile.r0; y < tile.r1; ++y) {
+      T* out_row = out + y * row_span + tile.c0;
+      tap_sums(image + y * in_stride + tile.c0, taps, tile.c1 - tile.c0,
+               [out_row](std::int64_t first, const T* sums, std::int64_t count) {
+                 std::copy(sums, sums + count, out_row + first);
+               });
     }
-  }
+  });
 }
 
-template std::vector<Tap<float>> sparse_taps(const float*, std::int64_t, std::int64_t);
-template std::vector<Tap<double>> sparse_taps(const double*, std::int64_t, std::int64_t);
 template void convolve_valid(const float*, std::int64_t, std::int64_t, std::int64_t,
                              const float*, std::int64_t, std::int64_t, float*, int);
 template void convolve_valid(const double*, std::int64_t, std::int64_t, std::int64_t,

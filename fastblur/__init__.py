@@ -10,7 +10,7 @@ The primitives (see :mod:`fastblur.primitives`)::
 Every function takes ``backend=`` (``"auto"`` by default); :func:`available_backends`
 lists what runs here and :func:`backend_info` why the others do not.
 """
-from .backends import available_backends, backend_info
+from .backends import available_backends, backend_info, explain
 from .primitives import blur_masked, blur_masked_batch, blur_product, convolve, smooth_masks
 
 __version__ = "0.1.0"
@@ -22,5 +22,6 @@ __all__ = [
     "blur_masked_batch",
     "blur_product",
     "convolve",
+    "explain",
     "smooth_masks",
 ]

@@ -1,11 +1,19 @@
 // pybind11 bindings for the C++ kernels in csrc/: shape checks and the GIL only.
+//
+// Every function takes C-contiguous arrays of one float dtype (the float32 and float64
+// overloads are tried in that order without conversion first, so a matching array is
+// never copied) and releases the GIL for the computation.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
+#include "build_info.hpp"
 #include "direct_convolution.hpp"
+#include "mask_convolution.hpp"
+#include "masked_blur.hpp"
 
 namespace py = pybind11;
 
@@ -14,14 +22,23 @@ namespace {
 template <typename T>
 using CArray = py::array_t<T, py::array::c_style | py::array::forcecast>;
 
+void require(bool condition, const std::string& message) {
+  if (!condition) throw std::invalid_argument(message);
+}
+
+void check_ndim(const py::array& array, py::ssize_t ndim, const char* what) {
+  require(array.ndim() == ndim, std::string(what) + " must have " + std::to_string(ndim) +
+                                    " dimensions, got " + std::to_string(array.ndim()));
+}
+
 template <typename T>
 py::array_t<T> convolve_valid(CArray<T> image, CArray<T> kernel, int num_threads) {
-  if (image.ndim() != 3) throw std::invalid_argument("image must be (H, W, C)");
-  if (kernel.ndim() != 2) throw std::invalid_argument("kernel must be (kh, kw)");
+  check_ndim(image, 3, "image (H, W, C)");
+  check_ndim(kernel, 2, "kernel (kh, kw)");
   const auto height = image.shape(0), width = image.shape(1), channels = image.shape(2);
   const auto kh = kernel.shape(0), kw = kernel.shape(1);
-  if (kh > height || kw > width)
-    throw std::invalid_argument("kernel larger than image in valid mode");
+  require(kh >= 1 && kw >= 1 && kh <= height && kw <= width,
+          "kernel must be non-empty and fit in the image in valid mode");
   py::array_t<T> out({height - kh + 1, width - kw + 1, channels});
   const T* in_ptr = image.data();
   const T* k_ptr = kernel.data();
@@ -34,17 +51,105 @@ py::array_t<T> convolve_valid(CArray<T> image, CArray<T> kernel, int num_threads
   return out;
 }
 
+// Shared checks of the stacked operations; returns (count, kh, kw).
+template <typename T>
+void check_stack(const CArray<T>& image, const CArray<T>& kernels, const CArray<T>& weights) {
+  check_ndim(image, 3, "image (H, W, C)");
+  check_ndim(kernels, 3, "kernels (N, kh, kw)");
+  check_ndim(weights, 3, "weights (N, h, w)");
+  require(kernels.shape(1) >= 1 && kernels.shape(2) >= 1 &&
+              kernels.shape(1) <= image.shape(0) && kernels.shape(2) <= image.shape(1),
+          "kernels must be non-empty and fit in the image in valid mode");
+  require(weights.shape(0) == kernels.shape(0), "weights must hold one map per kernel");
+}
+
+template <typename T>
+py::array_t<T> blur_masked_valid(CArray<T> image, CArray<T> kernels, CArray<T> weights,
+                                 double zero_weight, int num_threads) {
+  check_stack(image, kernels, weights);
+  const auto height = image.shape(0), width = image.shape(1), channels = image.shape(2);
+  const auto count = kernels.shape(0), kh = kernels.shape(1), kw = kernels.shape(2);
+  const auto out_height = height - kh + 1, out_width = width - kw + 1;
+  require(weights.shape(1) == out_height && weights.shape(2) == out_width,
+          "weights must be (N, H - kh + 1, W - kw + 1) on the output grid");
+  py::array_t<T> out({out_height, out_width, channels});
+  const T *in_ptr = image.data(), *k_ptr = kernels.data(), *w_ptr = weights.data();
+  T* out_ptr = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    fastblur::blur_masked_valid(in_ptr, height, width, channels, k_ptr, count, kh, kw, w_ptr,
+                                static_cast<T>(zero_weight), out_ptr, num_threads);
+  }
+  return out;
+}
+
+template <typename T>
+py::array_t<T> blur_product_valid(CArray<T> image, CArray<T> kernels, CArray<T> weights,
+                                  double zero_weight, int num_threads) {
+  check_stack(image, kernels, weights);
+  const auto height = image.shape(0), width = image.shape(1), channels = image.shape(2);
+  const auto count = kernels.shape(0), kh = kernels.shape(1), kw = kernels.shape(2);
+  require(weights.shape(1) == height && weights.shape(2) == width,
+          "weights must be (N, H, W) on the input grid");
+  py::array_t<T> out({height - kh + 1, width - kw + 1, channels});
+  const T *in_ptr = image.data(), *k_ptr = kernels.data(), *w_ptr = weights.data();
+  T* out_ptr = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    fastblur::blur_product_valid(in_ptr, height, width, channels, k_ptr, count, kh, kw, w_ptr,
+                                 static_cast<T>(zero_weight), out_ptr, num_threads);
+  }
+  return out;
+}
+
+template <typename T>
+py::array_t<T> convolve_masks_valid(py::array_t<std::uint8_t, py::array::c_style> masks,
+                                    CArray<T> kernels, int num_threads) {
+  check_ndim(masks, 3, "masks (N, H, W)");
+  check_ndim(kernels, 3, "kernels (N, kh, kw)");
+  const auto count = masks.shape(0), height = masks.shape(1), width = masks.shape(2);
+  const auto kh = kernels.shape(1), kw = kernels.shape(2);
+  require(kernels.shape(0) == count, "kernels must hold one kernel per mask");
+  require(kh >= 1 && kw >= 1 && kh <= height && kw <= width,
+          "kernels must be non-empty and fit in the masks in valid mode");
+  py::array_t<T> out({count, height - kh + 1, width - kw + 1});
+  const std::uint8_t* m_ptr = masks.data();
+  const T* k_ptr = kernels.data();
+  T* out_ptr = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    fastblur::convolve_masks_valid(m_ptr, count, height, width, k_ptr, kh, kw, out_ptr,
+                                   num_threads);
+  }
+  return out;
+}
+
+template <typename T>
+void bind_dtype(py::module_& m) {
+  m.def("convolve_valid", &convolve_valid<T>, py::arg("image"), py::arg("kernel"),
+        py::arg("num_threads") = 1,
+        "`valid` convolution of every channel of image (H, W, C) by kernel (kh, kw).");
+  m.def("blur_masked_valid", &blur_masked_valid<T>, py::arg("image"), py::arg("kernels"),
+        py::arg("weights"), py::arg("zero_weight"), py::arg("num_threads") = 1,
+        "sum_i weights[i] * (kernels[i] * image), weights on the output grid; kernel i is "
+        "skipped where |weights[i]| <= zero_weight.");
+  m.def("blur_product_valid", &blur_product_valid<T>, py::arg("image"), py::arg("kernels"),
+        py::arg("weights"), py::arg("zero_weight"), py::arg("num_threads") = 1,
+        "sum_i kernels[i] * (weights[i] * image), weights on the input grid.");
+  m.def("convolve_masks_valid", &convolve_masks_valid<T>, py::arg("masks"),
+        py::arg("kernels"), py::arg("num_threads") = 1,
+        "kernels[i] * masks[i] for 0/1 uint8 masks (N, H, W); result in the kernels' dtype.");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
   m.doc() = "fastblur C++ kernels (csrc/) bound with pybind11.";
-  m.def("convolve_valid", &convolve_valid<float>, py::arg("image"), py::arg("kernel"),
-        py::arg("num_threads") = 1);
-  m.def("convolve_valid", &convolve_valid<double>, py::arg("image"), py::arg("kernel"),
-        py::arg("num_threads") = 1);
-#ifdef FASTBLUR_HAVE_OPENMP
-  m.attr("has_openmp") = true;
-#else
-  m.attr("has_openmp") = false;
-#endif
+  bind_dtype<float>(m);
+  bind_dtype<double>(m);
+  m.attr("has_openmp") = fastblur::has_openmp();
+  m.attr("simd_bytes") = fastblur::simd_bytes();
+  m.def("threads_disabled_by_fork", &fastblur::threads_disabled_by_fork,
+        "Whether this process was forked after the OpenMP pool started: GNU OpenMP does "
+        "not survive fork(), so its calls run on one thread.");
 }

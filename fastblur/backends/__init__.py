@@ -6,7 +6,9 @@ here (a missing optional dependency, no GPU, no compiled extension) makes the ba
 unavailable, and :func:`backend_info` reports why.
 """
 import importlib
+import logging
 
+from . import cost_model
 from .base import ZERO_WEIGHT, Backend
 
 __all__ = [
@@ -15,6 +17,7 @@ __all__ = [
     "ZERO_WEIGHT",
     "available_backends",
     "backend_info",
+    "explain",
     "get_backend",
     "register_backend",
 ]
@@ -22,10 +25,14 @@ __all__ = [
 #: name -> module path; the order is the order of preference in listings.
 _MODULES = {
     "numpy": "fastblur.backends.numpy_backend",
+    "native": "fastblur.backends.native_backend",
+    "numba": "fastblur.backends.numba_backend",
+    "fftw": "fastblur.backends.fftw_backend",
     "cupy": "fastblur.backends.cupy_backend",
 }
 _loaded = {}
 _failures = {}
+logger = logging.getLogger("fastblur")
 
 
 class BackendUnavailableError(ValueError):
@@ -110,5 +117,33 @@ def select_backend(name, operation, **problem):
         The call's arrays (``image``, ``kernels``, ``weights``...), for the cost model.
     """
     if name == "auto":
-        return get_backend("numpy")
+        decision = cost_model.decide(operation, **problem)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s", decision.summary())
+        return get_backend(decision.backend)
     return get_backend(name)
+
+
+def explain(operation, image, kernels, weights=None, mode="valid", boundary="reflect"):
+    """How ``backend="auto"`` would run a call, and why (see :mod:`.cost_model`).
+
+    Parameters
+    ----------
+    operation : {'convolve', 'blur_masked', 'blur_product', 'smooth_masks'}
+    image : array_like
+        The image, shape (H, W) or (H, W, C); for ``smooth_masks`` the object masks
+        (n, H, W).
+    kernels : array_like
+        ``(kh, kw)`` for ``convolve``, else ``(N, kh, kw)``.
+    weights : array_like, optional
+        Required for ``blur_masked`` (output grid) and ``blur_product`` (input grid).
+    mode, boundary : str, optional
+        As for the operation.
+
+    Returns
+    -------
+    fastblur.backends.cost_model.Decision
+        ``decision.backend`` and ``decision.method`` are the choice; ``print(decision)``
+        lists every method's predicted time and what it counted.
+    """
+    return cost_model.explain(operation, image, kernels, weights, mode=mode, boundary=boundary)

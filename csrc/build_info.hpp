@@ -1,0 +1,15 @@
+// How the kernels were compiled (reported by fastblur._native for diagnostics).
+#pragma once
+
+namespace fastblur {
+
+// Width in bytes of the vectors the inner loops use (0: no vector extension).
+int simd_bytes();
+
+// Whether the kernels were built with OpenMP (else every call runs on one thread).
+bool has_openmp();
+
+// Whether this is a child forked after the OpenMP pool started (calls run on one thread).
+bool threads_disabled_by_fork();
+
+}  // namespace fastblur
