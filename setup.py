@@ -4,6 +4,7 @@ The extension is configured and compiled by ``CMakeLists.txt``; this file only h
 CMake the paths it needs (Python, pybind11, the output directory).
 """
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,20 @@ class CMakeExtension(Extension):
         super().__init__(name, sources=[])
 
 
+def _drop_stale_cache(build_dir):
+    """Forget a CMake cache whose tools are gone (pip's isolated build envs are temporary)."""
+    cache = build_dir / "CMakeCache.txt"
+    if not cache.exists():
+        return
+    for line in cache.read_text(errors="replace").splitlines():
+        if line.startswith(("CMAKE_MAKE_PROGRAM:", "CMAKE_COMMAND:")):
+            tool = line.split("=", 1)[-1].strip()
+            if tool and not Path(tool).exists():
+                cache.unlink()
+                shutil.rmtree(build_dir / "CMakeFiles", ignore_errors=True)
+                return
+
+
 class CMakeBuild(build_ext):
     def build_extension(self, ext):
         import pybind11
@@ -26,6 +41,7 @@ class CMakeBuild(build_ext):
         out_dir = Path(self.get_ext_fullpath(ext.name)).resolve().parent
         build_dir = Path(self.build_temp).resolve() / ext.name
         build_dir.mkdir(parents=True, exist_ok=True)
+        _drop_stale_cache(build_dir)
         config = "Debug" if self.debug else "Release"
         configure = [
             "cmake", str(ROOT),

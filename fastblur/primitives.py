@@ -210,8 +210,7 @@ def blur_product(image, kernels, weights, mode="valid", boundary="reflect", back
     kernel_hw = kernels.shape[1:]
     extended, was_2d = _prepare(prepared, kernel_hw, mode, boundary, "kernels")
     weights = _validation.as_weights(weights, len(kernels), prepared[0].shape[:2], dtype)
-    weights = _geometry.extend(weights.transpose(1, 2, 0), kernel_hw, mode, boundary)
-    weights = weights.transpose(2, 0, 1)
+    weights = _geometry.extend(weights, kernel_hw, mode, boundary, first_axis=1)
     out = _call_backend(backend, "blur_product", "blur_product_valid", (extended, kernels, weights),
                         image=extended, kernels=kernels, weights=weights)
     return _finish(out, was_2d)
@@ -271,8 +270,7 @@ def smooth_masks(object_masks, kernels, mode="valid", boundary="reflect", eps=1e
     xp = get_array_module(masks)
     background = ~masks.any(axis=0)
     all_masks = xp.concatenate([background[None], masks], axis=0)
-    all_masks = _geometry.extend(all_masks.transpose(1, 2, 0), kernel_hw, mode, boundary)
-    all_masks = all_masks.transpose(2, 0, 1)
+    all_masks = _geometry.extend(all_masks, kernel_hw, mode, boundary, first_axis=1)
     smoothed = _call_backend(backend, "smooth_masks", "convolve_masks_valid", (all_masks, kernels),
                                masks=all_masks, kernels=kernels)
     total = smoothed.sum(axis=0)

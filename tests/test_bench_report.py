@@ -7,10 +7,11 @@ from fastblur.cli.bench_cases import motion_kernel, sbdd_case
 
 def test_report_rows_and_ratios(capsys):
     assert bench.main(["--height", "96", "--width", "128", "--repeat", "1", "--threads", "1",
-                       "--backends", "numpy", "auto", "--cases", "sbdd", "uniform15"]) == 0
+                       "--backends", "numpy", "auto", "--cases", "sbdd", "uniform15", "--explain"]) == 0
     table = capsys.readouterr().out
     assert "| sbdd | 1 | fftconvolve (1 kernel) |" in table
     assert "blur_masked[numpy]" in table and "convolve[auto]" in table and "cv2.filter2D" in table
+    assert "<- chosen" in table and "native build:" in table
     results = bench.run(96, 128, 1, (1,), ["numpy"], ("sbdd",))
     assert results[0]["ratio"] == 1.0
     assert all(row["ms"] > 0 for row in results)

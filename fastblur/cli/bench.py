@@ -18,7 +18,8 @@ import numpy as np
 import scipy.fft
 import scipy.signal
 
-from .. import available_backends
+from .. import available_backends, backend_info
+from ..backends import explain
 from ..primitives import blur_masked, convolve
 from .bench_cases import motion_kernels, photo, sbdd_case
 
@@ -131,6 +132,21 @@ def run(height=720, width=1280, repeat=5, threads=(1,), backends=None, cases=("s
     return results
 
 
+def machine_notes(height, width):
+    """What the figures depend on: backends, the native build, auto's choices."""
+    lines = [f"backends: {backend_info()}"]
+    try:
+        from .. import _native
+
+        lines.append(f"native build: {8 * _native.simd_bytes}-bit vectors, OpenMP {'on' if _native.has_openmp else 'off'}")
+    except ImportError as error:
+        lines.append(f"native build: unavailable ({error})")
+    image, kernels, weights = sbdd_case(height, width)
+    lines.append(str(explain("blur_masked", image, kernels, weights)))
+    lines.append(str(explain("convolve", image, kernels[0], mode="same")))
+    return "\n".join(lines)
+
+
 def markdown(results, height, width):
     lines = [f"Image {height}x{width}x3 float32; ratio = time / fftconvolve in the same run (lower is faster).",
              "", "| case | threads | method | ms | ratio |", "| --- | ---: | --- | ---: | ---: |"]
@@ -150,11 +166,15 @@ def main(argv=None):
     parser.add_argument("--cases", nargs="+", default=["sbdd", "uniform15", "uniform65"],
                         choices=["sbdd", "uniform15", "uniform65"])
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    parser.add_argument("--explain", action="store_true", help="also print the build and auto's decisions")
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.height < 80 or args.width < 80:
         parser.error("--repeat must be >= 1 and --height/--width >= 80")
     results = run(args.height, args.width, args.repeat, tuple(dict.fromkeys(args.threads)), args.backends, args.cases)
     print(markdown(results, args.height, args.width))
+    if args.explain:
+        print()
+        print(machine_notes(args.height, args.width))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=1)

@@ -83,5 +83,5 @@ def sbdd_case(height=720, width=1280, n_kernels=6, size=65, seed=0, dtype=np.flo
     image = photo((height, width, 3), dtype)
     kernels = motion_kernels(n_kernels, size, seed).astype(dtype)
     masks = object_masks((height, width), n_kernels - 1, seed)
-    weights = smooth_masks(masks, kernels, backend="numpy").astype(dtype)
+    weights = smooth_masks(masks, kernels).astype(dtype)
     return image, kernels, weights
