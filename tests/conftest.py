@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 
@@ -27,3 +29,9 @@ def rng():
 
 #: Relative tolerance vs the float64 reference for each working precision.
 TOLERANCE = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-10}
+
+
+#: Where the fastblur under test was imported from. Child interpreters (``python -c``,
+#: ``-m``) put their working directory first on sys.path, so they run from here to import
+#: the same fastblur (the installed one in CI, not the source tree without its extension).
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastblur.__file__)))

@@ -17,6 +17,7 @@ import pyfftw  # noqa: E402
 
 from fastblur.backends import fftw_backend  # noqa: E402
 from fastblur.backends.fftw_backend import FFTWEngine, PlanPool, WisdomFile, fast_len  # noqa: E402
+from conftest import PACKAGE_ROOT
 
 
 def test_fast_len_is_even_and_7_smooth():
@@ -135,7 +136,7 @@ def test_measured_wisdom_is_saved_and_loaded_by_the_next_process(tmp_path, monke
     assert len(files) == 1
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), FASTBLUR_CACHE_DIR=str(tmp_path))
     out = subprocess.run([sys.executable, "-c", _WISDOM_CHILD], env=env, check=True,
-                         capture_output=True, text=True).stdout.split()
+                         cwd=PACKAGE_ROOT, capture_output=True, text=True).stdout.split()
     # The next process has wisdom for the measured shape, and none for another one.
     assert out == ["True", "True", "False"]
 

@@ -16,6 +16,7 @@ import pytest
 import fastblur
 from fastblur.backends import ZERO_WEIGHT, get_backend
 from reference import direct_convolve_valid, relative_error
+from conftest import PACKAGE_ROOT
 
 DIRECT = [
     pytest.param(name, marks=pytest.mark.skipif(
@@ -237,7 +238,7 @@ def test_numba_compilation_is_cached_on_disk():
 
     def run():
         out = subprocess.run([sys.executable, "-c", _NUMBA_CHILD], env=env, check=True,
-                             capture_output=True, text=True).stdout
+                             cwd=PACKAGE_ROOT, capture_output=True, text=True).stdout
         return tuple(int(v) for v in out.split())
 
     run()  # fills the cache if it was cold
@@ -272,5 +273,5 @@ def test_forked_child_of_a_threaded_process_still_computes(backend):
         pytest.skip(f"backend {backend!r} unavailable")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), FASTBLUR_NUM_THREADS="2")
     out = subprocess.run([sys.executable, "-c", _FORK_CHILD, backend], env=env, check=True,
-                         capture_output=True, text=True, timeout=120).stdout
+                         cwd=PACKAGE_ROOT, capture_output=True, text=True, timeout=120).stdout
     assert out.split() == ["0"]

@@ -10,6 +10,7 @@ from PIL import Image
 
 from fastblur.cli.kernels import main
 from fastblur.kernels import camera_shake, linear_motion, load, load_list, trajectory_kernel
+from conftest import PACKAGE_ROOT
 
 
 def run(out, *extra):
@@ -123,7 +124,7 @@ def test_bad_arguments_exit_with_usage_error(tmp_path, extra, capsys):
 
 def test_module_entry_point_help():
     result = subprocess.run([sys.executable, "-m", "fastblur.cli.kernels", "--help"],
-                            capture_output=True, text=True, timeout=60,
+                            cwd=PACKAGE_ROOT, capture_output=True, text=True, timeout=60,
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert result.returncode == 0
     assert "--focal-length" in result.stdout and "--workers" in result.stdout
