@@ -22,6 +22,9 @@ inline constexpr std::size_t kBytes = 32;
 inline constexpr std::size_t kBytes = 16;
 #endif
 
+template <typename T>
+inline constexpr std::int64_t kLanes = static_cast<std::int64_t>(kBytes / sizeof(T));
+
 #if defined(__GNUC__) || defined(__clang__)
 #define FASTBLUR_VECTOR_EXTENSION 1
 
@@ -40,29 +43,11 @@ template <typename T>
 using Vec = typename VecType<T>::type;
 
 template <typename T>
-inline constexpr std::int64_t kLanes = static_cast<std::int64_t>(kBytes / sizeof(T));
-
-template <typename T>
-inline Vec<T> load(const T* p) {
-  Vec<T> v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-template <typename T>
-inline void store(T* p, Vec<T> v) {
-  std::memcpy(p, &v, sizeof v);
-}
-
-template <typename T>
 inline Vec<T> broadcast(T x) {
   return Vec<T>{} + x;
 }
 
 #else
-
-template <typename T>
-inline constexpr std::int64_t kLanes = static_cast<std::int64_t>(kBytes / sizeof(T));
 
 template <typename T>
 struct Vec {
@@ -84,6 +69,16 @@ struct Vec {
 };
 
 template <typename T>
+inline Vec<T> broadcast(T x) {
+  Vec<T> v;
+  for (std::int64_t i = 0; i < kLanes<T>; ++i) v.lane[i] = x;
+  return v;
+}
+
+#endif
+
+// Unaligned loads and stores (memcpy compiles to one vector move).
+template <typename T>
 inline Vec<T> load(const T* p) {
   Vec<T> v;
   std::memcpy(&v, p, sizeof v);
@@ -94,15 +89,6 @@ template <typename T>
 inline void store(T* p, Vec<T> v) {
   std::memcpy(p, &v, sizeof v);
 }
-
-template <typename T>
-inline Vec<T> broadcast(T x) {
-  Vec<T> v;
-  for (std::int64_t i = 0; i < kLanes<T>; ++i) v.lane[i] = x;
-  return v;
-}
-
-#endif
 
 }  // namespace simd
 }  // namespace fastblur

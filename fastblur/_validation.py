@@ -164,6 +164,30 @@ def check_fits(image_hw, kernel_hw, mode, name="kernel"):
         )
 
 
+def check_count(value, name, low=0):
+    """An integer (not a bool) that is at least ``low``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value!r}")
+    return int(value)
+
+
+def check_real(value, name, low=None, high=None, low_inclusive=True):
+    """A finite real number (not a bool) in ``[low, high]`` (``(low, high]`` unless
+    ``low_inclusive``); either bound may be None."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if low is not None and (value < low or (value == low and not low_inclusive)):
+        raise ValueError(f"{name} must be {'>=' if low_inclusive else '>'} {low:g}, got {value!r}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high:g}, got {value!r}")
+    return value
+
+
 def check_positive_number(value, name):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")

@@ -109,7 +109,7 @@ def test_resume_skips_finished_pairs_and_redoes_the_rest(tmp_path, images):
     lines = (out / "manifest.jsonl").read_text().splitlines()
     # pair 2's line lost, and a line cut short by a crash
     (out / "manifest.jsonl").write_text("\n".join(lines[:2] + lines[3:]) + '\n{"index": 9, "na')
-    (out / "sharp" / ".c_0.png.12345.tmp").write_bytes(b"partial")  # a crash's leftover
+    (out / "sharp" / ".c_0.png.12345.0badf00d.tmp").write_bytes(b"partial")  # a crash's leftover
     summary = generate(_config(out, images, count=4))
     assert (summary.written, summary.skipped) == (2, 2)
     assert _files(out) == first

@@ -3,7 +3,7 @@ import numbers
 
 import numpy as np
 
-from .._validation import check_positive_number
+from .._validation import check_positive_number, check_real
 
 __all__ = ["check_positive_number", "check_size", "check_fraction", "check_real", "as_rng"]
 
@@ -15,15 +15,6 @@ def check_size(size, name="size"):
     if size < 1:
         raise ValueError(f"{name} must be at least 1 pixel, got {size}")
     return int(size)
-
-
-def check_real(value, name):
-    """A finite real number."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return float(value)
 
 
 def check_fraction(value, name, low=0.0, high=1.0, low_inclusive=True):

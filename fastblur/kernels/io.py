@@ -14,10 +14,11 @@ kernel always gives the same bytes.
 """
 import io
 import os
-import secrets
 from collections.abc import Sequence
 
 import numpy as np
+
+from .._atomic import write_atomic
 
 __all__ = ["load", "save", "load_list", "save_list", "KernelList", "FORMATS"]
 
@@ -93,29 +94,6 @@ def _png_bytes(kernel, bit_depth):
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def write_atomic(path, data):
-    """Write ``data`` (bytes) to ``path`` via a temporary file and :func:`os.replace`.
-
-    The temporary file sits in the same folder (so the rename is atomic) and is created
-    with mode ``0o666`` minus the umask, like any new file.
-    """
-    path = os.fspath(path)
-    folder, name = os.path.split(os.path.abspath(path))
-    temp = os.path.join(folder, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    handle = os.open(temp, flags, 0o666)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
 
 
 def save(path, kernel, *, bit_depth=16):

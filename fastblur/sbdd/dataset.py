@@ -6,7 +6,7 @@ independent streams: the masks, the kernels, and the formation (the illumination
 first, then :func:`~fastblur.sbdd.synthesize_pair`'s draws). A pair therefore has the
 same bytes whichever worker makes it and however many workers there are.
 
-Files are written atomically (a temporary ``.NAME.PID.tmp`` beside the target, then
+Files are written atomically (a temporary ``.NAME.PID.TOKEN.tmp`` beside the target, then
 :func:`os.replace`); the manifest (``manifest.jsonl``, one JSON line per finished pair)
 is appended by the parent process after both images are in place. A pair counts as
 finished when its manifest line exists and both of its files do; a rerun with the same
@@ -24,7 +24,6 @@ plus ``OUT/args.json`` (the settings) and ``OUT/manifest.jsonl``.
 """
 import json
 import os
-import re
 import signal
 import sys
 import time
@@ -34,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._atomic import TEMPORARY_NAME, write_atomic
 from .config import RUN_ONLY_FIELDS, DatasetConfig
 from .pair import synthesize_pair
 
@@ -45,7 +45,6 @@ EMBEDDED_IMAGES = (
     "hubble_deep_field.jpg",
 )
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-_TEMP_PATTERN = re.compile(r"^\..+\.\d+\.tmp$")
 _PREVIEW_HEIGHT = 160
 
 
@@ -234,22 +233,6 @@ def pair_paths(config, source, variant):
     folder = os.path.join(out, config.split, source.group)
     file = f"{source.stem}_{variant}{ext}"
     return name, os.path.join(folder, "blur", file), os.path.join(folder, "sharp", file)
-
-
-def write_atomic(path, data):
-    """Write bytes to ``path`` through ``.NAME.PID.tmp`` and :func:`os.replace`."""
-    folder, base = os.path.split(os.path.abspath(path))
-    temp = os.path.join(folder, f".{base}.{os.getpid()}.tmp")
-    try:
-        with open(temp, "wb") as stream:
-            stream.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
 
 
 def _encode(image, config):
@@ -463,7 +446,7 @@ def _check_settings(config):
 def _remove_stale_temporaries(out):
     for directory, _, files in os.walk(out):
         for name in files:
-            if _TEMP_PATTERN.match(name):
+            if TEMPORARY_NAME.match(name):
                 try:
                     os.unlink(os.path.join(directory, name))
                 except OSError:

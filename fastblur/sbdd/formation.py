@@ -16,10 +16,11 @@ formation model"):
 The random draws of each step are listed in its docstring; together they define the
 stream a pair consumes from its generator.
 """
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
+
+from .._validation import check_count, check_real
 
 __all__ = [
     "CRFS",
@@ -47,33 +48,12 @@ EXPONENTIAL_EPS = 1e-9
 _NOISE_CHUNK_ELEMENTS = 1 << 18
 
 
-def _real(value, name, low=None, low_inclusive=True, high=None):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if low is not None and (value < low or (value == low and not low_inclusive)):
-        raise ValueError(f"{name} must be {'>=' if low_inclusive else '>'} {low:g}, got {value!r}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be <= {high:g}, got {value!r}")
-    return value
-
-
-def _count(value, name, low=0):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value!r}")
-    return int(value)
-
-
 def check_crf(crf, gamma, exponential_factor):
     """Validated ``(crf, gamma, exponential_factor)``; errors name the argument."""
     if crf not in CRFS:
         raise ValueError(f"crf must be one of {list(CRFS)}, got {crf!r}")
-    gamma = _real(gamma, "gamma", 0.0, low_inclusive=False)
-    exponential_factor = _real(exponential_factor, "exponential_factor", 0.0, low_inclusive=False)
+    gamma = check_real(gamma, "gamma", 0.0, low_inclusive=False)
+    exponential_factor = check_real(exponential_factor, "exponential_factor", 0.0, low_inclusive=False)
     return crf, gamma, exponential_factor
 
 
@@ -94,16 +74,16 @@ class StreakConfig:
     max_increment: float = 2000.0
 
     def __post_init__(self):
-        _real(self.probability, "streaks.probability", 0.0, high=1.0)
-        low = _count(self.min_count, "streaks.min_count", 0)
-        high = _count(self.max_count, "streaks.max_count", 0)
+        check_real(self.probability, "streaks.probability", 0.0, high=1.0)
+        low = check_count(self.min_count, "streaks.min_count", 0)
+        high = check_count(self.max_count, "streaks.max_count", 0)
         if high <= low:
             raise ValueError(
                 f"streaks.max_count must be greater than streaks.min_count (the count is drawn "
                 f"in [min_count, max_count)), got {low} and {high}"
             )
-        lo = _real(self.min_increment, "streaks.min_increment", 0.0)
-        hi = _real(self.max_increment, "streaks.max_increment", 0.0)
+        lo = check_real(self.min_increment, "streaks.min_increment", 0.0)
+        hi = check_real(self.max_increment, "streaks.max_increment", 0.0)
         if hi < lo:
             raise ValueError(
                 f"streaks.max_increment must be >= streaks.min_increment, got {lo:g} and {hi:g}"
@@ -141,8 +121,8 @@ class SaturationConfig:
         for name in ("boost", "boost_in_blurry"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"saturation.{name} must be a bool, got {getattr(self, name)!r}")
-        _real(self.threshold, "saturation.threshold", 0.0, low_inclusive=False)
-        _real(self.min_fraction, "saturation.min_fraction", 0.0)
+        check_real(self.threshold, "saturation.threshold", 0.0, low_inclusive=False)
+        check_real(self.min_fraction, "saturation.min_fraction", 0.0)
 
 
 @dataclass(frozen=True)
@@ -164,8 +144,8 @@ class NoiseConfig:
 
     def __post_init__(self):
         if self.poisson_peak is not None:
-            _real(self.poisson_peak, "noise.poisson_peak", 0.0, low_inclusive=False)
-        _real(self.gaussian_std, "noise.gaussian_std", 0.0)
+            check_real(self.poisson_peak, "noise.poisson_peak", 0.0, low_inclusive=False)
+        check_real(self.gaussian_std, "noise.gaussian_std", 0.0)
 
 
 # -- camera response --------------------------------------------------------------------

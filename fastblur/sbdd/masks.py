@@ -22,6 +22,8 @@ import os
 
 import numpy as np
 
+from .._validation import check_count, check_real
+
 __all__ = [
     "COCO_CLASSES",
     "classical_masks",
@@ -47,22 +49,6 @@ COCO_CLASSES = (
     "refrigerator", "book", "clock", "vase", "scissors", "teddy bear", "hair drier",
     "toothbrush",
 )
-
-
-def _check_count(value, name, low=0):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value!r}")
-    return int(value)
-
-
-def _check_real(value, name, low=None, high=None):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise TypeError(f"{name} must be a finite real number, got {value!r}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
-    return float(value)
 
 
 def _finish(masks, ids, shape, return_ids):
@@ -143,9 +129,9 @@ def detectron2_masks(path, *, score_threshold=0.9, min_area=4000, max_objects=5,
         Unreadable file, missing keys or inconsistent lengths (the message names the file).
     """
     path = os.fspath(path)
-    score_threshold = _check_real(score_threshold, "score_threshold")
-    min_area = _check_count(min_area, "min_area")
-    max_objects = _check_count(max_objects, "max_objects")
+    score_threshold = check_real(score_threshold, "score_threshold")
+    min_area = check_count(min_area, "min_area")
+    max_objects = check_count(max_objects, "max_objects")
     wanted = _class_ids(classes)
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -330,8 +316,8 @@ def coco_masks(annotations, image, *, min_area=4000, max_objects=5, categories=N
     ValueError
         Unreadable file, an unknown image, malformed segmentations.
     """
-    min_area = _check_count(min_area, "min_area")
-    max_objects = _check_count(max_objects, "max_objects")
+    min_area = check_count(min_area, "min_area")
+    max_objects = check_count(max_objects, "max_objects")
     by_id, by_name, per_image, names = _coco_index(annotations)
     if isinstance(image, str):
         key = os.path.basename(image)
@@ -421,8 +407,8 @@ def label_map_masks(labels, *, min_area=4000, max_objects=5, background=0, ignor
     ids : list of int
         Only with ``return_ids``.
     """
-    min_area = _check_count(min_area, "min_area")
-    max_objects = _check_count(max_objects, "max_objects")
+    min_area = check_count(min_area, "min_area")
+    max_objects = check_count(max_objects, "max_objects")
     labels = _read_labels(labels)
     values, areas = np.unique(labels, return_counts=True)
     skip = {int(background)} | {int(v) for v in ignore}
@@ -491,9 +477,9 @@ def classical_masks(image, *, max_objects=5, min_area=4000, max_area_fraction=0.
     ids : list of int
         Only with ``return_ids``.
     """
-    max_objects = _check_count(max_objects, "max_objects")
-    min_area = _check_count(min_area, "min_area")
-    max_area_fraction = _check_real(max_area_fraction, "max_area_fraction", 0.0, 1.0)
+    max_objects = check_count(max_objects, "max_objects")
+    min_area = check_count(min_area, "min_area")
+    max_area_fraction = check_real(max_area_fraction, "max_area_fraction", 0.0, 1.0)
     rng = np.random.default_rng(rng)
     image = np.asarray(image)
     height, width = image.shape[:2]
@@ -535,9 +521,9 @@ def random_shape_masks(shape, *, max_objects=5, min_area=4000, max_area_fraction
     """
     from skimage.draw import polygon
 
-    max_objects = _check_count(max_objects, "max_objects")
-    min_area = _check_count(min_area, "min_area")
-    max_area_fraction = _check_real(max_area_fraction, "max_area_fraction", 0.0, 1.0)
+    max_objects = check_count(max_objects, "max_objects")
+    min_area = check_count(min_area, "min_area")
+    max_area_fraction = check_real(max_area_fraction, "max_area_fraction", 0.0, 1.0)
     height, width = (int(v) for v in shape)
     rng = np.random.default_rng(rng)
     if max_objects == 0:

@@ -216,7 +216,7 @@ def synthesize_pair(
     kh, kw = kernels.shape[1:]
     _validation.check_fits(image.shape[:2], (kh, kw), "valid", "kernels")
     crf, gamma, exponential_factor = formation.check_crf(crf, gamma, exponential_factor)
-    gain = 1.0 if illumination_gain is None else formation._real(
+    gain = 1.0 if illumination_gain is None else _validation.check_real(
         illumination_gain, "illumination_gain", 0.0, low_inclusive=False
     )
     saturation = _check_config(saturation, SaturationConfig, "saturation")
