@@ -133,7 +133,7 @@ class Pipelines:
 
 @pytest.fixture(scope="module")
 def pipelines(tmp_path_factory):
-    from fastblur.sbdd.dataset import keep_freed_memory
+    from fastblur._memory import keep_freed_memory
 
     keep_freed_memory()  # as fastblur-gen and its workers do
     return Pipelines(make_case(tmp_path_factory.mktemp("sbdd_bench")))
@@ -235,7 +235,7 @@ def main(argv=None):
 
     cv2.setNumThreads(1)
     from fastblur.sbdd import generate
-    from fastblur.sbdd.dataset import keep_freed_memory
+    from fastblur._memory import keep_freed_memory
 
     keep_freed_memory()  # as fastblur-gen and its workers do
 

@@ -97,7 +97,8 @@ def build_parser():
 def main(argv=None):
     """Run ``fastblur-gen`` with ``argv`` (``sys.argv[1:]`` by default); returns the exit status."""
     from ..sbdd.config import DatasetConfig, load_config
-    from ..sbdd.dataset import generate, keep_freed_memory
+    from .._memory import keep_freed_memory
+    from ..sbdd.dataset import generate
 
     parser = build_parser()
     options = vars(parser.parse_args(argv))

@@ -11,12 +11,10 @@ Outputs in ``out_dir``: ``metrics.csv`` (one row per image, failures included),
 """
 import concurrent.futures
 import csv
-import ctypes
 import json
 import math
 import multiprocessing
 import os
-import platform
 import time
 from pathlib import Path
 from typing import NamedTuple, Optional
@@ -24,6 +22,7 @@ from typing import NamedTuple, Optional
 import cv2
 import numpy as np
 
+from .._memory import keep_freed_memory
 from .alignment import ECC_FAILURE_POLICIES, warp_to_gt
 from .metrics import masked_psnr
 from .protocols import PROTOCOLS, _resize_to, aligned_metrics
@@ -263,27 +262,9 @@ def side_by_side(pair, row, protocol):
     return (np.clip(np.concatenate(panels, axis=1), 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def _retain_freed_memory():
-    """glibc only: keep freed buffers in the process instead of handing them back.
-
-    OpenCV's ECC allocates and frees image-sized buffers every iteration; with glibc's
-    default thresholds the first images of a process page-fault on all of them (about
-    0.6 s of system time on a 680x773 image). Worker processes are ours, so they opt out.
-    """
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's largest allowed value
-    libc.mallopt(m_trim_threshold, 1 << 30)
-
-
 def _worker_setup(opencv_threads):
     cv2.setNumThreads(opencv_threads)  # one OpenCV thread a worker: workers scale, not threads
-    _retain_freed_memory()
+    keep_freed_memory(1 << 30)
 
 
 def _run_pairs(pairs, protocol, on_ecc_failure, workers, progress):

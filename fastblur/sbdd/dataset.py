@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._atomic import TEMPORARY_NAME, write_atomic
+from .._memory import keep_freed_memory
 from .config import RUN_ONLY_FIELDS, DatasetConfig
 from .pair import synthesize_pair
 
@@ -382,26 +383,6 @@ class PairMaker:
 
 
 # -- worker processes -------------------------------------------------------------------
-def keep_freed_memory():
-    """Let this process reuse freed image buffers instead of returning them to the OS.
-
-    A pair allocates a few arrays of 5-20 MB; glibc serves those with fresh ``mmap``
-    pages that fault on first touch (about 2000 faults, a fifth of the synthesis time at
-    720p). Raising the mmap threshold to 32 MB and the trim threshold to 512 MB (glibc
-    ``mallopt``) keeps them in the heap, so the next pair reuses warm pages; the peak
-    memory is unchanged. Does nothing where glibc is not the C library.
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-3, 32 << 20)   # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 512 << 20)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):
-        pass
-
-
 _worker = None
 
 
