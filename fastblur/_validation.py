@@ -36,34 +36,31 @@ def working_dtype(array):
     return np.dtype(np.float64) if array.dtype == np.float64 else np.dtype(np.float32)
 
 
+def _as_channels_last(value, name, plain_ndim, layouts):
+    """``(array, had_no_channel_axis)``: a float array with a trailing channel axis."""
+    array = as_numeric_array(value, name)
+    if array.ndim not in (plain_ndim, plain_ndim + 1):
+        raise ValueError(f"{name} must be {layouts}, got shape {array.shape}")
+    if 0 in array.shape:
+        raise ValueError(f"{name} must not be empty, got shape {array.shape}")
+    array = array.astype(working_dtype(array), copy=False)
+    if array.ndim == plain_ndim:
+        return array[..., None], True
+    return array, False
+
+
 def as_image(image, name="image"):
     """Return ``(image3d, was_2d)``: ``image`` as a float ``(H, W, C)`` array.
 
     float32 and float64 keep their precision, anything else numeric becomes float32.
     A 2-D image gets a trailing channel axis of length 1 (a view, no copy).
     """
-    array = as_numeric_array(image, name)
-    if array.ndim not in (2, 3):
-        raise ValueError(f"{name} must be 2-D (H, W) or 3-D (H, W, C), got shape {array.shape}")
-    if 0 in array.shape:
-        raise ValueError(f"{name} must not be empty, got shape {array.shape}")
-    array = array.astype(working_dtype(array), copy=False)
-    if array.ndim == 2:
-        return array[:, :, None], True
-    return array, False
+    return _as_channels_last(image, name, 2, "2-D (H, W) or 3-D (H, W, C)")
 
 
 def as_image_batch(images, name="images"):
     """Return ``(images4d, were_2d)``: ``images`` as a float ``(B, H, W, C)`` array."""
-    array = as_numeric_array(images, name)
-    if array.ndim not in (3, 4):
-        raise ValueError(f"{name} must be 3-D (B, H, W) or 4-D (B, H, W, C), got shape {array.shape}")
-    if 0 in array.shape:
-        raise ValueError(f"{name} must not be empty, got shape {array.shape}")
-    array = array.astype(working_dtype(array), copy=False)
-    if array.ndim == 3:
-        return array[..., None], True
-    return array, False
+    return _as_channels_last(images, name, 3, "3-D (B, H, W) or 4-D (B, H, W, C)")
 
 
 def _finite(array, name):
