@@ -258,6 +258,19 @@ def linearize(image, crf="gamma", gamma=2.2, exponential_factor=7.0, gain=1.0):
     return out.astype(np.float32)
 
 
+def _power(values, exponent, out):
+    """``out = values ** exponent`` for non-negative float32 (OpenCV's vectorised pow is
+    about 1.3x numpy's, within 3e-7 relative; numpy where OpenCV cannot write ``out``)."""
+    import cv2
+
+    contiguous = values.flags.c_contiguous and out.flags.c_contiguous
+    if contiguous and values.dtype == out.dtype == np.float32 and values.ndim == 3 and values.shape[2] <= 4:
+        cv2.pow(values, exponent, out)
+    else:
+        np.power(values, values.dtype.type(exponent), out=out)
+    return out
+
+
 def delinearize(linear, crf="gamma", gamma=2.2, exponential_factor=7.0, out=None):
     """Linear light back to sRGB values (0-255 scale, not clipped, not quantised).
 
@@ -279,7 +292,7 @@ def delinearize(linear, crf="gamma", gamma=2.2, exponential_factor=7.0, out=None
     if crf == "gamma":
         # 255 (x / 255)^(1/g) = 255^(1 - 1/g) x^(1/g): one power and one product
         exponent = 1.0 / gamma
-        np.power(linear, np.float32(exponent), out=out)
+        _power(linear, exponent, out)
         out *= np.float32(255.0 ** (1.0 - exponent))
     elif crf == "exponential":
         # 255 (1 - exp(-a x / 255)) = -255 expm1(-a x / 255), accurate near 0
