@@ -1,0 +1,105 @@
+"""The cupy backend's host-side logic, run on the CPU with NumPy standing in for CuPy.
+
+The GPU conformance suite needs a CUDA device; this test imports
+``fastblur.backends.cupy_backend`` against a stand-in ``cupy`` whose arrays are NumPy
+arrays, whose FFTs are scipy.fft's, and whose RawKernel is a NumPy restatement of
+``accumulate_weighted``. It checks everything but the CUDA code itself: FFT sizes,
+chunking over kernels, cropping, channel layout and the kernel's argument order.
+"""
+import importlib
+import sys
+import types
+
+import numpy as np
+import pytest
+import scipy.fft
+
+from reference import (
+    reference_blur_masked,
+    reference_blur_product,
+    reference_convolve,
+    relative_error,
+)
+
+
+def _accumulate_weighted(grid, block, args):
+    (filtered, weights, out, batch, chunk, first, count, channels, fh, fw,
+     out_h, out_w, offset_y, offset_x, zero_weight, overwrite) = args
+    batch, chunk, first, count, channels = map(int, (batch, chunk, first, count, channels))
+    fh, fw, out_h, out_w, offset_y, offset_x = map(int, (fh, fw, out_h, out_w, offset_y, offset_x))
+    assert grid[0] * block[0] >= batch * out_h * out_w
+    planes = filtered.reshape(batch, chunk, channels, fh, fw)
+    planes = planes[..., offset_y : offset_y + out_h, offset_x : offset_x + out_w]
+    w = weights.reshape(batch, count, out_h, out_w)[:, first : first + chunk]
+    w = np.where(np.abs(w) > zero_weight, w, 0)
+    total = (w[:, :, None] * planes).sum(axis=1).transpose(0, 2, 3, 1)
+    view = out.reshape(batch, out_h, out_w, channels)
+    if overwrite:
+        view[...] = total
+    else:
+        view += total
+
+
+class _RawModule:
+    def __init__(self, code, options=(), name_expressions=()):
+        assert "accumulate_weighted" in code
+        self.names = list(name_expressions)
+
+    def get_function(self, name):
+        assert name in self.names
+        return _accumulate_weighted
+
+
+@pytest.fixture
+def emulated(monkeypatch):
+    cupy = types.ModuleType("cupy")
+    cupy.ascontiguousarray = np.ascontiguousarray
+    cupy.empty = np.empty
+    cupy.RawModule = _RawModule
+    cupy.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
+    fft = types.ModuleType("cupyx.scipy.fft")
+    fft.rfft2 = lambda x, s: scipy.fft.rfft2(x, s=s, axes=(-2, -1))
+    fft.irfft2 = lambda x, s: scipy.fft.irfft2(x, s=s, axes=(-2, -1))
+    fft.next_fast_len = lambda n, real=False: scipy.fft.next_fast_len(n, real=real)
+    cupyx = types.ModuleType("cupyx")
+    cupyx_scipy = types.ModuleType("cupyx.scipy")
+    cupyx.scipy, cupyx_scipy.fft = cupyx_scipy, fft
+    for name, module in {"cupy": cupy, "cupyx": cupyx, "cupyx.scipy": cupyx_scipy, "cupyx.scipy.fft": fft}.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.delitem(sys.modules, "fastblur.backends.cupy_backend", raising=False)
+    module = importlib.import_module("fastblur.backends.cupy_backend")
+    yield module.BACKEND
+    sys.modules.pop("fastblur.backends.cupy_backend", None)
+
+
+@pytest.mark.parametrize("chunk_bytes", [str(1 << 30), "1"])  # all kernels at once; one at a time
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blur_masked_batch(emulated, monkeypatch, rng, chunk_bytes, dtype):
+    monkeypatch.setenv("FASTBLUR_GPU_CHUNK_BYTES", chunk_bytes)
+    images = rng.standard_normal((2, 31, 27, 3)).astype(dtype)
+    kernels = rng.random((2, 4, 6, 5)).astype(dtype)
+    weights = rng.random((2, 4, 26, 23)).astype(dtype)
+    weights[:, 2, :10] = 0
+    result = emulated.blur_masked_batch_valid(images, kernels, weights)
+    assert result.shape == (2, 26, 23, 3) and result.dtype == dtype
+    tolerance = 2e-5 if dtype == np.float32 else 1e-10
+    for b in range(2):
+        expected = reference_blur_masked(images[b], kernels[b], weights[b], "valid", "reflect")
+        assert relative_error(result[b], expected) <= tolerance
+    single = emulated.blur_masked_valid(images[1], kernels[1], weights[1])
+    np.testing.assert_allclose(single, result[1], rtol=0, atol=1e-5)
+
+
+def test_convolve_product_and_masks(emulated, monkeypatch, rng):
+    monkeypatch.setenv("FASTBLUR_GPU_CHUNK_BYTES", "1")
+    image = rng.standard_normal((30, 33, 2))
+    kernel = rng.random((4, 7))
+    assert relative_error(emulated.convolve_valid(image, kernel), reference_convolve(image, kernel, "valid", "reflect")) <= 1e-10
+    kernels = rng.random((3, 5, 4))
+    weights = rng.random((3, 30, 33))
+    result = emulated.blur_product_valid(image, kernels, weights)
+    assert relative_error(result, reference_blur_product(image, kernels, weights, "valid", "reflect")) <= 1e-10
+    masks = rng.random((3, 30, 33)) > 0.5
+    smoothed = emulated.convolve_masks_valid(masks, kernels)
+    expected = np.stack([reference_convolve(m.astype(float), k, "valid", "reflect") for m, k in zip(masks, kernels)])
+    np.testing.assert_allclose(smoothed, expected, rtol=0, atol=1e-10)
