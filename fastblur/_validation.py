@@ -22,18 +22,21 @@ def as_numeric_array(value, name):
         array = xp.asarray(value)
     except Exception as error:  # ragged lists and the like
         raise TypeError(f"{name} must be a numeric array: {error}") from None
-    if array.dtype == object or not (
-        np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
-    ):
+    if array.dtype.kind not in "biufc":  # timedelta64 counts as a number to numpy
         raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
     if array.dtype.kind == "c":
         raise TypeError(f"{name} must be real, got dtype {array.dtype}")
     return array
 
 
+def is_double(dtype):
+    """True for a 64-bit float dtype in either byte order."""
+    return dtype.kind == "f" and dtype.itemsize == 8
+
+
 def working_dtype(array):
-    """float32 or float64: the precision results are computed and returned in."""
-    return np.dtype(np.float64) if array.dtype == np.float64 else np.dtype(np.float32)
+    """float32 or float64 (native byte order): the precision results are computed in."""
+    return np.dtype(np.float64) if is_double(array.dtype) else np.dtype(np.float32)
 
 
 def _as_channels_last(value, name, plain_ndim, layouts):
@@ -103,10 +106,11 @@ def as_kernel_batch(kernels, batch, dtype, name="kernels"):
     return get_array_module(array).ascontiguousarray(_finite(array.astype(dtype, copy=False), name))
 
 
-def as_weights(weights, count, spatial_shape, dtype, name="weights", batch=None):
+def as_weights(weights, count, spatial_shape, dtype, name="weights", batch=None, grid="output"):
     """A finite ``(N, H, W)`` weight stack matching ``count`` kernels and ``spatial_shape``.
 
-    With ``batch``, a ``(B, N, H, W)`` stack for ``batch`` images.
+    With ``batch``, a ``(B, N, H, W)`` stack for ``batch`` images. ``grid`` ("output" or
+    "input") is where the maps live, for the error message.
     """
     array = as_numeric_array(weights, name)
     expected = (count,) + tuple(spatial_shape)
@@ -116,7 +120,7 @@ def as_weights(weights, count, spatial_shape, dtype, name="weights", batch=None)
     if array.shape != expected:
         raise ValueError(
             f"{name} must have shape {layout} = {expected} "
-            f"(one map per kernel, on the {'output' if name == 'weights' else 'input'} grid), "
+            f"(one map per kernel, on the {grid} grid), "
             f"got {array.shape}"
         )
     return get_array_module(array).ascontiguousarray(_finite(array.astype(dtype, copy=False), name))

@@ -209,7 +209,7 @@ def blur_product(image, kernels, weights, mode="valid", boundary="reflect", back
     kernels = _validation.as_kernel_stack(kernels, dtype)
     kernel_hw = kernels.shape[1:]
     extended, was_2d = _prepare(prepared, kernel_hw, mode, boundary, "kernels")
-    weights = _validation.as_weights(weights, len(kernels), prepared[0].shape[:2], dtype)
+    weights = _validation.as_weights(weights, len(kernels), prepared[0].shape[:2], dtype, grid="input")
     weights = _geometry.extend(weights, kernel_hw, mode, boundary, first_axis=1)
     out = _call_backend(backend, "blur_product", "blur_product_valid", (extended, kernels, weights),
                         image=extended, kernels=kernels, weights=weights)

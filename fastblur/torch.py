@@ -4,7 +4,8 @@
 over DataLoader workers); ``SBDDMapDataset`` is map-style (``len`` and indexing, for
 samplers). Both yield ``(blurry, sharp)`` float32 tensors of shape ``(3, H, W)`` in
 [0, 1]. Pair ``i`` of epoch ``e`` is drawn from ``SeedSequence([seed, e, i])``: the
-same seed and epoch give the same pairs in the same order whatever ``num_workers`` is.
+same seed and epoch give the same pairs in the same order whatever ``num_workers`` is
+(for ``SBDDDataset``, tell it the DataLoader's ``batch_size``).
 Call ``set_epoch(e)`` between epochs for fresh pairs (as with ``DistributedSampler``).
 
 Requires PyTorch (``pip install 'fastblur[torch]'``).
@@ -66,6 +67,9 @@ class SBDDDataset(_PairsMixin, IterableDataset):
         ``"cpu"`` or ``"cuda"``: where the tensors are returned; with CUDA the blur runs
         on the GPU (``backend="cupy"``). Use ``num_workers=0`` with CUDA.
     backend : str, optional
+    batch_size : int, optional
+        The DataLoader's ``batch_size``: with it, batches hold the same pairs in the same
+        order for any ``num_workers`` (without it, the same pairs in another order).
     **options
         Any :class:`fastblur.sbdd.DatasetConfig` field: ``masks``, ``masks_path``,
         ``kernels``, ``kernel_size``, ``augment_illumination``, ``gaussian_noise``,
@@ -73,24 +77,32 @@ class SBDDDataset(_PairsMixin, IterableDataset):
 
     Examples
     --------
-    >>> loader = DataLoader(SBDDDataset(length=1000, seed=0), batch_size=8, num_workers=2)
+    >>> loader = DataLoader(SBDDDataset(length=1000, seed=0, batch_size=8), batch_size=8, num_workers=2)
     >>> for blurry, sharp in loader: ...       # (8, 3, 256, 256) each
     """
 
     def __init__(self, images=None, length=None, crop_size=256, quantize=True, device="cpu",
-                 backend="auto", **options):
+                 backend="auto", batch_size=1, **options):
         if length is not None and (isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1):
             raise ValueError(f"length must be a positive integer or None, got {length!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.length = None if length is None else int(length)
+        self.batch_size = int(batch_size)
         self._init_pairs(images, crop_size, quantize, device, backend, options)
 
     def __iter__(self):
+        # DataLoader takes whole batches from its workers in turn, so worker w makes the
+        # w-th of every num_workers consecutive blocks of batch_size pairs.
         info = get_worker_info()
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
-        index = worker
-        while self.length is None or index < self.length:
-            yield self.pair(index)
-            index += workers
+        block = self.batch_size
+        start = worker * block
+        while self.length is None or start < self.length:
+            stop = start + block if self.length is None else min(start + block, self.length)
+            for index in range(start, stop):
+                yield self.pair(index)
+            start += workers * block
 
 
 class SBDDMapDataset(_PairsMixin, Dataset):

@@ -209,3 +209,29 @@ def test_blur_masked_batch_equals_one_call_per_image(backend, rng, mode, channel
     for b in range(batch):
         expected = reference_blur_masked(images[b], kernels[b], weights[b], mode, "reflect")
         assert relative_error(result[b], expected) <= 2e-5
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_smooth_masks_stay_in_unit_range_where_no_mask_reaches(backend, mode):
+    # Sparse, orthogonal PSFs leave regions no mask reaches: FFT round-off there must
+    # not be blown up by the normalisation (sum_j S_j + 1e-6) into weights outside [0, 1].
+    from fastblur.kernels import linear_motion
+
+    kernels = np.stack([linear_motion(20, 0, 31), linear_motion(20, 90, 31)]).astype(np.float32)
+    masks = np.zeros((1, 64, 64), bool)
+    masks[0, 20:40, 20:40] = True
+    weights = fastblur.smooth_masks(masks, kernels, mode=mode, boundary="constant", backend=backend)
+    expected = reference_smooth_masks(masks, kernels, mode, "constant")
+    assert weights.min() >= 0 and weights.max() <= 1 + 1e-6
+    assert weights.sum(axis=0).max() <= 1 + 1e-6
+    np.testing.assert_allclose(weights, expected, rtol=0, atol=3e-5)
+
+
+def test_byte_order_does_not_change_precision(backend, rng):
+    image = rng.standard_normal((20, 24, 3))
+    kernel = rng.random((5, 4))
+    result = fastblur.convolve(image.astype(">f8"), kernel.astype(">f8"), mode="valid", backend=backend)
+    assert result.dtype == np.float64
+    assert relative_error(result, reference_convolve(image, kernel, "valid", "reflect")) <= 1e-10
+    single = fastblur.convolve(image.astype(">f4"), kernel, mode="valid", backend=backend)
+    assert single.dtype == np.float32

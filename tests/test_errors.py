@@ -93,3 +93,13 @@ def test_unavailable_backend_says_why():
 def test_bad_batches_are_named(call, words):
     with pytest.raises(ValueError, match=words):
         call()
+
+
+def test_blur_product_weights_error_names_the_input_grid():
+    with pytest.raises(ValueError, match=r"\(2, 10, 12\) \(one map per kernel, on the input grid\)"):
+        fastblur.blur_product(IMAGE, KERNELS, WEIGHTS_OUT)
+
+
+def test_time_deltas_are_not_images():
+    with pytest.raises(TypeError, match="image must be a numeric array"):
+        fastblur.convolve(np.zeros((4, 4), "m8[s]"), KERNEL)

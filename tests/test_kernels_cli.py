@@ -111,6 +111,7 @@ def test_a_blur_too_long_for_the_size_fails_cleanly(tmp_path, capsys):
     ("--count", 2, "--exposure", 0),
     ("--count", 2, "--model", "blobs"),
     ("--count", 2, "--model", "linear", "--size", 11, "--length", 11),
+    ("--count", 2, "--model", "linear", "--size", 64, "--length", 63),  # even sizes hold one less
     ("--count", 2, "--model", "trajectory", "--anxiety", 2),
     ("--count", 2, "--model", "trajectory", "--exposure", 1.5),
 ])
@@ -120,6 +121,14 @@ def test_bad_arguments_exit_with_usage_error(tmp_path, extra, capsys):
     assert info.value.code == 2
     assert "error" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
+
+
+def test_longest_linear_length_is_accepted_and_every_kernel_fits(tmp_path):
+    for size in (64, 65):
+        out = tmp_path / str(size)
+        assert run(out, "--count", 40, "--model", "linear", "--size", size, "--length", size - 2 + size % 2,
+                   "--format", "npy") == 0
+        assert len(list((out / "train").glob("*.npy"))) == 40
 
 
 def test_module_entry_point_help():

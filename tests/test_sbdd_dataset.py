@@ -101,6 +101,25 @@ def test_same_bytes_with_one_or_two_workers(tmp_path, images):
     assert other_seed.written == 6 and _files(tmp_path / "seed1") != one
 
 
+def test_auto_is_pinned_for_the_whole_run(tmp_path, images, monkeypatch):
+    # auto's per-call choice depends on the thread count; a run must not.
+    from fastblur.sbdd.config import GENERATION_BACKENDS, pinned_backend
+    from fastblur.sbdd.dataset import PairMaker, find_sources
+
+    config = _config(tmp_path / "ds", images, count=2)
+    chosen = set()
+    for threads in ("1", "2", "16"):
+        monkeypatch.setenv("FASTBLUR_NUM_THREADS", threads)
+        chosen.add(PairMaker(config, find_sources(config)).options["backend"])
+    assert chosen == {pinned_backend("auto")} and chosen <= set(GENERATION_BACKENDS)
+    generate(config)
+    settings = json.loads((tmp_path / "ds" / "args.json").read_text())["settings"]
+    assert settings["backend"] == pinned_backend("auto")
+    generate(config)  # "auto" again resumes the same run
+    with pytest.raises(ValueError, match="backend"):
+        generate(_config(tmp_path / "ds", images, count=2, backend="fftw"))
+
+
 def test_resume_skips_finished_pairs_and_redoes_the_rest(tmp_path, images):
     out = tmp_path / "ds"
     generate(_config(out, images, count=4))

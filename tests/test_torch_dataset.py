@@ -37,6 +37,16 @@ def test_same_pairs_with_any_number_of_workers():
     assert all(torch.equal(mapped[i][0], alone[i][0]) for i in range(6))
 
 
+def test_same_batches_with_any_number_of_workers():
+    dataset = SBDDDataset(length=10, batch_size=3, **OPTIONS)
+    alone = _pairs(torch.utils.data.DataLoader(dataset, batch_size=3, num_workers=0))
+    shared = _pairs(torch.utils.data.DataLoader(dataset, batch_size=3, num_workers=2))
+    assert [b.shape[0] for b, _ in alone] == [3, 3, 3, 1]
+    assert len(shared) == len(alone)
+    for (b0, s0), (b1, s1) in zip(alone, shared):
+        assert torch.equal(b0, b1) and torch.equal(s0, s1)
+
+
 def test_epochs_differ_and_repeat():
     dataset = SBDDMapDataset(3, **OPTIONS)
     first = dataset[0][0]

@@ -20,7 +20,7 @@ try:
 except ImportError as error:  # pragma: no cover - depends on the machine
     raise ImportError(f"CuPy is not installed (pip install 'fastblur[gpu]'): {error}") from None
 
-from .base import ZERO_WEIGHT, Backend
+from .base import ZERO_WEIGHT, Backend, zero_fft_roundoff
 
 
 def _require_device():
@@ -165,7 +165,7 @@ class CupyBackend(Backend):
             spectra = cufft.rfft2(masks[first:last].astype(kernels.dtype), s=shape)
             spectra *= cufft.rfft2(kernels[first:last], s=shape)
             out[first:last] = cufft.irfft2(spectra, s=shape)[:, kh - 1 : height, kw - 1 : width]
-        return out
+        return zero_fft_roundoff(out, kernels)
 
 
 BACKEND = CupyBackend()

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .._tiling import plan_tiles
-from .base import ZERO_WEIGHT
+from .base import ZERO_WEIGHT, zero_fft_roundoff
 
 
 #: Block side / (kernel length - 1). A uniform convolution wants large blocks (the
@@ -151,7 +151,7 @@ class TiledFFT:
 
         A mask that is all False over a tile's input block gives 0 there, one that is
         all True gives ``kernels[i].sum()``; only blocks crossing a mask edge are
-        transformed.
+        transformed, and their round-off around 0 is set to 0 (:func:`zero_fft_roundoff`).
         """
         n, kh, kw = kernels.shape
         out_shape = (masks.shape[1] - kh + 1, masks.shape[2] - kw + 1)
@@ -174,4 +174,4 @@ class TiledFFT:
                 out[edge, r0:r1, c0:c1] = self._crop(filtered, (kh, kw), (r1 - r0, c1 - c0))
 
         self._run(one_tile, plan.tiles())
-        return out
+        return zero_fft_roundoff(out, kernels)

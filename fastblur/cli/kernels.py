@@ -93,10 +93,13 @@ def _params(args, parser):
             check_fraction(args.exposure, "--exposure", low_inclusive=False)
             params.update(length=length, anxiety=args.anxiety, exposure=args.exposure)
         else:
-            if not (np.isfinite(length) and 0 <= length <= args.size - 1):
+            # a segment centred on tap (size - 1) // 2 fits any angle up to size - 1 when
+            # size is odd; an even size leaves one pixel less on one side
+            longest = args.size - 1 if args.size % 2 else args.size - 2
+            if not (np.isfinite(length) and 0 <= length <= longest):
                 raise ValueError(
-                    f"--length must be in [0, size - 1] = [0, {args.size - 1}] for the "
-                    f"linear model, got {length}"
+                    f"--length must be in [0, {longest}] for the linear model with size "
+                    f"{args.size}, got {length}"
                 )
             params.update(max_length=length)
     except (TypeError, ValueError) as error:

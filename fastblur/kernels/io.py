@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .._atomic import write_atomic
+from .._validation import working_dtype
 
 __all__ = ["load", "save", "load_list", "save_list", "KernelList", "FORMATS"]
 
@@ -52,7 +53,7 @@ def _check_kernel(array, where):
         raise ValueError(
             f"{where}: a kernel must be a non-empty 2-D array, got shape {array.shape}"
         )
-    array = array.astype(np.float64 if array.dtype == np.float64 else np.float32)
+    array = array.astype(working_dtype(array))
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{where}: the kernel contains NaN or inf")
     peak = float(array.max())

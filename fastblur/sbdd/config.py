@@ -29,7 +29,23 @@ FORMATS = ("png", "jpg")
 INPUT_LAYOUTS = ("auto", "folder", "gopro")
 
 #: Fields that do not change the pairs: a rerun may change them and resume.
-RUN_ONLY_FIELDS = ("out", "count", "workers", "preview", "preview_count", "progress", "overwrite", "backend")
+RUN_ONLY_FIELDS = ("out", "count", "workers", "preview", "preview_count", "progress", "overwrite")
+
+#: What ``backend="auto"`` means when making pairs: the first available of these, fixed
+#: for the whole run. The per-call ``auto`` choice depends on the thread count (and on
+#: the machine's calibration), and backends differ in the last bits, so a pair's bytes
+#: would depend on how many workers made it; the direct backends suit motion PSFs.
+GENERATION_BACKENDS = ("native", "numba", "numpy")
+
+
+def pinned_backend(name):
+    """``name``, or for ``"auto"`` the backend every pair of a run is made with."""
+    if name != "auto":
+        return name
+    from ..backends import available_backends
+
+    available = available_backends()
+    return next(candidate for candidate in GENERATION_BACKENDS if candidate in available)
 
 
 @dataclass
@@ -60,8 +76,9 @@ class DatasetConfig:
     Output
         ``out``, ``layout``, ``format``, ``quality``, ``preview``, ``preview_count``.
     Run
-        ``seed``, ``workers`` (``None``: all cores), ``backend``, ``progress``,
-        ``overwrite``.
+        ``seed``, ``workers`` (``None``: all cores), ``backend`` (``"auto"`` is pinned to
+        one backend for the whole run, :data:`GENERATION_BACKENDS`, so that bytes do not
+        depend on the number of workers), ``progress``, ``overwrite``.
     """
 
     out: str = None

@@ -29,13 +29,13 @@ import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .._atomic import TEMPORARY_NAME, write_atomic
 from .._memory import keep_freed_memory
-from .config import RUN_ONLY_FIELDS, DatasetConfig
+from .config import RUN_ONLY_FIELDS, DatasetConfig, pinned_backend
 from .pair import synthesize_pair
 
 __all__ = ["GenerateSummary", "Source", "find_sources", "generate", "make_pair", "read_image", "write_atomic"]
@@ -260,7 +260,7 @@ class PairMaker:
         self.sources = sources
         self.kernels = kernel_source(config.kernels, config.kernel_size, config.kernels_root,
                                      config.exposure, config.focal_length)
-        self.options = config.formation_options()
+        self.options = dict(config.formation_options(), backend=pinned_backend(config.backend))
         self._regions = {}
 
     def _segment(self, source_index, image):
@@ -496,6 +496,7 @@ def generate(config):
 
     if not isinstance(config, DatasetConfig):
         config = DatasetConfig.from_dict(dict(config))
+    config = replace(config, backend=pinned_backend(config.backend))
     if config.out is None:
         raise ValueError("out must name the output folder (--out)")
     sources = find_sources(config)
