@@ -17,6 +17,14 @@ def _mark_forked_child():
 os.register_at_fork(after_in_child=_mark_forked_child)
 
 
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. a container's limit)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def num_threads() -> int:
     """Threads a CPU backend may use: ``FASTBLUR_NUM_THREADS`` if set, else all cores.
 
@@ -34,7 +42,7 @@ def num_threads() -> int:
     """
     if _in_forked_child:
         return 1
-    cores = os.cpu_count() or 1
+    cores = available_cores()
     value = os.environ.get(ENV_VAR, "").strip()
     if not value:
         return cores

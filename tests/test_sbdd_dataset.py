@@ -125,12 +125,13 @@ def test_resume_skips_finished_pairs_and_redoes_the_rest(tmp_path, images):
     generate(_config(out, images, count=4))
     first = _files(out)
     (out / "blurry" / "b_0.png").unlink()                       # pair 1 lost a file
+    (out / "sharp" / "a_0.png").write_bytes(b"")                  # pair 0 emptied by a power loss
     lines = (out / "manifest.jsonl").read_text().splitlines()
     # pair 2's line lost, and a line cut short by a crash
     (out / "manifest.jsonl").write_text("\n".join(lines[:2] + lines[3:]) + '\n{"index": 9, "na')
     (out / "sharp" / ".c_0.png.12345.0badf00d.tmp").write_bytes(b"partial")  # a crash's leftover
     summary = generate(_config(out, images, count=4))
-    assert (summary.written, summary.skipped) == (2, 2)
+    assert (summary.written, summary.skipped) == (3, 1)
     assert _files(out) == first
     assert not list(out.rglob("*.tmp"))
     assert [r["index"] for r in _manifest(out)] == [0, 1, 2, 3]

@@ -435,7 +435,11 @@ def _remove_stale_temporaries(out):
 
 
 def _read_manifest(config):
-    """Finished pairs: ``{index: record}`` for manifest lines whose two files exist."""
+    """Finished pairs: ``{index: record}`` for manifest lines whose two files exist.
+
+    Files are not fsynced (that would cost more than the pair); an empty file, what a
+    power loss can leave behind a completed rename, counts as missing and is redone.
+    """
     path = os.path.join(config.out, "manifest.jsonl")
     done = {}
     if config.overwrite or not os.path.isfile(path):
@@ -448,7 +452,7 @@ def _read_manifest(config):
                 files = [os.path.join(config.out, record[k]) for k in ("blurry", "sharp")]
             except (ValueError, KeyError, TypeError):
                 continue  # a line cut short by a crash
-            if all(os.path.isfile(f) for f in files):
+            if all(os.path.isfile(f) and os.path.getsize(f) > 0 for f in files):
                 done[index] = record
     return done
 
