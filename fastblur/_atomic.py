@@ -29,3 +29,18 @@ def write_atomic(path, data):
         except OSError:
             pass
         raise
+
+
+def remove_temporaries(folder):
+    """Delete the temporary files that interrupted writes left anywhere under ``folder``.
+
+    Only names :func:`write_atomic` makes (:data:`TEMPORARY_NAME`); a finished file is
+    never one of them.
+    """
+    for directory, _, files in os.walk(folder):
+        for name in files:
+            if TEMPORARY_NAME.match(name):
+                try:
+                    os.unlink(os.path.join(directory, name))
+                except OSError:
+                    pass

@@ -137,3 +137,14 @@ def test_module_entry_point_help():
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert result.returncode == 0
     assert "--focal-length" in result.stdout and "--workers" in result.stdout
+
+
+def test_files_without_parameters_are_not_reused_and_leftovers_go(tmp_path, capsys):
+    out = tmp_path / "k"
+    assert run(out, "--count", 2, "--size", 15) == 0
+    (out / "train" / ".kernel0002.mat.123.0badf00d.tmp").write_bytes(b"partial")
+    assert run(out, "--count", 3, "--size", 15) == 0
+    assert not list((out / "train").glob("*.tmp"))
+    (out / "params.json").unlink()
+    assert run(out, "--count", 3, "--size", 15) == 2
+    assert "params.json is missing" in capsys.readouterr().err

@@ -150,8 +150,10 @@ def _check_existing(params, out):
     """Why ``out`` cannot take this dataset (other parameters, kernels already there), or None."""
     path = os.path.join(out, PARAMS_FILE)
     train = os.path.join(out, SUBDIR)
-    if not os.path.exists(path) or not (os.path.isdir(train) and os.listdir(train)):
+    if not (os.path.isdir(train) and os.listdir(train)):
         return None
+    if not os.path.exists(path):
+        return f"{train} holds files but {path} is missing: cannot tell how they were made; use another --out"
     try:
         with open(path, encoding="utf-8") as stream:
             previous = json.load(stream)
@@ -176,6 +178,7 @@ def main(argv=None):
 
     import fastblur
     from fastblur.kernels import contact_sheet, load
+    from fastblur._atomic import remove_temporaries
     from fastblur.kernels.io import save_list, write_atomic
     from PIL import Image
     from tqdm import tqdm
@@ -187,6 +190,7 @@ def main(argv=None):
         print(f"fastblur-kernels: error: {problem}", file=sys.stderr)
         return 2
     os.makedirs(os.path.join(out, SUBDIR), exist_ok=True)
+    remove_temporaries(os.path.join(out, SUBDIR))
     write_atomic(os.path.join(out, PARAMS_FILE),
                  (json.dumps(params, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 

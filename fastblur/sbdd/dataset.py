@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .._atomic import TEMPORARY_NAME, write_atomic
+from .._atomic import remove_temporaries, write_atomic
 from .._memory import keep_freed_memory
 from .config import RUN_ONLY_FIELDS, DatasetConfig, pinned_backend
 from .pair import synthesize_pair
@@ -424,16 +424,6 @@ def _check_settings(config):
         )
 
 
-def _remove_stale_temporaries(out):
-    for directory, _, files in os.walk(out):
-        for name in files:
-            if TEMPORARY_NAME.match(name):
-                try:
-                    os.unlink(os.path.join(directory, name))
-                except OSError:
-                    pass
-
-
 def _read_manifest(config):
     """Finished pairs: ``{index: record}`` for manifest lines whose two files exist.
 
@@ -508,7 +498,7 @@ def generate(config):
     PairMaker(config, sources)  # fail early on a bad kernel source
     os.makedirs(config.out, exist_ok=True)
     _check_settings(config)
-    _remove_stale_temporaries(config.out)
+    remove_temporaries(config.out)
     _write_settings(config)
     records = _read_manifest(config)
     _write_manifest(config, records)
