@@ -7,11 +7,20 @@ The primitives (see :mod:`fastblur.primitives`)::
     blur_product(image, kernels, weights)    sum_i k_i * (w_i x)     scatter
     smooth_masks(object_masks, kernels)      SBDD soft weights
 
+and their batched forms :func:`blur_masked_batch` and :func:`smooth_masks_batch`.
+
 Every function takes ``backend=`` (``"auto"`` by default); :func:`available_backends`
 lists what runs here and :func:`backend_info` why the others do not.
 """
 from .backends import available_backends, backend_info, explain
-from .primitives import blur_masked, blur_masked_batch, blur_product, convolve, smooth_masks
+from .primitives import (
+    blur_masked,
+    blur_masked_batch,
+    blur_product,
+    convolve,
+    smooth_masks,
+    smooth_masks_batch,
+)
 
 __version__ = "0.1.0"
 
@@ -24,4 +33,5 @@ __all__ = [
     "convolve",
     "explain",
     "smooth_masks",
+    "smooth_masks_batch",
 ]

@@ -96,9 +96,13 @@ def as_kernel_stack(kernels, dtype=None, name="kernels"):
     return get_array_module(array).ascontiguousarray(_finite(array.astype(dtype, copy=False), name))
 
 
-def as_kernel_batch(kernels, batch, dtype, name="kernels"):
-    """A finite ``(B, N, kh, kw)`` kernel batch for ``batch`` images, cast to ``dtype``."""
+def as_kernel_batch(kernels, batch, dtype=None, name="kernels"):
+    """A finite ``(B, N, kh, kw)`` kernel batch for ``batch`` images, cast to ``dtype``.
+
+    ``dtype=None`` keeps float64 and computes anything else in float32.
+    """
     array = as_numeric_array(kernels, name)
+    dtype = working_dtype(array) if dtype is None else dtype
     if array.ndim != 4 or array.shape[0] != batch:
         raise ValueError(f"{name} must be 4-D (B, N, kh, kw) with B = {batch}, got shape {array.shape}")
     if 0 in array.shape:
@@ -126,16 +130,30 @@ def as_weights(weights, count, spatial_shape, dtype, name="weights", batch=None,
     return get_array_module(array).ascontiguousarray(_finite(array.astype(dtype, copy=False), name))
 
 
-def as_masks(masks, name="object_masks"):
-    """A boolean ``(n, H, W)`` mask stack (non-zero counts as inside); ``n`` may be 0."""
+def _as_binary(masks, name, ndim, layout):
+    """A boolean array of ``ndim`` dimensions whose last two (H, W) are non-empty."""
     array = as_numeric_array(masks, name)
-    if array.ndim != 3:
-        raise ValueError(f"{name} must be 3-D (n, H, W), got shape {array.shape}")
-    if array.shape[1] == 0 or array.shape[2] == 0:
+    if array.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D {layout}, got shape {array.shape}")
+    if array.shape[-2] == 0 or array.shape[-1] == 0:
         raise ValueError(f"{name} must have a non-empty (H, W), got shape {array.shape}")
     if array.dtype != np.bool_:
         _finite(array, name)
         array = array != 0
+    return array
+
+
+def as_masks(masks, name="object_masks"):
+    """A boolean ``(n, H, W)`` mask stack (non-zero counts as inside); ``n`` may be 0."""
+    return _as_binary(masks, name, 3, "(n, H, W)")
+
+
+def as_mask_batch(masks, name="object_masks"):
+    """A boolean ``(B, n, H, W)`` mask batch (non-zero counts as inside); ``n`` may be 0,
+    ``B`` may not."""
+    array = _as_binary(masks, name, 4, "(B, n, H, W)")
+    if array.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one item (B >= 1), got shape {array.shape}")
     return array
 
 

@@ -9,7 +9,7 @@ from . import _geometry, _validation
 from ._array_module import get_array_module, to_device, torch_interop
 from .backends import get_backend, select_backend
 
-__all__ = ["convolve", "blur_masked", "blur_masked_batch", "blur_product", "smooth_masks"]
+__all__ = ["convolve", "blur_masked", "blur_masked_batch", "blur_product", "smooth_masks", "smooth_masks_batch"]
 
 
 def _prepare(image, kernel_hw, mode, boundary, kernel_name):
@@ -256,24 +256,85 @@ def smooth_masks(object_masks, kernels, mode="valid", boundary="reflect", eps=1e
     """
     masks = _validation.as_masks(object_masks)
     kernels = _validation.as_kernel_stack(kernels)
-    dtype = kernels.dtype
-    if len(kernels) != len(masks) + 1:
+    eps = _check_smoothing(masks.shape, kernels.shape, mode, boundary, eps)
+    all_masks = _with_background(masks, axis=0)
+    all_masks = _geometry.extend(all_masks, kernels.shape[1:], mode, boundary, first_axis=1)
+    smoothed = _call_backend(backend, "smooth_masks", "convolve_masks_valid", (all_masks, kernels),
+                             masks=all_masks, kernels=kernels)
+    return _normalise(smoothed, eps, axis=0)
+
+
+@torch_interop
+def smooth_masks_batch(object_masks, kernels, mode="valid", boundary="reflect", eps=1e-6, backend="auto"):
+    """:func:`smooth_masks` for a batch of mask stacks, each with its own kernels.
+
+    ``result[b]`` equals ``smooth_masks(object_masks[b], kernels[b], ...)``; every pair
+    has the same number ``n`` of objects and the same kernel size. All ``B * (n + 1)``
+    mask convolutions go to the backend in one call.
+
+    Parameters
+    ----------
+    object_masks : array_like, shape (B, n, H, W)
+        Object masks; non-zero is inside. ``n`` may be 0 (background only).
+    kernels : array_like, shape (B, n + 1, kh, kw)
+        ``kernels[b, 0]`` blurs the background of item ``b``, ``kernels[b, i]`` its
+        object ``i``.
+    mode : {'valid', 'same', 'full'}, optional
+        Grid of the weights, matching :func:`blur_masked_batch`'s ``mode``.
+    boundary : {'reflect', 'constant', 'edge', 'symmetric', 'wrap'}, optional
+        Mask extension for ``same``/``full``.
+    eps : float, optional
+        Regulariser of the normalisation (the reference's 1e-6).
+    backend : str, optional
+
+    Returns
+    -------
+    ndarray, shape (B, n + 1, Ho, Wo)
+        float64 for float64 kernels, float32 otherwise.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`smooth_masks`, and batch sizes that differ between the arguments.
+    """
+    masks = _validation.as_mask_batch(object_masks)
+    batch = len(masks)
+    kernels = _validation.as_kernel_batch(kernels, batch)
+    eps = _check_smoothing(masks.shape[1:], kernels.shape[1:], mode, boundary, eps)
+    count, kernel_hw = kernels.shape[1], kernels.shape[2:]
+    all_masks = _with_background(masks, axis=1)
+    all_masks = _geometry.extend(all_masks, kernel_hw, mode, boundary, first_axis=2)
+    all_masks = all_masks.reshape((batch * count,) + all_masks.shape[2:])
+    kernels = kernels.reshape((batch * count,) + kernel_hw)
+    smoothed = _call_backend(backend, "smooth_masks", "convolve_masks_valid", (all_masks, kernels),
+                             masks=all_masks, kernels=kernels)
+    return _normalise(smoothed.reshape((batch, count) + smoothed.shape[1:]), eps, axis=1)
+
+
+def _check_smoothing(masks_shape, kernels_shape, mode, boundary, eps):
+    """Check one ``(n, H, W)`` mask stack against its ``(n + 1, kh, kw)`` kernels; return ``eps``."""
+    n, count = masks_shape[0], kernels_shape[0]
+    if count != n + 1:
         raise ValueError(
-            f"kernels must hold n + 1 = {len(masks) + 1} kernels (background first) for "
-            f"{len(masks)} object masks, got {len(kernels)}"
+            f"kernels must hold n + 1 = {n + 1} kernels (background first) for "
+            f"{n} object masks, got {count}"
         )
     eps = _validation.check_positive_number(eps, "eps")
     _validation.check_mode(mode)
     _validation.check_boundary(boundary)
-    kernel_hw = kernels.shape[1:]
-    _validation.check_fits(masks.shape[1:], kernel_hw, mode, "kernels")
-    xp = get_array_module(masks)
-    background = ~masks.any(axis=0)
-    all_masks = xp.concatenate([background[None], masks], axis=0)
-    all_masks = _geometry.extend(all_masks, kernel_hw, mode, boundary, first_axis=1)
-    smoothed = _call_backend(backend, "smooth_masks", "convolve_masks_valid", (all_masks, kernels),
-                               masks=all_masks, kernels=kernels)
-    total = smoothed.sum(axis=0)
-    total += dtype.type(eps)
+    _validation.check_fits(masks_shape[1:], kernels_shape[1:], mode, "kernels")
+    return eps
+
+
+def _with_background(masks, axis):
+    """``masks`` with the background ``~union(masks)`` inserted first along ``axis``."""
+    background = ~masks.any(axis=axis, keepdims=True)
+    return get_array_module(masks).concatenate([background, masks], axis=axis)
+
+
+def _normalise(smoothed, eps, axis):
+    """``smoothed / (smoothed.sum(axis) + eps)``, in place."""
+    total = smoothed.sum(axis=axis, keepdims=True)
+    total += smoothed.dtype.type(eps)
     smoothed /= total
     return smoothed

@@ -3,40 +3,76 @@
 ``SBDDDataset`` is an ``IterableDataset`` (an endless or fixed-length stream, sharded
 over DataLoader workers); ``SBDDMapDataset`` is map-style (``len`` and indexing, for
 samplers). Both yield ``(blurry, sharp)`` float32 tensors of shape ``(3, H, W)`` in
-[0, 1]. Pair ``i`` of epoch ``e`` is drawn from ``SeedSequence([seed, e, i])``: the
-same seed and epoch give the same pairs in the same order whatever ``num_workers`` is
-(for ``SBDDDataset``, tell it the DataLoader's ``batch_size``).
-Call ``set_epoch(e)`` between epochs for fresh pairs (as with ``DistributedSampler``).
+[0, 1]. ``SBDDLoader`` yields whole batches ``(B, 3, H, W)`` formed on the GPU while
+DataLoader workers draw the next batches' crops, masks and kernels on the CPU: the
+fastest way to feed a GPU training loop.
+
+Pair ``i`` of epoch ``e`` is drawn from ``SeedSequence([seed, e, i])``: the same seed and
+epoch give the same pairs in the same order whatever ``num_workers`` is (for
+``SBDDDataset``, tell it the DataLoader's ``batch_size``). Call ``set_epoch(e)`` between
+epochs for fresh pairs (as with ``DistributedSampler``). Pairs formed in batches (on
+CUDA, and by ``SBDDLoader``) are the per-pair ones but for the noise realisation (see
+:mod:`fastblur.sbdd.batch`).
 
 Requires PyTorch (``pip install 'fastblur[torch]'``).
 """
 import numpy as np
 import torch
-from torch.utils.data import Dataset, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
+from .sbdd.batch import RecipeBatch, stack_recipes
 from .sbdd.config import DatasetConfig
 from .sbdd.crops import CropSampler
 
-__all__ = ["SBDDDataset", "SBDDMapDataset"]
+__all__ = ["SBDDDataset", "SBDDLoader", "SBDDMapDataset"]
+
+
+def _check_device(device):
+    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
+    return str(device)
 
 
 def _make_sampler(images, crop_size, quantize, device, backend, options):
-    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
-        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
-    if backend == "auto" and str(device).startswith("cuda"):
-        backend = "cupy"
+    if _check_device(device).startswith("cuda"):
+        from .backends import get_backend
+
+        get_backend("cupy")  # pairs are formed with CuPy: say now why it cannot be
+        if backend == "auto":
+            backend = "cupy"
     config = DatasetConfig(input=images, backend=backend, progress=False, **options)
     return CropSampler(config, crop_size=crop_size, quantize=quantize)
+
+
+def _check_length(length, name="length"):
+    if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
+        raise ValueError(f"{name} must be a positive integer, got {length!r}")
+    return int(length)
 
 
 def _as_tensors(pair, device):
     return tuple(torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).to(device) for a in pair)
 
 
+def _form_on(device, form, batch):
+    """``form(batch, device)`` as ``(B, C, H, W)`` tensors on ``device``; on CUDA, CuPy
+    runs on that device and on PyTorch's current stream there, and hands its arrays
+    over by DLPack."""
+    if not device.startswith("cuda"):
+        return tuple(torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2))) for a in form(batch, "cpu"))
+    import cupy
+
+    target = torch.device(device)
+    index = target.index if target.index is not None else torch.cuda.current_device()
+    with cupy.cuda.Device(index), cupy.cuda.ExternalStream(torch.cuda.current_stream(index).cuda_stream):
+        pair = form(batch, "cuda")
+        return tuple(torch.from_dlpack(cupy.ascontiguousarray(a.transpose(0, 3, 1, 2))) for a in pair)
+
+
 class _PairsMixin:
     def _init_pairs(self, images, crop_size, quantize, device, backend, options):
         self.sampler = _make_sampler(images, crop_size, quantize, device, backend, options)
-        self.device = device
+        self.device = str(device)
         self.epoch = 0
 
     def set_epoch(self, epoch):
@@ -47,7 +83,15 @@ class _PairsMixin:
 
     def pair(self, index):
         """``(blurry, sharp)`` tensors ``(3, H, W)`` of pair ``index`` in this epoch."""
+        if self.device.startswith("cuda"):
+            return tuple(t[0] for t in self.pairs([index]))
         return _as_tensors(self.sampler.sample(index, self.epoch), self.device)
+
+    def pairs(self, indices):
+        """``(blurry, sharp)`` tensors ``(len(indices), 3, H, W)``, formed in one batch on
+        ``device`` (see :func:`fastblur.sbdd.form_batch`)."""
+        batch = stack_recipes([self.sampler.recipe(index, self.epoch) for index in indices])
+        return _form_on(self.device, self.sampler.form, batch)
 
 
 class SBDDDataset(_PairsMixin, IterableDataset):
@@ -64,8 +108,9 @@ class SBDDDataset(_PairsMixin, IterableDataset):
     quantize : bool, optional
         8-bit pairs as ``fastblur-gen`` writes them (default) or float precision.
     device : str, optional
-        ``"cpu"`` or ``"cuda"``: where the tensors are returned; with CUDA the blur runs
-        on the GPU (``backend="cupy"``). Use ``num_workers=0`` with CUDA.
+        ``"cpu"`` or ``"cuda[:N]"``: where the tensors are returned. With CUDA each
+        block of ``batch_size`` pairs is formed in one batch on the GPU (use
+        ``num_workers=0``; :class:`SBDDLoader` also draws the crops in workers).
     backend : str, optional
     batch_size : int, optional
         The DataLoader's ``batch_size``: with it, batches hold the same pairs in the same
@@ -83,26 +128,24 @@ class SBDDDataset(_PairsMixin, IterableDataset):
 
     def __init__(self, images=None, length=None, crop_size=256, quantize=True, device="cpu",
                  backend="auto", batch_size=1, **options):
-        if length is not None and (isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1):
-            raise ValueError(f"length must be a positive integer or None, got {length!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        self.length = None if length is None else int(length)
-        self.batch_size = int(batch_size)
+        self.length = None if length is None else _check_length(length, "length (or None)")
+        self.batch_size = _check_length(batch_size, "batch_size")
         self._init_pairs(images, crop_size, quantize, device, backend, options)
 
     def __iter__(self):
-        # DataLoader takes whole batches from its workers in turn, so worker w makes the
-        # w-th of every num_workers consecutive blocks of batch_size pairs.
         info = get_worker_info()
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
-        block = self.batch_size
-        start = worker * block
-        while self.length is None or start < self.length:
-            stop = start + block if self.length is None else min(start + block, self.length)
-            for index in range(start, stop):
-                yield self.pair(index)
-            start += workers * block
+        on_gpu = self.device.startswith("cuda")
+        if on_gpu and info is not None:
+            raise ValueError("SBDDDataset(device='cuda') forms pairs on the GPU: use num_workers=0 "
+                             "in its DataLoader, or SBDDLoader to draw crops in CPU workers")
+        for start, stop in _blocks(worker, workers, self.batch_size, self.length):
+            if on_gpu:
+                blurry, sharp = self.pairs(range(start, stop))
+                yield from zip(blurry, sharp)
+            else:
+                for index in range(start, stop):
+                    yield self.pair(index)
 
 
 class SBDDMapDataset(_PairsMixin, Dataset):
@@ -113,9 +156,7 @@ class SBDDMapDataset(_PairsMixin, Dataset):
 
     def __init__(self, length, images=None, crop_size=256, quantize=True, device="cpu",
                  backend="auto", **options):
-        if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
-            raise ValueError(f"length must be a positive integer, got {length!r}")
-        self.length = int(length)
+        self.length = _check_length(length)
         self._init_pairs(images, crop_size, quantize, device, backend, options)
 
     def __len__(self):
@@ -125,3 +166,112 @@ class SBDDMapDataset(_PairsMixin, Dataset):
         if not -self.length <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} pairs")
         return self.pair(index % self.length)
+
+
+def _blocks(worker, workers, size, length):
+    """``(start, stop)`` of the blocks of ``size`` pairs that ``worker`` makes.
+
+    DataLoader takes whole batches from its workers in turn, so worker ``w`` makes the
+    ``w``-th of every ``workers`` consecutive blocks (all of them with one process).
+    """
+    start = worker * size
+    while length is None or start < length:
+        yield start, start + size if length is None else min(start + size, length)
+        start += workers * size
+
+
+class _RecipeBatches(IterableDataset):
+    """The recipes of consecutive batches, as dicts of CPU tensors (shared memory
+    between DataLoader processes) and the batch's noise seed."""
+
+    def __init__(self, sampler, batch_size, length):
+        self.sampler, self.batch_size, self.length = sampler, batch_size, length
+        self.epoch = 0
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        for start, stop in _blocks(worker, workers, self.batch_size, self.length):
+            batch = stack_recipes([self.sampler.recipe(index, self.epoch) for index in range(start, stop)])
+            yield {name: torch.from_numpy(array) for name, array in batch.arrays().items()}, batch.noise_seed
+
+
+class SBDDLoader:
+    """Batches of SBDD crop pairs for a training loop, formed on the GPU.
+
+    DataLoader workers draw each batch's random choices on the CPU (windows, masks,
+    kernels: :meth:`fastblur.sbdd.CropSampler.recipe`); the main process forms the whole
+    batch on ``device`` in one go (:func:`fastblur.sbdd.form_batch`: one
+    ``smooth_masks_batch``, one ``blur_masked_batch``), on PyTorch's current stream.
+    Batch ``k`` of an epoch holds pairs ``k B .. k B + B - 1``, whatever ``num_workers``.
+
+    Parameters
+    ----------
+    images : str, optional
+        Folder of sharp images (or a GoPro tree); ``None``: the embedded photographs.
+    batch_size : int, optional
+        Pairs per batch (64).
+    length : int, optional
+        Pairs per epoch (the last batch may be smaller); ``None`` streams forever.
+    num_workers : int, optional
+        CPU processes drawing recipes (0: in the main process).
+    crop_size : int, optional
+    quantize : bool, optional
+        As :class:`SBDDDataset`.
+    device : str, optional
+        ``"cuda[:N]"`` (default) or ``"cpu"`` (formed with NumPy, e.g. to compare).
+    backend : str, optional
+    prefetch_factor : int, optional
+        Batches each worker draws ahead.
+    **options
+        Any :class:`fastblur.sbdd.DatasetConfig` field, as :class:`SBDDDataset`.
+
+    Yields
+    ------
+    blurry, sharp : torch.Tensor, shape (B, 3, crop_size, crop_size), float32
+        sRGB in [0, 1], on ``device``.
+
+    Examples
+    --------
+    >>> loader = SBDDLoader(batch_size=64, length=64_000, num_workers=8, seed=0)
+    >>> for epoch in range(10):
+    ...     loader.set_epoch(epoch)
+    ...     for blurry, sharp in loader: ...
+    """
+
+    def __init__(self, images=None, batch_size=64, length=None, num_workers=0, crop_size=256,
+                 quantize=True, device="cuda", backend="auto", prefetch_factor=2, **options):
+        self.batch_size = _check_length(batch_size, "batch_size")
+        self.length = None if length is None else _check_length(length, "length (or None)")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer)) or num_workers < 0:
+            raise ValueError(f"num_workers must be a non-negative integer, got {num_workers!r}")
+        self.num_workers = int(num_workers)
+        self.prefetch_factor = _check_length(prefetch_factor, "prefetch_factor")
+        self.device = _check_device(device)
+        self.sampler = _make_sampler(images, crop_size, quantize, device, backend, options)
+        self._recipes = _RecipeBatches(self.sampler, self.batch_size, self.length)
+
+    @property
+    def epoch(self):
+        return self._recipes.epoch
+
+    def set_epoch(self, epoch):
+        """Use the pairs of ``epoch`` (an int >= 0) from the next iteration on."""
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+            raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
+        self._recipes.epoch = int(epoch)
+
+    def __len__(self):
+        if self.length is None:
+            raise TypeError("an endless SBDDLoader (length=None) has no len()")
+        return -(-self.length // self.batch_size)
+
+    def __iter__(self):
+        workers = dict(num_workers=self.num_workers)
+        if self.num_workers:
+            workers["prefetch_factor"] = self.prefetch_factor
+        loader = DataLoader(self._recipes, batch_size=None, **workers)
+        for arrays, noise_seed in loader:
+            batch = RecipeBatch(**{name: tensor.numpy() for name, tensor in arrays.items()},
+                                noise_seed=int(noise_seed))
+            yield _form_on(self.device, self.sampler.form, batch)

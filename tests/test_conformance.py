@@ -211,6 +211,48 @@ def test_blur_masked_batch_equals_one_call_per_image(backend, rng, mode, channel
         assert relative_error(result[b], expected) <= 2e-5
 
 
+def _object_masks(rng, batch, count, shape):
+    """``(batch, count, H, W)`` random rectangles, different in every item."""
+    masks = np.zeros((batch, count) + shape, bool)
+    for b in range(batch):
+        for i in range(count):
+            r, c = rng.integers(0, shape[0] - 4), rng.integers(0, shape[1] - 4)
+            masks[b, i, r : r + rng.integers(4, 12), c : c + rng.integers(4, 12)] = True
+    return masks
+
+
+SMOOTH_ATOL = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-9}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("count", [0, 2])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kernel_shape", [(5, 5), (4, 6)])
+def test_smooth_masks_batch_matches_definition(backend, rng, mode, kernel_shape, count, dtype):
+    batch, shape = 2, (24, 21)
+    masks = _object_masks(rng, batch, count, shape)
+    kernels = np.stack([
+        np.stack([_kernel(rng, kernel_shape, dtype) for _ in range(count + 1)]) for _ in range(batch)
+    ])
+    result = fastblur.smooth_masks_batch(masks, kernels, mode=mode, boundary="edge", backend=backend)
+    expected = np.stack([reference_smooth_masks(masks[b], kernels[b], mode, "edge") for b in range(batch)])
+    assert result.shape == expected.shape and result.dtype == dtype
+    np.testing.assert_allclose(result, expected, rtol=0, atol=SMOOTH_ATOL[np.dtype(dtype)])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_smooth_masks_batch_equals_one_call_per_pair(backend, rng, mode):
+    batch, count = 3, 2
+    masks = _object_masks(rng, batch, count, (20, 23)).astype(np.uint8)  # non-bool masks too
+    kernels = rng.random((batch, count + 1, 3, 4)).astype(np.float32)
+    result = fastblur.smooth_masks_batch(masks, kernels, mode=mode, backend=backend)
+    assert result.dtype == np.float32
+    for b in range(batch):
+        single = fastblur.smooth_masks(masks[b], kernels[b], mode=mode, backend=backend)
+        assert result[b].shape == single.shape
+        np.testing.assert_allclose(result[b], single, rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_smooth_masks_stay_in_unit_range_where_no_mask_reaches(backend, mode):
     # Sparse, orthogonal PSFs leave regions no mask reaches: FFT round-off there must

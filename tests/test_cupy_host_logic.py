@@ -103,3 +103,96 @@ def test_convolve_product_and_masks(emulated, monkeypatch, rng):
     smoothed = emulated.convolve_masks_valid(masks, kernels)
     expected = np.stack([reference_convolve(m.astype(float), k, "valid", "reflect") for m, k in zip(masks, kernels)])
     np.testing.assert_allclose(smoothed, expected, rtol=0, atol=1e-10)
+
+
+# -- the batched formation's CuPy branch ------------------------------------------------
+class _DeviceArray(np.ndarray):
+    """NumPy memory posing as a CuPy array (``get_array_module`` reads the type's module)."""
+
+    def get(self):
+        return np.asarray(self).copy()
+
+
+_DeviceArray.__module__ = "cupy"
+
+
+def _on_device(value):
+    return value.view(_DeviceArray) if type(value) is np.ndarray else value
+
+
+def _device_function(function):
+    def run(*args, **kwargs):
+        return _on_device(function(*args, **kwargs))
+
+    return run
+
+
+def _device_module(name, source, calls):
+    def attribute(name):
+        calls.append(name)
+        return _device_function(getattr(source, name))
+
+    module = types.ModuleType(name)
+    module.__getattr__ = attribute
+    return module
+
+
+@pytest.fixture
+def device_arrays(monkeypatch):
+    """``cupy``, ``cupyx`` and ``cupyx.scipy.ndimage`` whose arrays live in host memory."""
+    from scipy import ndimage
+
+    calls = []
+    cupy = _device_module("cupy", np, calls)
+    cupy.random = types.SimpleNamespace(RandomState=np.random.RandomState)
+    cupyx = types.ModuleType("cupyx")
+    cupyx.scatter_add = lambda *args: (calls.append("scatter_add"), np.add.at(*args))
+    cupyx_scipy = types.ModuleType("cupyx.scipy")
+    cupyx.scipy = cupyx_scipy
+    cupyx_scipy.ndimage = _device_module("cupyx.scipy.ndimage", ndimage, calls)
+    modules = {"cupy": cupy, "cupyx": cupyx, "cupyx.scipy": cupyx_scipy, "cupyx.scipy.ndimage": cupyx_scipy.ndimage}
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    return calls
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    dict(crf="exponential", random_white_streaks=True, prob_streaks=1.0),
+    dict(augment_illumination=True, jitter_illumination=1.0, saturation_streaks=True,
+         sat_augmentation_in_blurry=True, min_saturated_fraction=0.0, random_white_streaks=True),
+])
+def test_form_batch_on_the_device_branch(device_arrays, options):
+    from fastblur.sbdd import CropSampler, DatasetConfig, stack_recipes
+
+    config = DatasetConfig(kernel_size=15, max_objects=3, min_object_area=200, seed=2, backend="numpy", **options)
+    sampler = CropSampler(config, crop_size=32)
+    batch = stack_recipes([sampler.recipe(index) for index in range(4)])
+    expected = sampler.form(batch, "cpu")
+    formed = sampler.form(batch, "cuda")
+    for array, reference in zip(formed, expected):
+        assert type(array) is _DeviceArray  # stayed on the "device" throughout
+        codes = np.abs(array.get() - reference) * 255
+        assert codes.max() <= 1 + 1e-4 and np.count_nonzero(codes > 0.5) <= 1e-3 * codes.size
+    assert "take" in device_arrays  # the per-pair lookup's device branch
+    if options.get("random_white_streaks"):
+        assert "scatter_add" in device_arrays
+    if options.get("saturation_streaks"):
+        assert {"grey_closing", "gaussian_filter"} <= set(device_arrays)
+
+
+def test_noise_on_the_device_branch(device_arrays):
+    from fastblur.sbdd import CropSampler, DatasetConfig, stack_recipes
+
+    config = DatasetConfig(kernel_size=15, masks="none", crf="none", seed=2, backend="numpy",
+                           gaussian_noise=True, noise_std=0.05, poisson_peak=500.0)
+    sampler = CropSampler(config, crop_size=48, quantize=False)
+    batch = stack_recipes([sampler.recipe(index) for index in range(2)])
+    noisy = sampler.form(batch, "cuda")[0].get()
+    np.testing.assert_array_equal(sampler.form(batch, "cuda")[0].get(), noisy)
+    clean = CropSampler(DatasetConfig(kernel_size=15, masks="none", crf="none", seed=2, backend="numpy"),
+                        crop_size=48, quantize=False).form(batch, "cpu")[0]
+    usable = (clean > 0.2) & (clean < 0.8)
+    ratio = noisy[usable] / clean[usable] - 1
+    expected_std = np.sqrt(0.05 ** 2 + 1 / (500 * clean[usable])).mean()
+    assert ratio.std() == pytest.approx(expected_std, rel=0.1)

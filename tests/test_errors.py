@@ -88,6 +88,14 @@ def test_unavailable_backend_says_why():
         (lambda: fastblur.blur_masked_batch(IMAGE[None, None], KERNELS[None], WEIGHTS_OUT[None]), "images must be 3-D"),
         (lambda: fastblur.blur_masked_batch(IMAGE[None], KERNELS[None].repeat(2, 0), WEIGHTS_OUT[None]), "with B = 1"),
         (lambda: fastblur.blur_masked_batch(IMAGE[None], KERNELS[None], WEIGHTS_OUT), r"weights must have shape \(B, N, H, W\)"),
+        (lambda: fastblur.smooth_masks_batch(np.zeros((1, 10, 12)), KERNELS[None]), r"object_masks must be 4-D \(B, n, H, W\), got shape \(1, 10, 12\)"),
+        (lambda: fastblur.smooth_masks_batch(np.zeros((0, 1, 10, 12)), KERNELS[None]), r"object_masks must hold at least one"),
+        (lambda: fastblur.smooth_masks_batch(np.zeros((2, 1, 10, 12)), KERNELS[None]), r"kernels must be 4-D \(B, N, kh, kw\) with B = 2, got shape \(1, 2, 3, 3\)"),
+        (lambda: fastblur.smooth_masks_batch(np.zeros((1, 1, 10, 12)), KERNELS), r"kernels must be 4-D \(B, N, kh, kw\) with B = 1"),
+        (lambda: fastblur.smooth_masks_batch(np.zeros((1, 2, 10, 12)), KERNELS[None]), r"kernels must hold n \+ 1 = 3 kernels .* for 2 object masks, got 2"),
+        (lambda: fastblur.smooth_masks_batch(np.zeros((1, 1, 10, 12)), KERNELS[None], eps=0), "eps must be positive"),
+        (lambda: fastblur.smooth_masks_batch(np.zeros((1, 1, 10, 12)), KERNELS[None], eps=-1e-6), "eps must be positive"),
+        (lambda: fastblur.smooth_masks_batch(np.zeros((1, 1, 2, 12)), KERNELS[None]), "kernels of spatial shape .* larger than the image"),
     ],
 )
 def test_bad_batches_are_named(call, words):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import fastblur
-from reference import reference_blur_masked, reference_convolve, relative_error
+from reference import reference_blur_masked, reference_convolve, reference_smooth_masks, relative_error
 
 CUPY_STATUS = fastblur.backend_info().get("cupy", "not registered")
 needs_gpu = pytest.mark.skipif(CUPY_STATUS != "available", reason=f"cupy backend unavailable: {CUPY_STATUS}")
@@ -18,6 +18,18 @@ def test_torch_cpu_tensors_round_trip(rng):
     assert isinstance(result, torch.Tensor) and result.device.type == "cpu"
     assert result.dtype == torch.float32 and tuple(result.shape) == (26, 24, 3)
     assert relative_error(result.numpy(), reference_blur_masked(image, kernels, weights, "valid", "reflect")) <= 2e-5
+
+
+def test_torch_cpu_tensors_round_trip_smooth_masks_batch(rng):
+    torch = pytest.importorskip("torch")
+    masks = rng.random((2, 1, 20, 18)) > 0.6
+    kernels = rng.random((2, 2, 3, 5)).astype(np.float32)
+    result = fastblur.smooth_masks_batch(torch.from_numpy(masks), torch.from_numpy(kernels), mode="same")
+    assert isinstance(result, torch.Tensor) and result.device.type == "cpu"
+    assert result.dtype == torch.float32 and tuple(result.shape) == (2, 2, 20, 18)
+    for b in range(2):
+        expected = reference_smooth_masks(masks[b], kernels[b], "same", "reflect")
+        np.testing.assert_allclose(result[b].numpy(), expected, rtol=0, atol=2e-5)
 
 
 def test_torch_tensor_requiring_grad_is_accepted(rng):

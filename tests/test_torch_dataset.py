@@ -100,3 +100,96 @@ def test_bad_arguments_are_named():
         SBDDDataset(crop_size=0)
     with pytest.raises(ValueError, match="device must be"):
         SBDDDataset(device="tpu")
+
+
+def _batches(loader):
+    return [(b.clone(), s.clone()) for b, s in loader]
+
+
+def test_loader_batches_are_the_same_with_any_number_of_workers():
+    from fastblur.torch import SBDDLoader
+
+    loader = SBDDLoader(batch_size=3, length=10, device="cpu", **OPTIONS)
+    alone = _batches(loader)
+    loader.num_workers = 2
+    shared = _batches(loader)
+    assert len(loader) == 4
+    assert [b.shape for b, _ in alone] == [(3, 3, 48, 48)] * 3 + [(1, 3, 48, 48)]
+    for (b0, s0), (b1, s1) in zip(alone, shared, strict=True):
+        assert torch.equal(b0, b1) and torch.equal(s0, s1)
+    # batch k is pairs kB .. kB + B - 1 formed together
+    blurry, sharp = loader.sampler.batch(range(3, 6))
+    assert torch.equal(alone[1][0], torch.from_numpy(blurry.transpose(0, 3, 1, 2).copy()))
+    assert torch.equal(alone[1][1], torch.from_numpy(sharp.transpose(0, 3, 1, 2).copy()))
+    # and the same pairs as the per-pair dataset, but for float32 rounding
+    mapped = SBDDMapDataset(10, **OPTIONS)
+    assert torch.equal(alone[1][1][2], mapped[5][1])
+    assert float((alone[1][0][2] - mapped[5][0]).abs().max()) <= 1 / 255 + 1e-6
+    assert torch.equal(mapped.pairs([3, 4, 5])[1], alone[1][1])
+
+
+def test_loader_epochs():
+    from fastblur.torch import SBDDLoader
+
+    loader = SBDDLoader(batch_size=2, length=2, device="cpu", **OPTIONS)
+    first = _batches(loader)[0][0]
+    loader.set_epoch(1)
+    assert loader.epoch == 1
+    assert not torch.equal(_batches(loader)[0][0], first)
+    loader.set_epoch(0)
+    assert torch.equal(_batches(loader)[0][0], first)
+    endless = SBDDLoader(batch_size=2, device="cpu", **OPTIONS)
+    with pytest.raises(TypeError, match="endless"):
+        len(endless)
+    stream = iter(endless)
+    assert [next(stream)[0].shape[0] for _ in range(3)] == [2, 2, 2]
+
+
+def test_loader_bad_arguments_are_named():
+    from fastblur.torch import SBDDLoader
+
+    for kwargs, name in [(dict(batch_size=0), "batch_size"), (dict(length=-1), "length"),
+                         (dict(num_workers=-1), "num_workers"), (dict(prefetch_factor=0), "prefetch_factor"),
+                         (dict(device="tpu"), "device")]:
+        with pytest.raises(ValueError, match=name):
+            SBDDLoader(**{"device": "cpu", **kwargs})
+    with pytest.raises(ValueError, match="epoch must be a non-negative integer"):
+        SBDDLoader(device="cpu").set_epoch(1.5)
+
+
+def _gpu_status():
+    import fastblur
+
+    status = fastblur.backend_info().get("cupy")
+    if status != "available":
+        return f"backend 'cupy' unavailable: {status}"
+    if not torch.cuda.is_available():
+        return "PyTorch has no CUDA device"
+    return None
+
+
+def test_cuda_without_a_gpu_says_why():
+    if _gpu_status() is None:
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ValueError, match="cupy"):
+        SBDDDataset(device="cuda", **OPTIONS)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(_gpu_status() is not None, reason=str(_gpu_status()))
+def test_cuda_pairs_are_the_cpu_batches_on_the_gpu():
+    from fastblur.torch import SBDDLoader
+
+    cpu = _batches(SBDDLoader(batch_size=3, length=6, device="cpu", **OPTIONS))
+    gpu = _batches(SBDDLoader(batch_size=3, length=6, device="cuda", num_workers=2, **OPTIONS))
+    dataset = SBDDDataset(length=6, batch_size=3, device="cuda", **OPTIONS)
+    streamed = _batches(torch.utils.data.DataLoader(dataset, batch_size=3))
+    for (b0, s0), (b1, s1), (b2, s2) in zip(cpu, gpu, streamed, strict=True):
+        assert b1.device.type == "cuda" and b2.device.type == "cuda"
+        for blurry in (b1.cpu(), b2.cpu()):
+            assert float((blurry - b0).abs().max()) <= 1 / 255 + 1e-6
+        assert torch.equal(s1.cpu(), s0) and torch.equal(s2.cpu(), s0)
+    blurry, sharp = SBDDMapDataset(6, device="cuda", **OPTIONS)[4]
+    assert blurry.device.type == "cuda" and torch.equal(sharp.cpu(), cpu[1][1][1])
+    with pytest.raises(ValueError, match="num_workers=0"):
+        next(iter(torch.utils.data.DataLoader(dataset, batch_size=3, num_workers=1)))

@@ -4,6 +4,7 @@
 
     synthesize_pair(sharp, kernels, object_masks, ...)   one pair (PairResult)
     generate(DatasetConfig(...))                          a dataset on disk (fastblur-gen)
+    CropSampler(config).batch(indices, device="cuda")     random crop pairs, formed in a batch
 
 The formation model is DESIGN's "The SBDD formation model"; kernels are given as stored
 for the reference generator (applied by correlation), see :func:`synthesize_pair`.
@@ -14,15 +15,20 @@ from .formation import NoiseConfig, SaturationConfig, StreakConfig, quantize
 from .pair import PairResult, synthesize_pair
 
 __all__ = [
+    "CropRecipe",
+    "CropSampler",
     "DatasetConfig",
     "GenerateSummary",
     "NoiseConfig",
     "PairResult",
     "SaturationConfig",
+    "RecipeBatch",
     "StreakConfig",
+    "form_batch",
     "generate",
     "load_config",
     "quantize",
+    "stack_recipes",
     "synthesize_pair",
 ]
 
@@ -37,4 +43,12 @@ def __getattr__(name):
         from . import dataset
 
         return getattr(dataset, name)
+    if name == "CropSampler":
+        from . import crops
+
+        return crops.CropSampler
+    if name in ("CropRecipe", "RecipeBatch", "form_batch", "stack_recipes"):
+        from . import batch
+
+        return getattr(batch, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,6 +10,8 @@ from collections import OrderedDict
 
 import numpy as np
 
+from . import formation
+from .batch import CropRecipe, form_batch, stack_recipes
 from .config import DatasetConfig
 from .dataset import PairMaker, find_sources, read_image
 from .pair import synthesize_pair
@@ -46,7 +48,7 @@ class CropSampler:
         self.quantize = bool(quantize)
         self.sources = find_sources(self.config)
         self.window = self.crop_size + self.config.kernel_size - 1
-        self._maker = PairMaker(self.config, self.sources)
+        self._maker = PairMaker(self.config, self.sources, cached_segmentations=int(cache_images))
         self._images = OrderedDict()
         self._cache_images = int(cache_images)
         self._unusable = set()
@@ -86,14 +88,9 @@ class CropSampler:
             if image is not None:
                 return source, image
 
-    def sample(self, index, epoch=0):
-        """Pair ``index`` of ``epoch``.
-
-        Returns
-        -------
-        blurry, sharp : ndarray, shape (crop_size, crop_size, 3), float32
-            sRGB in [0, 1].
-        """
+    def _draw(self, index, epoch):
+        """``(window, kernels, masks, gain, rng)`` of pair ``index``: the draws shared by
+        :meth:`sample` and :meth:`recipe`; ``rng`` goes on with the formation's draws."""
         config = self.config
         mask_seed, kernel_seed, crop_seed, formation_seed = np.random.SeedSequence(
             [config.seed, epoch, index]).spawn(4)
@@ -108,8 +105,18 @@ class CropSampler:
         kernels, _ = self._maker.kernels.draw(len(masks) + 1, np.random.default_rng(kernel_seed))
         rng = np.random.default_rng(formation_seed)
         gain = 1.0 + 2.0 * config.jitter_illumination * float(rng.random()) if config.augment_illumination else None
-        result = synthesize_pair(image[rows, cols], kernels, masks, illumination_gain=gain, rng=rng,
-                                 **self._maker.options)
+        return image[rows, cols], kernels, masks, gain, rng
+
+    def sample(self, index, epoch=0):
+        """Pair ``index`` of ``epoch``.
+
+        Returns
+        -------
+        blurry, sharp : ndarray, shape (crop_size, crop_size, 3), float32
+            sRGB in [0, 1].
+        """
+        window, kernels, masks, gain, rng = self._draw(index, epoch)
+        result = synthesize_pair(window, kernels, masks, illumination_gain=gain, rng=rng, **self._maker.options)
         if self.quantize:
             blurry, sharp = (array.astype(np.float32) for array in result.to_uint8())
         else:
@@ -117,3 +124,39 @@ class CropSampler:
         blurry *= np.float32(1 / 255)
         sharp *= np.float32(1 / 255)
         return blurry, sharp
+
+    def recipe(self, index, epoch=0):
+        """The random choices of pair ``index`` of ``epoch``, for :func:`form_batch`.
+
+        Draws what :meth:`sample` draws, in its order, so that a formed pair equals the
+        sampled one; noise is left to the batch (see :mod:`fastblur.sbdd.batch`).
+
+        Returns
+        -------
+        CropRecipe
+        """
+        window, kernels, masks, gain, rng = self._draw(index, epoch)
+        options = self._maker.options
+        streaks, saturation = options["streaks"], options["saturation"]
+        drawn = formation.draw_streaks(window.shape, rng, streaks, kernels.shape[1:]) if streaks else []
+        boost = 1.0 + 4.0 * float(rng.random()) if saturation is not None and saturation.boost else None
+        blurry_boost = 4.0 * float(rng.random()) if saturation is not None and saturation.boost_in_blurry else None
+        return CropRecipe(window=np.ascontiguousarray(window), kernels=np.asarray(kernels, np.float32),
+                          masks=np.ascontiguousarray(masks, dtype=bool), gain=1.0 if gain is None else gain,
+                          streaks=drawn, saturation_boost=boost, blurry_boost=blurry_boost,
+                          seed=[self.config.seed, epoch, index])
+
+    def batch(self, indices, epoch=0, device="cpu"):
+        """Pairs ``indices`` of ``epoch`` formed together on ``device`` (:func:`form_batch`).
+
+        Returns
+        -------
+        blurry, sharp : ndarray, shape (len(indices), crop_size, crop_size, 3), float32
+            sRGB in [0, 1]; NumPy for ``"cpu"``, CuPy for ``"cuda"``.
+        """
+        batch = stack_recipes([self.recipe(index, epoch) for index in indices])
+        return self.form(batch, device)
+
+    def form(self, batch, device="cpu"):
+        """:func:`form_batch` of ``batch`` with this sampler's formation options."""
+        return form_batch(batch, quantize=self.quantize, device=device, **self._maker.options)

@@ -29,6 +29,7 @@ import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -251,9 +252,14 @@ def _encode(image, config):
 
 # -- one pair ---------------------------------------------------------------------------
 class PairMaker:
-    """Makes pairs of one run in one process (holds the kernel source and caches)."""
+    """Makes pairs of one run in one process (holds the kernel source and caches).
 
-    def __init__(self, config, sources):
+    ``cached_segmentations`` bounds the classical segmentations kept (least recently
+    used are dropped): a few suffice for a run that takes images in turn, random crops
+    of many images need as many as the decoded images they keep.
+    """
+
+    def __init__(self, config, sources, cached_segmentations=4):
         from .kernel_sources import kernel_source
 
         self.config = config
@@ -261,14 +267,17 @@ class PairMaker:
         self.kernels = kernel_source(config.kernels, config.kernel_size, config.kernels_root,
                                      config.exposure, config.focal_length)
         self.options = dict(config.formation_options(), backend=pinned_backend(config.backend))
-        self._regions = {}
+        self._regions = OrderedDict()
+        self._cached_segmentations = cached_segmentations
 
     def _segment(self, source_index, image):
         from .masks import segment_regions
 
-        if source_index not in self._regions:
-            if len(self._regions) >= 4:
-                self._regions.pop(next(iter(self._regions)))
+        if source_index in self._regions:
+            self._regions.move_to_end(source_index)
+        else:
+            if len(self._regions) >= self._cached_segmentations:
+                self._regions.popitem(last=False)
             self._regions[source_index] = segment_regions(image)
         return self._regions[source_index]
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._array_module import get_array_module, to_numpy
 from .._validation import check_count, check_real
 
 __all__ = [
@@ -30,12 +31,14 @@ __all__ = [
     "add_noise",
     "add_streaks",
     "delinearize",
+    "draw_streaks",
     "linearize",
     "lookup",
     "quantize",
     "response_lut",
     "round_trip_lut",
     "saturation_mask",
+    "saturation_masks",
 ]
 
 #: Camera response curves: ``None`` treats the sRGB values as linear.
@@ -260,14 +263,15 @@ def linearize(image, crf="gamma", gamma=2.2, exponential_factor=7.0, gain=1.0):
 
 def _power(values, exponent, out):
     """``out = values ** exponent`` for non-negative float32 (OpenCV's vectorised pow is
-    about 1.3x numpy's, within 3e-7 relative; numpy where OpenCV cannot write ``out``)."""
-    import cv2
+    about 1.3x numpy's, within 3e-7 relative; the array module's power elsewhere)."""
+    contiguous = isinstance(values, np.ndarray) and values.flags.c_contiguous and out.flags.c_contiguous
+    if contiguous and values.dtype == out.dtype == np.float32 and values.ndim in (3, 4) and values.shape[-1] <= 4:
+        import cv2
 
-    contiguous = values.flags.c_contiguous and out.flags.c_contiguous
-    if contiguous and values.dtype == out.dtype == np.float32 and values.ndim == 3 and values.shape[2] <= 4:
-        cv2.pow(values, exponent, out)
+        images = (-1,) + values.shape[-2:]  # a batch (B, H, W, C) as one tall (B H, W, C) image
+        cv2.pow(values.reshape(images), exponent, out.reshape(images))
     else:
-        np.power(values, values.dtype.type(exponent), out=out)
+        get_array_module(values).power(values, values.dtype.type(exponent), out=out)
     return out
 
 
@@ -277,7 +281,8 @@ def delinearize(linear, crf="gamma", gamma=2.2, exponential_factor=7.0, out=None
     Parameters
     ----------
     linear : ndarray, float32
-        Non-negative (clip first where values may be negative).
+        Non-negative (clip first where values may be negative); NumPy or CuPy, any
+        shape.
     crf : {'gamma', 'exponential', None}
     gamma, exponential_factor : float
     out : ndarray, optional
@@ -287,8 +292,9 @@ def delinearize(linear, crf="gamma", gamma=2.2, exponential_factor=7.0, out=None
     -------
     ndarray, float32
     """
+    xp = get_array_module(linear)
     if out is None:
-        out = np.empty(linear.shape, np.float32)
+        out = xp.empty(linear.shape, np.float32)
     if crf == "gamma":
         # 255 (x / 255)^(1/g) = 255^(1 - 1/g) x^(1/g): one power and one product
         exponent = 1.0 / gamma
@@ -296,8 +302,8 @@ def delinearize(linear, crf="gamma", gamma=2.2, exponential_factor=7.0, out=None
         out *= np.float32(255.0 ** (1.0 - exponent))
     elif crf == "exponential":
         # 255 (1 - exp(-a x / 255)) = -255 expm1(-a x / 255), accurate near 0
-        np.multiply(linear, np.float32(-exponential_factor / 255.0), out=out)
-        np.expm1(out, out=out)
+        xp.multiply(linear, np.float32(-exponential_factor / 255.0), out=out)
+        xp.expm1(out, out=out)
         out *= np.float32(-255.0)
     elif out is not linear:
         out[...] = linear
@@ -326,20 +332,47 @@ def saturation_mask(linear, threshold=255.0):
     fraction : float
         Number of non-zero samples divided by ``H * W`` (the reference's measure).
     """
-    from scipy import ndimage
+    mask, fractions = saturation_masks(linear[None], threshold)
+    return mask[0], float(fractions[0])
 
+
+def saturation_masks(linear, threshold=255.0):
+    """:func:`saturation_mask` of each image of a batch, on the batch's device.
+
+    Parameters
+    ----------
+    linear : ndarray, shape (B, H, W, C), float32
+        NumPy, or CuPy (filtered by :mod:`cupyx.scipy.ndimage`).
+    threshold : float
+
+    Returns
+    -------
+    mask : ndarray, shape (B, H, W, C), float32
+    fractions : numpy.ndarray, shape (B,), float64
+        Each image's non-zero samples divided by ``H * W``.
+    """
+    xp = get_array_module(linear)
+    if xp is np:
+        from scipy import ndimage
+    else:
+        from cupyx.scipy import ndimage
     saturated = (linear >= np.float32(threshold)).view(np.uint8)
-    closed = ndimage.grey_closing(saturated, size=(3, 3, 1), mode="reflect")
-    mask = np.multiply(closed, np.float32(255.0), dtype=np.float32)
-    ndimage.gaussian_filter(mask, sigma=(1.0, 1.0, 0.0), mode="nearest", truncate=4.0, output=mask)
-    np.floor(mask, out=mask)
-    fraction = np.count_nonzero(mask) / float(linear.shape[0] * linear.shape[1])
-    return mask, fraction
+    closed = ndimage.grey_closing(saturated, size=(1, 3, 3, 1), mode="reflect")
+    mask = xp.multiply(closed, np.float32(255.0), dtype=np.float32)
+    smoothing = dict(sigma=(0.0, 1.0, 1.0, 0.0), mode="nearest", truncate=4.0)
+    if xp is np:
+        ndimage.gaussian_filter(mask, output=mask, **smoothing)
+    else:  # CuPy's separable filters may read what they already wrote in place
+        mask = ndimage.gaussian_filter(mask, **smoothing)
+    xp.floor(mask, out=mask)
+    counts = xp.count_nonzero(mask.reshape(len(mask), -1), axis=1)
+    fractions = to_numpy(counts) / float(linear.shape[1] * linear.shape[2])
+    return mask, fractions
 
 
 # -- streaks ----------------------------------------------------------------------------
-def add_streaks(linear, rng, config, margin):
-    """Add the reference's random white streaks to ``linear`` in place.
+def draw_streaks(shape, rng, config, margin):
+    """The reference's random white streaks of an image of ``shape``, drawn from ``rng``.
 
     Random draws, in order: ``u = rng.random()``; if ``u < config.probability``:
     ``count = rng.integers(min_count, max_count)``, then for each streak
@@ -350,7 +383,8 @@ def add_streaks(linear, rng, config, margin):
 
     Parameters
     ----------
-    linear : ndarray, shape (H, W, C), float32
+    shape : tuple of int
+        ``(H, W)`` or ``(H, W, C)`` of the linear image.
     rng : numpy.random.Generator
     config : StreakConfig
     margin : tuple of int
@@ -366,7 +400,7 @@ def add_streaks(linear, rng, config, margin):
     ValueError
         If the image is not larger than twice ``margin`` (no room for a centre).
     """
-    height, width = linear.shape[:2]
+    height, width = shape[:2]
     mh, mw = margin
     if height - mh <= mh or width - mw <= mw:
         raise ValueError(
@@ -383,8 +417,27 @@ def add_streaks(linear, rng, config, margin):
         ri = int(rng.integers(4))
         rj = int(rng.integers(5))
         spike = config.min_increment + span * float(rng.random())
-        linear[i - ri : i + ri, j - rj : j + rj, :] += np.float32(spike)
         drawn.append((i, j, ri, rj, spike))
+    return drawn
+
+
+def add_streaks(linear, rng, config, margin):
+    """Add the random white streaks of :func:`draw_streaks` to ``linear`` in place.
+
+    Parameters
+    ----------
+    linear : ndarray, shape (H, W, C), float32
+    rng, config, margin
+        As :func:`draw_streaks`.
+
+    Returns
+    -------
+    list of tuple
+        ``(i, j, ri, rj, spike)`` for each streak drawn (empty if none).
+    """
+    drawn = draw_streaks(linear.shape, rng, config, margin)
+    for i, j, ri, rj, spike in drawn:
+        linear[i - ri : i + ri, j - rj : j + rj, :] += np.float32(spike)
     return drawn
 
 

@@ -1,0 +1,319 @@
+"""SBDD crop pairs formed a whole batch at a time, on the CPU (NumPy) or the GPU (CuPy).
+
+The random choices of a pair (window, object masks, kernels, gain, streaks, boosts) are
+drawn on the CPU into a :class:`CropRecipe` (:meth:`fastblur.sbdd.CropSampler.recipe`);
+:func:`stack_recipes` pads a list of them into one :class:`RecipeBatch` of arrays, and
+:func:`form_batch` runs the formation model of :func:`fastblur.sbdd.synthesize_pair` on
+the whole batch where its arrays live: one :func:`fastblur.smooth_masks_batch`, one
+:func:`fastblur.blur_masked_batch`, and element-wise response curves. Only the 8-bit
+windows, masks and kernels cross to the device.
+
+Without noise a formed pair equals :meth:`~fastblur.sbdd.CropSampler.sample`'s to
+float32 accuracy (8-bit values within one code). Noise is drawn on the device from a
+generator seeded by the batch's seed, pair indices and epoch, so its realisation differs
+from the per-pair path (same distribution) and from one device to the other.
+"""
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from .._array_module import get_array_module
+from ..primitives import blur_masked_batch, smooth_masks_batch
+from . import formation
+from .formation import NoiseConfig, SaturationConfig
+from .pair import valid_offset
+
+__all__ = ["CropRecipe", "RecipeBatch", "form_batch", "stack_recipes"]
+
+#: Mixed into the noise seed of a batch, apart from the pair seeds ``[seed, epoch, index]``.
+NOISE_STREAM = 0x6E6F697365
+
+
+@dataclass
+class CropRecipe:
+    """The random choices of one crop pair, made on the CPU.
+
+    Attributes
+    ----------
+    window : ndarray, shape (Hw, Ww, C), uint8
+        The sharp window; the pair is its ``valid`` grid, ``(Hw - kh + 1, Ww - kw + 1)``.
+    kernels : ndarray, shape (n + 1, kh, kw), float32
+        Background kernel first, stored as the reference applies them (correlation).
+    masks : ndarray, shape (n, Hw, Ww), bool
+        Object masks inside the window.
+    gain : float
+        Illumination gain (1 without the augmentation).
+    streaks : list of tuple
+        ``(i, j, ri, rj, spike)`` (:func:`fastblur.sbdd.formation.draw_streaks`).
+    saturation_boost : float or None
+        Factor of the saturated samples (``1 + 4 u``) when the boost is configured.
+    blurry_boost : float or None
+        Factor of the blurred saturation mask added to the blurry image (``4 u``).
+    seed : list of int
+        ``[seed, epoch, index]`` of the pair.
+    """
+
+    window: np.ndarray
+    kernels: np.ndarray
+    masks: np.ndarray
+    gain: float = 1.0
+    streaks: list = ()
+    saturation_boost: float = None
+    blurry_boost: float = None
+    seed: list = ()
+
+
+@dataclass
+class RecipeBatch:
+    """:class:`CropRecipe` s padded to common sizes (NumPy arrays, cheap to pickle).
+
+    Attributes
+    ----------
+    windows : ndarray, shape (B, Hw, Ww, C), uint8
+    kernels : ndarray, shape (B, N, kh, kw), float32
+        ``N`` is the largest ``n + 1``; padding kernels are zero.
+    masks : ndarray, shape (B, N - 1, Hw, Ww), bool
+        Padding masks are empty, so their weights are zero.
+    gains : ndarray, shape (B,), float64
+    streak_boxes : ndarray, shape (B, S, 4), int64
+        ``(i, j, ri, rj)`` of each streak; padding streaks have ``ri = rj = 0``.
+    streak_spikes : ndarray, shape (B, S), float64
+    saturation_boosts, blurry_boosts : ndarray, shape (B,), float64
+        NaN where none was drawn.
+    noise_seed : int
+        Seed of the batch's noise, from the seeds of its pairs.
+    """
+
+    windows: np.ndarray
+    kernels: np.ndarray
+    masks: np.ndarray
+    gains: np.ndarray
+    streak_boxes: np.ndarray
+    streak_spikes: np.ndarray
+    saturation_boosts: np.ndarray
+    blurry_boosts: np.ndarray
+    noise_seed: int
+
+    def arrays(self):
+        """``{name: array}`` of the array fields (e.g. to hand them to another process)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "noise_seed"}
+
+    def __len__(self):
+        return len(self.windows)
+
+
+def _optional(values):
+    return np.array([np.nan if value is None else value for value in values], np.float64)
+
+
+def stack_recipes(recipes):
+    """Pad a list of recipes into one :class:`RecipeBatch`.
+
+    Parameters
+    ----------
+    recipes : sequence of CropRecipe
+        Non-empty; same window and kernel shapes.
+
+    Returns
+    -------
+    RecipeBatch
+    """
+    if not recipes:
+        raise ValueError("recipes must hold at least one CropRecipe")
+    shapes = {(r.window.shape, r.kernels.shape[1:]) for r in recipes}
+    if len(shapes) != 1:
+        raise ValueError(f"recipes must share window and kernel shapes, got {sorted(shapes)}")
+    batch = len(recipes)
+    window_shape, kernel_shape = shapes.pop()
+    count = max(len(r.kernels) for r in recipes)
+    kernels = np.zeros((batch, count) + kernel_shape, np.float32)
+    masks = np.zeros((batch, count - 1) + window_shape[:2], bool)
+    streaks = max(len(r.streaks) for r in recipes)
+    boxes = np.zeros((batch, streaks, 4), np.int64)
+    spikes = np.zeros((batch, streaks), np.float64)
+    for b, recipe in enumerate(recipes):
+        kernels[b, : len(recipe.kernels)] = recipe.kernels
+        masks[b, : len(recipe.masks)] = recipe.masks
+        for s, (i, j, ri, rj, spike) in enumerate(recipe.streaks):
+            boxes[b, s] = i, j, ri, rj
+            spikes[b, s] = spike
+    entropy = [NOISE_STREAM, batch] + [int(value) for r in recipes for value in r.seed]
+    return RecipeBatch(
+        windows=np.stack([r.window for r in recipes]),
+        kernels=kernels,
+        masks=masks,
+        gains=np.array([r.gain for r in recipes], np.float64),
+        streak_boxes=boxes,
+        streak_spikes=spikes,
+        saturation_boosts=_optional(r.saturation_boost for r in recipes),
+        blurry_boosts=_optional(r.blurry_boost for r in recipes),
+        noise_seed=int(np.random.SeedSequence(entropy).generate_state(1, np.uint32)[0]),
+    )
+
+
+# -- formation steps --------------------------------------------------------------------
+def _per_pair_lookup(tables, codes):
+    """``tables[b][codes[b]]``: ``(B, 256)`` float32 tables, ``(B, H, W, C)`` uint8 codes."""
+    xp = get_array_module(tables)
+    if xp is np:
+        return np.stack([formation.lookup(table, image) for table, image in zip(tables, codes)])
+    flat = codes.astype(np.int32) + (256 * xp.arange(len(codes), dtype=np.int32))[:, None, None, None]
+    return xp.take(tables.reshape(-1), flat)
+
+
+def _streak_pixels(batch, shape):
+    """Flat ``(b, row, col)`` pixel indices covered by each streak and the spike added
+    there, in the order the streaks are added (NumPy, on the host)."""
+    height, width = shape
+    pixels, spikes = [], []
+    for b in range(len(batch)):
+        for (i, j, ri, rj), spike in zip(batch.streak_boxes[b], batch.streak_spikes[b]):
+            rows, cols = np.mgrid[i - ri : i + ri, j - rj : j + rj]
+            pixels.append(((b * height + rows) * width + cols).ravel())
+            spikes.append(np.full(rows.size, spike, np.float32))
+    if not pixels:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    return np.concatenate(pixels), np.concatenate(spikes)
+
+
+def _add_at(xp, target, indices, values):
+    """``target[indices] += values`` with repeated indices accumulated."""
+    if xp is np:
+        np.add.at(target, indices, values)
+    else:
+        import cupyx
+
+        cupyx.scatter_add(target, indices, values)
+
+
+def _add_streaks(linear, batch):
+    """Add the batch's streaks to ``linear`` (B, H, W, C) in place; the changed pixels
+    as a ``(B, H, W, 1)`` bool array, or None without streaks."""
+    xp = get_array_module(linear)
+    pixels, spikes = _streak_pixels(batch, linear.shape[1:3])
+    if not len(pixels):
+        return None
+    pixels, spikes = xp.asarray(pixels), xp.asarray(spikes)
+    channels = linear.shape[3]
+    _add_at(xp, linear.reshape(-1, channels), pixels, spikes[:, None] * xp.ones((1, channels), np.float32))
+    changed = xp.zeros(linear.shape[:3] + (1,), bool)
+    changed.reshape(-1)[pixels] = True
+    return changed
+
+
+def _per_pair(xp, values, like):
+    """Host values ``(B,)`` as a float32 device array broadcasting over ``(B, H, W, C)``."""
+    return xp.asarray(np.asarray(values, np.float32)).reshape((-1,) + (1,) * (like.ndim - 1))
+
+
+def _add_noise(blurry, config, seed):
+    """Poisson then multiplicative Gaussian noise (:class:`NoiseConfig`), drawn on the
+    batch's device from a generator seeded by ``seed``."""
+    xp = get_array_module(blurry)
+    states = xp.random.RandomState(seed)
+    if config.poisson_peak is not None:
+        to_photons = config.poisson_peak / 255.0
+        photons = xp.maximum(blurry, 0).astype(np.float64) * to_photons
+        blurry[...] = states.poisson(photons)
+        blurry *= np.float32(1.0 / to_photons)
+    if config.gaussian_std > 0:
+        factor = states.standard_normal(blurry.shape).astype(np.float32)
+        factor *= np.float32(config.gaussian_std)
+        factor += np.float32(1.0)
+        blurry *= factor
+    return blurry
+
+
+def _check_options(crf, gamma, exponential_factor, saturation, noise):
+    crf, gamma, exponential_factor = formation.check_crf(crf, gamma, exponential_factor)
+    for value, kind, name in ((saturation, SaturationConfig, "saturation"), (noise, NoiseConfig, "noise")):
+        if value is not None and not isinstance(value, kind):
+            raise TypeError(f"{name} must be None or a {kind.__name__}, got {type(value).__name__}")
+    return dict(crf=crf, gamma=gamma, exponential_factor=exponential_factor)
+
+
+def form_batch(batch, *, gamma=2.2, crf="gamma", exponential_factor=7.0, saturation=None,
+               noise=None, quantize=True, device="cpu", backend="auto", **ignored):
+    """Form the pairs of a :class:`RecipeBatch` on ``device``.
+
+    The steps of :func:`fastblur.sbdd.synthesize_pair`, batched: weights from the
+    masks, ``L = gain f(window)``, saturation mask, streaks and boost, the blur, noise,
+    blurry boost, clip, ``f^-1``; the sharp target from the per-code round trip where
+    streaks and boosts left ``L`` alone.
+
+    Parameters
+    ----------
+    batch : RecipeBatch
+    gamma, crf, exponential_factor, saturation, noise
+        As :func:`fastblur.sbdd.synthesize_pair` (``streaks`` are in the recipes;
+        other keywords, such as ``streaks`` itself, are ignored so that
+        :meth:`DatasetConfig.formation_options` can be passed whole).
+    quantize : bool, optional
+        8-bit values as ``fastblur-gen`` writes them (clip, truncate), or float.
+    device : {'cpu', 'cuda'}, optional
+        Where the pairs are formed: NumPy or CuPy arrays.
+    backend : str, optional
+        Of the blur and the weights (``auto`` is ``cupy`` on CUDA).
+
+    Returns
+    -------
+    blurry, sharp : ndarray, shape (B, Ho, Wo, C), float32
+        sRGB in [0, 1], NumPy or CuPy (``Ho = Hw - kh + 1``, ``Wo = Ww - kw + 1``).
+    """
+    response = _check_options(crf, gamma, exponential_factor, saturation, noise)
+    if device == "cpu":
+        xp = np
+    elif str(device).startswith("cuda"):
+        import cupy as xp
+    else:
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    windows = xp.asarray(batch.windows)
+    kh, kw = batch.kernels.shape[2:]
+    conv_kernels = xp.asarray(np.ascontiguousarray(batch.kernels[:, :, ::-1, ::-1]))
+    weights = smooth_masks_batch(xp.asarray(batch.masks), conv_kernels, backend=backend)
+    tables = np.stack([formation.response_lut(gain=gain, **response) for gain in batch.gains])
+    linear = _per_pair_lookup(xp.asarray(tables), windows)
+
+    mask, kept = None, np.zeros(len(batch), bool)
+    if saturation is not None:
+        mask, fractions = formation.saturation_masks(linear, saturation.threshold)
+        kept = fractions >= saturation.min_fraction
+    streaked = _add_streaks(linear, batch)
+    boosted = None
+    if mask is not None and saturation.boost and kept.any():
+        factors = np.where(kept, batch.saturation_boosts, 1.0)
+        boosted = (mask == 255) & (_per_pair(xp, kept, mask) > 0)
+        linear *= xp.where(boosted, _per_pair(xp, factors, mask), np.float32(1.0))
+
+    channels = linear.shape[3]
+    blur_mask = mask is not None and saturation.boost_in_blurry and kept.any()
+    source = xp.concatenate([linear, mask], axis=3) if blur_mask else linear
+    blurry = blur_masked_batch(source, conv_kernels, weights, backend=backend)
+    blurred_mask = None
+    if blur_mask:
+        blurry, blurred_mask = xp.ascontiguousarray(blurry[..., :channels]), blurry[..., channels:]
+    if noise is not None:
+        _add_noise(blurry, noise, batch.noise_seed)
+    if blur_mask:
+        blurry += blurred_mask * _per_pair(xp, np.where(kept, batch.blurry_boosts, 0.0), blurred_mask)
+
+    xp.clip(blurry, 0, 255, out=blurry)
+    formation.delinearize(blurry, out=blurry, **response)
+    top, left = valid_offset((kh, kw))
+    ho, wo = blurry.shape[1:3]
+    window = (slice(None), slice(top, top + ho), slice(left, left + wo))
+    round_trips = np.stack([formation.round_trip_lut(gain=gain, **response) for gain in batch.gains])
+    sharp = _per_pair_lookup(xp.asarray(round_trips), windows[window])
+    changed = streaked
+    if boosted is not None:
+        changed = boosted if changed is None else changed | boosted
+    if changed is not None:
+        changed = xp.broadcast_to(changed[window], sharp.shape)
+        sharp = xp.where(changed, formation.delinearize(linear[window], **response), sharp)
+    if quantize:
+        blurry, sharp = (xp.floor(xp.clip(image, 0, 255)) for image in (blurry, sharp))
+    else:
+        sharp = xp.minimum(sharp, np.float32(255.0))
+    blurry *= np.float32(1 / 255)
+    sharp *= np.float32(1 / 255)
+    return blurry, sharp
