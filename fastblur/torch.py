@@ -11,8 +11,8 @@ Pair ``i`` of epoch ``e`` is drawn from ``SeedSequence([seed, e, i])``: the same
 epoch give the same pairs in the same order whatever ``num_workers`` is (for
 ``SBDDDataset``, tell it the DataLoader's ``batch_size``). Call ``set_epoch(e)`` between
 epochs for fresh pairs (as with ``DistributedSampler``). Pairs formed in batches (on
-CUDA, and by ``SBDDLoader``) are the per-pair ones but for the noise realisation (see
-:mod:`fastblur.sbdd.batch`).
+CUDA, and by ``SBDDLoader``) are the per-pair ones but for the noise realisation and, with
+noise on, the blurry image's saturation-boost factor (see :mod:`fastblur.sbdd.batch`).
 
 Requires PyTorch (``pip install 'fastblur[torch]'``).
 """
@@ -54,18 +54,31 @@ def _as_tensors(pair, device):
     return tuple(torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).to(device) for a in pair)
 
 
+def _torch_memory(index):
+    """A CuPy allocator taking GPU memory from PyTorch's caching allocator, so that the
+    two libraries share one cache in a training loop instead of each holding its own."""
+    import cupy
+
+    def allocate(size):
+        block = torch.empty(size, dtype=torch.uint8, device=torch.device("cuda", index))
+        return cupy.cuda.MemoryPointer(cupy.cuda.UnownedMemory(block.data_ptr(), size, block, index), 0)
+
+    return allocate
+
+
 def _form_on(device, form, batch):
     """``form(batch, device)`` as ``(B, C, H, W)`` tensors on ``device``; on CUDA, CuPy
-    runs on that device and on PyTorch's current stream there, and hands its arrays
-    over by DLPack."""
+    runs on that device, on PyTorch's current stream there and in memory from PyTorch's
+    allocator, and hands its arrays over by DLPack."""
     if not device.startswith("cuda"):
         return tuple(torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2))) for a in form(batch, "cpu"))
     import cupy
 
     target = torch.device(device)
     index = target.index if target.index is not None else torch.cuda.current_device()
-    with cupy.cuda.Device(index), cupy.cuda.ExternalStream(torch.cuda.current_stream(index).cuda_stream):
-        pair = form(batch, "cuda")
+    stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(index).cuda_stream)
+    with cupy.cuda.Device(index), stream, cupy.cuda.using_allocator(_torch_memory(index)):
+        pair = form(batch, f"cuda:{index}")
         return tuple(torch.from_dlpack(cupy.ascontiguousarray(a.transpose(0, 3, 1, 2))) for a in pair)
 
 

@@ -18,6 +18,8 @@ CASES = {
     "streaks": dict(random_white_streaks=True, prob_streaks=1.0, min_streaks=3, max_streaks=30),
     "saturation": dict(augment_illumination=True, jitter_illumination=1.0, saturation_streaks=True,
                        sat_augmentation_in_blurry=True, min_saturated_fraction=0.0),
+    "streaks across the border": dict(kernel_size=3, exposure=0.01, random_white_streaks=True, prob_streaks=1.0,
+                                      min_streaks=50, max_streaks=60),
     "everything": dict(augment_illumination=True, jitter_illumination=1.0, saturation_streaks=True,
                        sat_augmentation_in_blurry=True, random_white_streaks=True, prob_streaks=1.0,
                        masks="shapes"),
@@ -136,6 +138,28 @@ def test_stack_recipes_pads_objects_and_streaks():
     np.testing.assert_array_equal(sharp[:1], alone[1])
 
 
+def test_streaks_stay_in_their_pair_and_add_in_order():
+    from fastblur.sbdd.batch import _add_streaks
+
+    rng = np.random.default_rng(1)
+    window = rng.integers(0, 256, (12, 10, 2), dtype=np.uint8)
+    kernel = np.ones((1, 3, 3), np.float32) / 9
+    boxes = [(11, 4, 3, 2, 1000.0), (0, 0, 2, 4, 7.25), (5, 5, 3, 4, 0.1), (6, 6, 2, 2, 3e7), (5, 5, 3, 4, 1.0)]
+    recipes = [CropRecipe(window, kernel, np.zeros((0, 12, 10), bool), streaks=boxes),
+               CropRecipe(window, kernel, np.zeros((0, 12, 10), bool))]
+    batch = stack_recipes(recipes)
+    linear = rng.random((2, 12, 10, 2)).astype(np.float32)
+    expected = linear.copy()
+    covered = np.zeros((2, 12, 10, 1), bool)
+    for i, j, ri, rj, spike in boxes:  # the per-pair path's slices
+        expected[0, i - ri : i + ri, j - rj : j + rj] += np.float32(spike)
+        covered[0, i - ri : i + ri, j - rj : j + rj] = True
+    changed = _add_streaks(linear, batch)
+    np.testing.assert_array_equal(linear, expected)  # in order, clipped, nothing in pair 1
+    np.testing.assert_array_equal(changed, covered)
+    assert covered[0].sum() > 30 and not covered[1].any()
+
+
 def test_stack_recipes_errors():
     window = np.zeros((20, 20, 3), np.uint8)
     kernel = np.ones((1, 5, 5), np.float32)
@@ -146,11 +170,35 @@ def test_stack_recipes_errors():
                        CropRecipe(window[:10], kernel, np.zeros((0, 10, 20), bool))])
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("window", np.zeros((20, 20, 3), np.float32), r"recipes\[1\]\.window must be a non-empty \(H, W, C\) uint8"),
+    ("window", np.zeros((20, 20), np.uint8), r"recipes\[1\]\.window"),
+    ("kernels", np.ones((2, 5, 5), np.float32), r"recipes\[1\]\.masks must be \(n, H, W\) = \(1, 20, 20\)"),
+    ("kernels", np.full((1, 5, 5), np.nan, np.float32), r"recipes\[1\]\.kernels must be a finite"),
+    ("kernels", np.ones((1, 25, 5), np.float32), r"recipes\[1\]\.kernels of \(25, 5\) do not fit"),
+    ("masks", np.zeros((0, 19, 20), bool), r"recipes\[1\]\.masks must be \(n, H, W\) = \(0, 20, 20\)"),
+    ("gain", -1.0, r"recipes\[1\]\.gain must be a positive finite number"),
+    ("gain", float("nan"), r"recipes\[1\]\.gain"),
+])
+def test_stack_recipes_names_the_bad_field(field, value, message):
+    good = dict(window=np.zeros((20, 20, 3), np.uint8), kernels=np.ones((1, 5, 5), np.float32),
+                masks=np.zeros((0, 20, 20), bool))
+    with pytest.raises(ValueError, match=message):
+        stack_recipes([CropRecipe(**good), CropRecipe(**{**good, field: value})])
+    with pytest.raises(TypeError, match=r"recipes\[0\] must be a CropRecipe"):
+        stack_recipes([good])
+
+
 def test_form_batch_errors():
     batch = stack_recipes([CropRecipe(np.zeros((20, 20, 3), np.uint8), np.ones((1, 5, 5), np.float32),
                                       np.zeros((0, 20, 20), bool))])
-    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda'"):
-        form_batch(batch, device="tpu")
+    for device in ("tpu", "cuda:x", "cuda1", 0):
+        with pytest.raises(ValueError, match="device must be 'cpu', 'cuda' or 'cuda:N'"):
+            form_batch(batch, device=device)
+    with pytest.raises(TypeError, match="quantise"):
+        form_batch(batch, quantise=False)
+    with pytest.raises(TypeError, match="batch must be a RecipeBatch"):
+        form_batch([batch])
     with pytest.raises(ValueError, match="crf must be one of"):
         form_batch(batch, crf="log")
     with pytest.raises(TypeError, match="noise must be None or a NoiseConfig"):

@@ -11,7 +11,10 @@ windows, masks and kernels cross to the device.
 Without noise a formed pair equals :meth:`~fastblur.sbdd.CropSampler.sample`'s to
 float32 accuracy (8-bit values within one code). Noise is drawn on the device from a
 generator seeded by the batch's seed, pair indices and epoch, so its realisation differs
-from the per-pair path (same distribution) and from one device to the other.
+from the per-pair path (same distribution) and from one device to the other; with noise
+on, so does the factor of the blurry image's saturation boost (``sat_augmentation_in_blurry``),
+which the per-pair path draws after the noise. On one device, the same batch gives the
+same bytes every time (streaks are added without atomics).
 """
 from dataclasses import dataclass, fields
 
@@ -106,6 +109,27 @@ def _optional(values):
     return np.array([np.nan if value is None else value for value in values], np.float64)
 
 
+def _check_recipe(recipe, name):
+    """Errors naming the field of a recipe that ``form_batch`` cannot form."""
+    if not isinstance(recipe, CropRecipe):
+        raise TypeError(f"{name} must be a CropRecipe, got {type(recipe).__name__}")
+    window, kernels, masks = (np.asarray(getattr(recipe, f)) for f in ("window", "kernels", "masks"))
+    if window.dtype != np.uint8 or window.ndim != 3 or 0 in window.shape:
+        raise ValueError(f"{name}.window must be a non-empty (H, W, C) uint8 image, "
+                         f"got {window.dtype} of shape {window.shape}")
+    if kernels.ndim != 3 or 0 in kernels.shape or not np.all(np.isfinite(kernels)):
+        raise ValueError(f"{name}.kernels must be a finite (n + 1, kh, kw) stack, got shape {kernels.shape}")
+    if kernels.shape[1] > window.shape[0] or kernels.shape[2] > window.shape[1]:
+        raise ValueError(f"{name}.kernels of {kernels.shape[1:]} do not fit the window {window.shape[:2]}")
+    if masks.shape != (len(kernels) - 1,) + window.shape[:2]:
+        raise ValueError(f"{name}.masks must be (n, H, W) = {(len(kernels) - 1,) + window.shape[:2]} "
+                         f"for {len(kernels)} kernels and the window, got {masks.shape}")
+    gain = recipe.gain
+    if isinstance(gain, bool) or not isinstance(gain, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(gain) or gain <= 0:
+        raise ValueError(f"{name}.gain must be a positive finite number, got {gain!r}")
+
+
 def stack_recipes(recipes):
     """Pad a list of recipes into one :class:`RecipeBatch`.
 
@@ -120,6 +144,8 @@ def stack_recipes(recipes):
     """
     if not recipes:
         raise ValueError("recipes must hold at least one CropRecipe")
+    for b, recipe in enumerate(recipes):
+        _check_recipe(recipe, f"recipes[{b}]")
     shapes = {(r.window.shape, r.kernels.shape[1:]) for r in recipes}
     if len(shapes) != 1:
         raise ValueError(f"recipes must share window and kernel shapes, got {sorted(shapes)}")
@@ -163,27 +189,31 @@ def _per_pair_lookup(tables, codes):
 
 def _streak_pixels(batch, shape):
     """Flat ``(b, row, col)`` pixel indices covered by each streak and the spike added
-    there, in the order the streaks are added (NumPy, on the host)."""
+    there, in the order the streaks are added (NumPy, on the host). Rectangles are
+    clipped as the per-pair path's slices clip them."""
     height, width = shape
     pixels, spikes = [], []
     for b in range(len(batch)):
         for (i, j, ri, rj), spike in zip(batch.streak_boxes[b], batch.streak_spikes[b]):
-            rows, cols = np.mgrid[i - ri : i + ri, j - rj : j + rj]
-            pixels.append(((b * height + rows) * width + cols).ravel())
-            spikes.append(np.full(rows.size, spike, np.float32))
+            rows = np.arange(*slice(int(i - ri), int(i + ri)).indices(height))
+            cols = np.arange(*slice(int(j - rj), int(j + rj)).indices(width))
+            pixels.append(((b * height + rows[:, None]) * width + cols).ravel())
+            spikes.append(np.full(rows.size * cols.size, spike, np.float32))
     if not pixels:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
     return np.concatenate(pixels), np.concatenate(spikes)
 
 
-def _add_at(xp, target, indices, values):
-    """``target[indices] += values`` with repeated indices accumulated."""
-    if xp is np:
-        np.add.at(target, indices, values)
-    else:
-        import cupyx
-
-        cupyx.scatter_add(target, indices, values)
+def _layers(pixels):
+    """Split ``pixels`` (with repeats) into layers of distinct pixels: the ``k``-th
+    occurrence of a pixel goes to layer ``k``, so adding layer after layer adds each
+    pixel's values in their order, deterministically (no atomics on a GPU)."""
+    order = np.argsort(pixels, kind="stable")
+    ranked = pixels[order]
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
+    ranks = np.empty(len(pixels), np.int64)
+    ranks[order] = np.arange(len(pixels)) - np.repeat(starts, np.diff(np.r_[starts, len(pixels)]))
+    return [np.flatnonzero(ranks == rank) for rank in range(int(ranks.max()) + 1)]
 
 
 def _add_streaks(linear, batch):
@@ -193,11 +223,11 @@ def _add_streaks(linear, batch):
     pixels, spikes = _streak_pixels(batch, linear.shape[1:3])
     if not len(pixels):
         return None
-    pixels, spikes = xp.asarray(pixels), xp.asarray(spikes)
-    channels = linear.shape[3]
-    _add_at(xp, linear.reshape(-1, channels), pixels, spikes[:, None] * xp.ones((1, channels), np.float32))
+    flat = linear.reshape(-1, linear.shape[3])
+    for layer in _layers(pixels):
+        flat[xp.asarray(pixels[layer])] += xp.asarray(spikes[layer])[:, None]
     changed = xp.zeros(linear.shape[:3] + (1,), bool)
-    changed.reshape(-1)[pixels] = True
+    changed.reshape(-1)[xp.asarray(pixels)] = True
     return changed
 
 
@@ -233,7 +263,7 @@ def _check_options(crf, gamma, exponential_factor, saturation, noise):
 
 
 def form_batch(batch, *, gamma=2.2, crf="gamma", exponential_factor=7.0, saturation=None,
-               noise=None, quantize=True, device="cpu", backend="auto", **ignored):
+               noise=None, streaks=None, quantize=True, device="cpu", backend="auto"):
     """Form the pairs of a :class:`RecipeBatch` on ``device``.
 
     The steps of :func:`fastblur.sbdd.synthesize_pair`, batched: weights from the
@@ -245,13 +275,15 @@ def form_batch(batch, *, gamma=2.2, crf="gamma", exponential_factor=7.0, saturat
     ----------
     batch : RecipeBatch
     gamma, crf, exponential_factor, saturation, noise
-        As :func:`fastblur.sbdd.synthesize_pair` (``streaks`` are in the recipes;
-        other keywords, such as ``streaks`` itself, are ignored so that
+        As :func:`fastblur.sbdd.synthesize_pair`.
+    streaks : StreakConfig, optional
+        Not used: the streaks were drawn into the recipes (accepted so that
         :meth:`DatasetConfig.formation_options` can be passed whole).
     quantize : bool, optional
         8-bit values as ``fastblur-gen`` writes them (clip, truncate), or float.
-    device : {'cpu', 'cuda'}, optional
-        Where the pairs are formed: NumPy or CuPy arrays.
+    device : {'cpu', 'cuda', 'cuda:N'}, optional
+        Where the pairs are formed: NumPy, or CuPy arrays on the current (or ``N``-th)
+        CUDA device.
     backend : str, optional
         Of the blur and the weights (``auto`` is ``cupy`` on CUDA).
 
@@ -261,12 +293,25 @@ def form_batch(batch, *, gamma=2.2, crf="gamma", exponential_factor=7.0, saturat
         sRGB in [0, 1], NumPy or CuPy (``Ho = Hw - kh + 1``, ``Wo = Ww - kw + 1``).
     """
     response = _check_options(crf, gamma, exponential_factor, saturation, noise)
+    if not isinstance(batch, RecipeBatch):
+        raise TypeError(f"batch must be a RecipeBatch (see stack_recipes), got {type(batch).__name__}")
     if device == "cpu":
-        xp = np
-    elif str(device).startswith("cuda"):
-        import cupy as xp
-    else:
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        return _form(batch, np, response, saturation, noise, quantize, backend)
+    if not isinstance(device, str) or not device.startswith("cuda") or not _is_cuda_device(device):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    import cupy
+
+    index = cupy.cuda.Device().id if device == "cuda" else int(device[len("cuda:"):])
+    with cupy.cuda.Device(index):
+        return _form(batch, cupy, response, saturation, noise, quantize, backend)
+
+
+def _is_cuda_device(device):
+    return device == "cuda" or (device.startswith("cuda:") and device[len("cuda:"):].isdigit())
+
+
+def _form(batch, xp, response, saturation, noise, quantize, backend):
+    """:func:`form_batch` with the array module ``xp`` on its current device."""
     windows = xp.asarray(batch.windows)
     kh, kw = batch.kernels.shape[2:]
     conv_kernels = xp.asarray(np.ascontiguousarray(batch.kernels[:, :, ::-1, ::-1]))

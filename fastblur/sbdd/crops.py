@@ -129,7 +129,9 @@ class CropSampler:
         """The random choices of pair ``index`` of ``epoch``, for :func:`form_batch`.
 
         Draws what :meth:`sample` draws, in its order, so that a formed pair equals the
-        sampled one; noise is left to the batch (see :mod:`fastblur.sbdd.batch`).
+        sampled one; noise is left to the batch (see :mod:`fastblur.sbdd.batch`). With
+        noise on, :meth:`sample` draws the factor of the blurry image's saturation boost
+        after the noise, so that factor differs too.
 
         Returns
         -------
@@ -158,5 +160,10 @@ class CropSampler:
         return self.form(batch, device)
 
     def form(self, batch, device="cpu"):
-        """:func:`form_batch` of ``batch`` with this sampler's formation options."""
-        return form_batch(batch, quantize=self.quantize, device=device, **self._maker.options)
+        """:func:`form_batch` of ``batch`` with this sampler's formation options (on
+        CUDA, ``backend="auto"`` is the ``cupy`` backend rather than the CPU backend a
+        generation run pins)."""
+        options = dict(self._maker.options)
+        if str(device).startswith("cuda") and self.config.backend == "auto":
+            options["backend"] = "auto"
+        return form_batch(batch, quantize=self.quantize, device=device, **options)
