@@ -22,36 +22,105 @@ from reference import (
 )
 
 
-def _accumulate_weighted(grid, block, args):
-    (filtered, weights, out, batch, chunk, first, count, channels, fh, fw,
-     out_h, out_w, offset_y, offset_x, zero_weight, overwrite) = args
-    batch, chunk, first, count, channels = map(int, (batch, chunk, first, count, channels))
-    fh, fw, out_h, out_w, offset_y, offset_x = map(int, (fh, fw, out_h, out_w, offset_y, offset_x))
-    assert grid[0] * block[0] >= batch * out_h * out_w
-    planes = filtered.reshape(batch, chunk, channels, fh, fw)
-    planes = planes[..., offset_y : offset_y + out_h, offset_x : offset_x + out_w]
-    w = weights.reshape(batch, count, out_h, out_w)[:, first : first + chunk]
-    w = np.where(np.abs(w) > zero_weight, w, 0)
-    total = (w[:, :, None] * planes).sum(axis=1).transpose(0, 2, 3, 1)
-    view = out.reshape(batch, out_h, out_w, channels)
-    if overwrite:
-        view[...] = total
-    else:
-        view += total
+# The CUDA source of accumulate_weighted, compiled as C++ for the host: every (block,
+# thread) index of the launch is run in turn, so the kernel's own index arithmetic,
+# bounds check and argument order are what the tests exercise.
+_HOST_HARNESS = r"""
+#include <cmath>
+struct Index { unsigned x, y, z; };
+static Index blockIdx, threadIdx, blockDim;
+#define __global__
+using std::fabs;
+%(source)s
+template <typename T>
+static void launch(unsigned grid, unsigned block, const T* filtered, const T* weights, T* out,
+                   const int* ints, T zero_weight, int overwrite) {
+    blockDim.x = block;
+    for (unsigned b = 0; b < grid; ++b)
+        for (unsigned t = 0; t < block; ++t) {
+            blockIdx.x = b;
+            threadIdx.x = t;
+            accumulate_weighted<T>(filtered, weights, out, ints[0], ints[1], ints[2], ints[3], ints[4],
+                                   ints[5], ints[6], ints[7], ints[8], ints[9], ints[10], zero_weight, overwrite);
+        }
+}
+extern "C" void launch_float(unsigned g, unsigned b, const float* f, const float* w, float* o, const int* i,
+                             float z, int ow) { launch<float>(g, b, f, w, o, i, z, ow); }
+extern "C" void launch_double(unsigned g, unsigned b, const double* f, const double* w, double* o,
+                              const int* i, double z, int ow) { launch<double>(g, b, f, w, o, i, z, ow); }
+"""
+
+
+class _HostKernel:
+    """``accumulate_weighted`` compiled for the host, called as a CuPy RawKernel is."""
+
+    def __init__(self, library, dtype):
+        import ctypes
+
+        self.dtype = np.dtype(dtype)
+        real = ctypes.c_float if self.dtype == np.float32 else ctypes.c_double
+        self.function = getattr(library, "launch_float" if self.dtype == np.float32 else "launch_double")
+        pointer = ctypes.c_void_p
+        self.function.argtypes = [ctypes.c_uint, ctypes.c_uint, pointer, pointer, pointer, pointer, real, ctypes.c_int]
+        self.function.restype = None
+
+    def __call__(self, grid, block, args):
+        filtered, weights, out, *ints, zero_weight, overwrite = args
+        for array in (filtered, weights, out):
+            assert array.dtype == self.dtype and array.flags.c_contiguous
+        ints = np.array([int(value) for value in ints], np.int32)
+        assert all(type(value) is np.int32 for value in args[3:14]) and type(overwrite) is np.int32
+        self.function(int(grid[0]), int(block[0]), filtered.ctypes.data, weights.ctypes.data, out.ctypes.data,
+                      ints.ctypes.data, zero_weight, int(overwrite))
+
+
+def _compile_host_kernels(source, folder):
+    import ctypes
+    import shutil
+    import subprocess
+
+    compiler = shutil.which("c++") or shutil.which("g++")
+    if compiler is None:
+        pytest.skip("no C++ compiler to build the CUDA source for the host")
+    harness = folder / "accumulate.cpp"
+    harness.write_text(_HOST_HARNESS % {"source": source})
+    library = folder / "accumulate.so"
+    subprocess.run([compiler, "-std=c++14", "-O1", "-shared", "-fPIC", str(harness), "-o", str(library)],
+                   check=True, capture_output=True)
+    return ctypes.CDLL(str(library))
 
 
 class _RawModule:
+    library = None
+
     def __init__(self, code, options=(), name_expressions=()):
         assert "accumulate_weighted" in code
+        self.code = code
         self.names = list(name_expressions)
 
     def get_function(self, name):
         assert name in self.names
-        return _accumulate_weighted
+        return _HostKernel(_RawModule.library, np.float32 if name.endswith("<float>") else np.float64)
+
+
+@pytest.fixture(scope="module")
+def host_kernels(tmp_path_factory):
+    """The CUDA source read from the module file (importing it needs CuPy), built for the host."""
+    import ast
+    from pathlib import Path
+
+    import fastblur.backends
+
+    path = Path(fastblur.backends.__file__).parent / "cupy_backend.py"
+    tree = ast.parse(path.read_text())
+    source = next(node.value.value for node in tree.body if isinstance(node, ast.Assign)
+                  and getattr(node.targets[0], "id", None) == "_ACCUMULATE_SOURCE")
+    _RawModule.library = _compile_host_kernels(source, tmp_path_factory.mktemp("cuda_on_host"))
+    return _RawModule.library
 
 
 @pytest.fixture
-def emulated(monkeypatch):
+def emulated(monkeypatch, host_kernels):
     cupy = types.ModuleType("cupy")
     cupy.ascontiguousarray = np.ascontiguousarray
     cupy.empty = np.empty
