@@ -3,23 +3,45 @@ import os
 import numpy as np
 import pytest
 
+import cupy_standin
 import fastblur
+
+
+#: The ``cupy`` backend's code on the CPU (tests/cupy_standin.py), where CuPy cannot run.
+EMULATED_CUPY = "cupy-emulated"
 
 
 def _backend_params():
     params = []
-    for name, status in fastblur.backend_info().items():
+    info = fastblur.backend_info()
+    for name, status in info.items():
         marks = [pytest.mark.gpu] if name == "cupy" else []
         if status != "available":
             marks.append(pytest.mark.skip(reason=f"backend {name!r} unavailable: {status}"))
         params.append(pytest.param(name, marks=marks, id=name))
+    if info.get("cupy") != "available" and cupy_standin.compiler() is not None:
+        params.append(pytest.param(EMULATED_CUPY, id=EMULATED_CUPY))
     return params
+
+
+@pytest.fixture(scope="session")
+def cupy_host_kernels(tmp_path_factory):
+    """The cupy backend's CUDA source built for the host (see tests/cupy_standin.py)."""
+    return cupy_standin.build_host_kernels(tmp_path_factory.mktemp("cuda_on_host"))
 
 
 @pytest.fixture(params=_backend_params())
 def backend(request):
-    """Every registered backend; unavailable ones are skipped with the reason."""
-    return request.param
+    """Every registered backend; unavailable ones are skipped with the reason. Without
+    a usable CuPy, ``cupy-emulated`` runs the cupy backend's code on a CPU stand-in
+    (the test sees the name ``"cupy"``)."""
+    if request.param != EMULATED_CUPY:
+        return request.param
+    library = request.getfixturevalue("cupy_host_kernels")
+    cupy_standin.install(request.getfixturevalue("monkeypatch"), library)
+    cupy_standin.reload_backend()
+    request.addfinalizer(cupy_standin.reload_backend)  # runs before the stand-in is removed
+    return "cupy"
 
 
 @pytest.fixture

@@ -1,19 +1,21 @@
-"""The cupy backend's host-side logic, run on the CPU with NumPy standing in for CuPy.
+"""The cupy backend's host-side code, run on the CPU against a stand-in for CuPy.
 
-The GPU conformance suite needs a CUDA device; this test imports
-``fastblur.backends.cupy_backend`` against a stand-in ``cupy`` whose arrays are NumPy
-arrays, whose FFTs are scipy.fft's, and whose RawKernel is a NumPy restatement of
-``accumulate_weighted``. It checks everything but the CUDA code itself: FFT sizes,
-chunking over kernels, cropping, channel layout and the kernel's argument order.
+The GPU conformance suite needs a CUDA device; here ``fastblur.backends.cupy_backend``
+runs against :mod:`cupy_standin`: NumPy memory typed as CuPy arrays, scipy's FFTs, and
+the backend's own CUDA source compiled for the host. It checks everything but the CUDA
+runtime: FFT sizes, chunking over kernels, cropping, channel layout, the kernel's index
+arithmetic and argument order, the batched formation's device branch and the dispatch
+of device arrays through the public functions. (The shared conformance suite also runs
+on this stand-in as the ``cupy-emulated`` backend where CuPy is missing.)
 """
 import importlib
 import sys
-import types
 
 import numpy as np
 import pytest
-import scipy.fft
 
+import cupy_standin
+import fastblur
 from reference import (
     reference_blur_masked,
     reference_blur_product,
@@ -22,120 +24,17 @@ from reference import (
 )
 
 
-# The CUDA source of accumulate_weighted, compiled as C++ for the host: every (block,
-# thread) index of the launch is run in turn, so the kernel's own index arithmetic,
-# bounds check and argument order are what the tests exercise.
-_HOST_HARNESS = r"""
-#include <cmath>
-struct Index { unsigned x, y, z; };
-static Index blockIdx, threadIdx, blockDim;
-#define __global__
-using std::fabs;
-%(source)s
-template <typename T>
-static void launch(unsigned grid, unsigned block, const T* filtered, const T* weights, T* out,
-                   const int* ints, T zero_weight, int overwrite) {
-    blockDim.x = block;
-    for (unsigned b = 0; b < grid; ++b)
-        for (unsigned t = 0; t < block; ++t) {
-            blockIdx.x = b;
-            threadIdx.x = t;
-            accumulate_weighted<T>(filtered, weights, out, ints[0], ints[1], ints[2], ints[3], ints[4],
-                                   ints[5], ints[6], ints[7], ints[8], ints[9], ints[10], zero_weight, overwrite);
-        }
-}
-extern "C" void launch_float(unsigned g, unsigned b, const float* f, const float* w, float* o, const int* i,
-                             float z, int ow) { launch<float>(g, b, f, w, o, i, z, ow); }
-extern "C" void launch_double(unsigned g, unsigned b, const double* f, const double* w, double* o,
-                              const int* i, double z, int ow) { launch<double>(g, b, f, w, o, i, z, ow); }
-"""
-
-
-class _HostKernel:
-    """``accumulate_weighted`` compiled for the host, called as a CuPy RawKernel is."""
-
-    def __init__(self, library, dtype):
-        import ctypes
-
-        self.dtype = np.dtype(dtype)
-        real = ctypes.c_float if self.dtype == np.float32 else ctypes.c_double
-        self.function = getattr(library, "launch_float" if self.dtype == np.float32 else "launch_double")
-        pointer = ctypes.c_void_p
-        self.function.argtypes = [ctypes.c_uint, ctypes.c_uint, pointer, pointer, pointer, pointer, real, ctypes.c_int]
-        self.function.restype = None
-
-    def __call__(self, grid, block, args):
-        filtered, weights, out, *ints, zero_weight, overwrite = args
-        for array in (filtered, weights, out):
-            assert array.dtype == self.dtype and array.flags.c_contiguous
-        ints = np.array([int(value) for value in ints], np.int32)
-        assert all(type(value) is np.int32 for value in args[3:14]) and type(overwrite) is np.int32
-        self.function(int(grid[0]), int(block[0]), filtered.ctypes.data, weights.ctypes.data, out.ctypes.data,
-                      ints.ctypes.data, zero_weight, int(overwrite))
-
-
-def _compile_host_kernels(source, folder):
-    import ctypes
-    import shutil
-    import subprocess
-
-    compiler = shutil.which("c++") or shutil.which("g++")
-    if compiler is None:
-        pytest.skip("no C++ compiler to build the CUDA source for the host")
-    harness = folder / "accumulate.cpp"
-    harness.write_text(_HOST_HARNESS % {"source": source})
-    library = folder / "accumulate.so"
-    subprocess.run([compiler, "-std=c++14", "-O1", "-shared", "-fPIC", str(harness), "-o", str(library)],
-                   check=True, capture_output=True)
-    return ctypes.CDLL(str(library))
-
-
-class _RawModule:
-    library = None
-
-    def __init__(self, code, options=(), name_expressions=()):
-        assert "accumulate_weighted" in code
-        self.code = code
-        self.names = list(name_expressions)
-
-    def get_function(self, name):
-        assert name in self.names
-        return _HostKernel(_RawModule.library, np.float32 if name.endswith("<float>") else np.float64)
-
-
 @pytest.fixture(scope="module")
 def host_kernels(tmp_path_factory):
-    """The CUDA source read from the module file (importing it needs CuPy), built for the host."""
-    import ast
-    from pathlib import Path
-
-    import fastblur.backends
-
-    path = Path(fastblur.backends.__file__).parent / "cupy_backend.py"
-    tree = ast.parse(path.read_text())
-    source = next(node.value.value for node in tree.body if isinstance(node, ast.Assign)
-                  and getattr(node.targets[0], "id", None) == "_ACCUMULATE_SOURCE")
-    _RawModule.library = _compile_host_kernels(source, tmp_path_factory.mktemp("cuda_on_host"))
-    return _RawModule.library
+    if cupy_standin.compiler() is None:
+        pytest.skip("no C++ compiler to build the CUDA source for the host")
+    return cupy_standin.build_host_kernels(tmp_path_factory.mktemp("cuda_on_host"))
 
 
 @pytest.fixture
-def emulated(monkeypatch, host_kernels):
-    cupy = types.ModuleType("cupy")
-    cupy.ascontiguousarray = np.ascontiguousarray
-    cupy.empty = np.empty
-    cupy.RawModule = _RawModule
-    cupy.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
-    fft = types.ModuleType("cupyx.scipy.fft")
-    fft.rfft2 = lambda x, s: scipy.fft.rfft2(x, s=s, axes=(-2, -1))
-    fft.irfft2 = lambda x, s: scipy.fft.irfft2(x, s=s, axes=(-2, -1))
-    fft.next_fast_len = lambda n, real=False: scipy.fft.next_fast_len(n, real=real)
-    cupyx = types.ModuleType("cupyx")
-    cupyx_scipy = types.ModuleType("cupyx.scipy")
-    cupyx.scipy, cupyx_scipy.fft = cupyx_scipy, fft
-    for name, module in {"cupy": cupy, "cupyx": cupyx, "cupyx.scipy": cupyx_scipy, "cupyx.scipy.fft": fft}.items():
-        monkeypatch.setitem(sys.modules, name, module)
-    monkeypatch.delitem(sys.modules, "fastblur.backends.cupy_backend", raising=False)
+def emulated(standin_cupy):
+    """``fastblur.backends.cupy_backend`` imported against the stand-in CuPy."""
+    sys.modules.pop("fastblur.backends.cupy_backend", None)
     module = importlib.import_module("fastblur.backends.cupy_backend")
     yield module.BACKEND
     sys.modules.pop("fastblur.backends.cupy_backend", None)
@@ -174,66 +73,20 @@ def test_convolve_product_and_masks(emulated, monkeypatch, rng):
     np.testing.assert_allclose(smoothed, expected, rtol=0, atol=1e-10)
 
 
-# -- the batched formation's CuPy branch ------------------------------------------------
-class _DeviceArray(np.ndarray):
-    """NumPy memory posing as a CuPy array (``get_array_module`` reads the type's module)."""
-
-    def get(self):
-        return np.asarray(self).copy()
-
-
-_DeviceArray.__module__ = "cupy"
-
-
-def _on_device(value):
-    return value.view(_DeviceArray) if type(value) is np.ndarray else value
-
-
-def _device_function(function):
-    def run(*args, **kwargs):
-        return _on_device(function(*args, **kwargs))
-
-    return run
-
-
-def _device_module(name, source, calls):
-    def attribute(name):
-        calls.append(name)
-        return _device_function(getattr(source, name))
-
-    module = types.ModuleType(name)
-    module.__getattr__ = attribute
-    return module
-
-
-class _Device:
-    def __init__(self, index=0):
-        self.id = index
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+# -- the batched formation and the public functions on the emulated GPU ----------------
+@pytest.fixture
+def standin_cupy(monkeypatch, host_kernels):
+    """The stand-in CuPy; yields the names looked up in it."""
+    yield cupy_standin.install(monkeypatch, host_kernels)
 
 
 @pytest.fixture
-def device_arrays(monkeypatch):
-    """``cupy``, ``cupyx`` and ``cupyx.scipy.ndimage`` whose arrays live in host memory."""
-    from scipy import ndimage
-
-    calls = []
-    cupy = _device_module("cupy", np, calls)
-    cupy.random = types.SimpleNamespace(RandomState=np.random.RandomState)
-    cupy.cuda = types.SimpleNamespace(Device=_Device)
-    cupyx = types.ModuleType("cupyx")
-    cupyx_scipy = types.ModuleType("cupyx.scipy")
-    cupyx.scipy = cupyx_scipy
-    cupyx_scipy.ndimage = _device_module("cupyx.scipy.ndimage", ndimage, calls)
-    modules = {"cupy": cupy, "cupyx": cupyx, "cupyx.scipy": cupyx_scipy, "cupyx.scipy.ndimage": cupyx_scipy.ndimage}
-    for name, module in modules.items():
-        monkeypatch.setitem(sys.modules, name, module)
-    return calls
+def emulated_gpu(standin_cupy):
+    """The registry's ``cupy`` backend running on the stand-in (restored afterwards)."""
+    cupy_standin.reload_backend()
+    assert fastblur.backend_info()["cupy"] == "available"
+    yield standin_cupy
+    cupy_standin.reload_backend()
 
 
 @pytest.mark.parametrize("options", [
@@ -242,24 +95,24 @@ def device_arrays(monkeypatch):
     dict(augment_illumination=True, jitter_illumination=1.0, saturation_streaks=True,
          sat_augmentation_in_blurry=True, min_saturated_fraction=0.0, random_white_streaks=True),
 ])
-def test_form_batch_on_the_device_branch(device_arrays, options):
+def test_form_batch_on_the_device_branch(emulated_gpu, options):
     from fastblur.sbdd import CropSampler, DatasetConfig, stack_recipes
 
-    config = DatasetConfig(kernel_size=15, max_objects=3, min_object_area=200, seed=2, backend="numpy", **options)
+    config = DatasetConfig(kernel_size=15, max_objects=3, min_object_area=200, seed=2, **options)
     sampler = CropSampler(config, crop_size=32)
     batch = stack_recipes([sampler.recipe(index) for index in range(4)])
     expected = sampler.form(batch, "cpu")
     formed = sampler.form(batch, "cuda")
     for array, reference in zip(formed, expected):
-        assert type(array) is _DeviceArray  # stayed on the "device" throughout
+        assert type(array) is cupy_standin.DeviceArray  # stayed on the "device" throughout
         codes = np.abs(array.get() - reference) * 255
         assert codes.max() <= 1 + 1e-4 and np.count_nonzero(codes > 0.5) <= 1e-3 * codes.size
-    assert "take" in device_arrays  # the per-pair lookup's device branch
+    assert "take" in emulated_gpu  # the per-pair lookup's device branch
     if options.get("saturation_streaks"):
-        assert {"grey_closing", "gaussian_filter"} <= set(device_arrays)
+        assert {"grey_closing", "gaussian_filter"} <= set(emulated_gpu)
 
 
-def test_noise_on_the_device_branch(device_arrays):
+def test_noise_on_the_device_branch(emulated_gpu):
     from fastblur.sbdd import CropSampler, DatasetConfig, stack_recipes
 
     config = DatasetConfig(kernel_size=15, masks="none", crf="none", seed=2, backend="numpy",
@@ -276,13 +129,45 @@ def test_noise_on_the_device_branch(device_arrays):
     assert ratio.std() == pytest.approx(expected_std, rel=0.1)
 
 
-def test_sampler_forms_with_the_gpu_backend_on_the_device(device_arrays):
+def test_sampler_forms_with_the_gpu_backend_on_the_device(emulated_gpu, monkeypatch):
     """A generation run pins ``auto`` to a CPU backend; on CUDA, ``auto`` must stay ``auto``
     (the cupy backend for device arrays), not send the batch through the host."""
+    from fastblur.backends import get_backend
     from fastblur.sbdd import CropSampler, DatasetConfig, stack_recipes
 
-    sampler = CropSampler(DatasetConfig(kernel_size=15, masks="none", seed=2), crop_size=32)
+    used = []
+    for name in ("cupy", "native", "numba", "numpy"):
+        if fastblur.backend_info()[name] == "available":
+            backend = get_backend(name)
+            for method in ("blur_masked_batch_valid", "convolve_masks_valid"):
+                original = getattr(backend, method)
+                monkeypatch.setattr(backend, method, lambda *a, _f=original, _n=name: (used.append(_n), _f(*a))[1])
+    sampler = CropSampler(DatasetConfig(kernel_size=15, max_objects=2, seed=2), crop_size=32)
     batch = stack_recipes([sampler.recipe(0)])
-    with pytest.raises(ValueError, match="'cupy'"):  # the stand-in has no cupy backend
-        sampler.form(batch, "cuda")
-    sampler.form(batch, "cpu")
+    sampler.form(batch, "cuda")
+    assert used == ["cupy", "cupy"]
+
+
+def test_public_primitives_on_the_emulated_gpu(emulated_gpu, rng):
+    """Device arrays in, device arrays out, through the registry's cupy backend under
+    ``auto``, equal to the numpy backend."""
+    import cupy
+
+    image = rng.random((40, 37, 3), dtype=np.float32)
+    kernels = rng.random((3, 6, 5), dtype=np.float32)
+    masks = rng.random((2, 40, 37)) > 0.6
+    weights = rng.random((3, 35, 33), dtype=np.float32)
+    input_weights = rng.random((3, 40, 37), dtype=np.float32)
+    calls = [
+        (fastblur.convolve, (image, kernels[0]), dict(mode="same")),
+        (fastblur.blur_masked, (image, kernels, weights), {}),
+        (fastblur.blur_masked_batch, (image[None], kernels[None], weights[None]), {}),
+        (fastblur.blur_product, (image, kernels, input_weights), dict(mode="full", boundary="constant")),
+        (fastblur.smooth_masks, (masks, kernels), dict(mode="same")),
+        (fastblur.smooth_masks_batch, (masks[None], kernels[None]), {}),
+    ]
+    for function, args, kwargs in calls:
+        on_device = function(*(cupy.asarray(a) for a in args), **kwargs)
+        assert type(on_device) is cupy_standin.DeviceArray, function.__name__
+        expected = function(*args, backend="numpy", **kwargs)
+        assert relative_error(on_device.get(), expected) <= 2e-5, function.__name__

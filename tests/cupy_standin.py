@@ -1,0 +1,183 @@
+"""A stand-in for CuPy on the CPU, to run the ``cupy`` backend's host code without a GPU.
+
+Arrays are NumPy memory typed as CuPy arrays (:class:`DeviceArray`, whose ``get`` copies
+to the host), FFTs are scipy.fft's, ``cupyx.scipy.ndimage`` is scipy.ndimage, and the
+RawModule is the backend's CUDA source compiled as C++ for the host: every (block,
+thread) index of a launch runs in turn, so the kernel's own index arithmetic, bounds
+check and argument order are exercised. Everything but the CUDA runtime is the code a
+GPU runs.
+"""
+import ast
+import ctypes
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import scipy.fft
+
+HOST_HARNESS = r"""
+#include <cmath>
+struct Index { unsigned x, y, z; };
+static Index blockIdx, threadIdx, blockDim;
+#define __global__
+using std::fabs;
+%(source)s
+template <typename T>
+static void launch(unsigned grid, unsigned block, const T* filtered, const T* weights, T* out,
+                   const int* ints, T zero_weight, int overwrite) {
+    blockDim.x = block;
+    for (unsigned b = 0; b < grid; ++b)
+        for (unsigned t = 0; t < block; ++t) {
+            blockIdx.x = b;
+            threadIdx.x = t;
+            accumulate_weighted<T>(filtered, weights, out, ints[0], ints[1], ints[2], ints[3], ints[4],
+                                   ints[5], ints[6], ints[7], ints[8], ints[9], ints[10], zero_weight, overwrite);
+        }
+}
+extern "C" void launch_float(unsigned g, unsigned b, const float* f, const float* w, float* o, const int* i,
+                             float z, int ow) { launch<float>(g, b, f, w, o, i, z, ow); }
+extern "C" void launch_double(unsigned g, unsigned b, const double* f, const double* w, double* o,
+                              const int* i, double z, int ow) { launch<double>(g, b, f, w, o, i, z, ow); }
+"""
+
+BACKEND_MODULE = "fastblur.backends.cupy_backend"
+
+
+class HostKernel:
+    """``accumulate_weighted`` compiled for the host, called as a CuPy RawKernel is."""
+
+    def __init__(self, library, dtype):
+        self.dtype = np.dtype(dtype)
+        real = ctypes.c_float if self.dtype == np.float32 else ctypes.c_double
+        self.function = getattr(library, "launch_float" if self.dtype == np.float32 else "launch_double")
+        pointer = ctypes.c_void_p
+        self.function.argtypes = [ctypes.c_uint, ctypes.c_uint, pointer, pointer, pointer, pointer, real, ctypes.c_int]
+        self.function.restype = None
+
+    def __call__(self, grid, block, args):
+        filtered, weights, out, *ints, zero_weight, overwrite = args
+        for array in (filtered, weights, out):
+            assert array.dtype == self.dtype and array.flags.c_contiguous
+        assert all(type(value) is np.int32 for value in args[3:14]) and type(overwrite) is np.int32
+        ints = np.array([int(value) for value in ints], np.int32)
+        self.function(int(grid[0]), int(block[0]), filtered.ctypes.data, weights.ctypes.data, out.ctypes.data,
+                      ints.ctypes.data, zero_weight, int(overwrite))
+
+
+def compiler():
+    """The host C++ compiler, or None."""
+    return shutil.which("c++") or shutil.which("g++")
+
+
+def build_host_kernels(folder):
+    """The backend's CUDA source, read from its file (importing it needs CuPy), built
+    for the host into ``folder``; the loaded library."""
+    import fastblur.backends
+
+    path = Path(fastblur.backends.__file__).parent / "cupy_backend.py"
+    tree = ast.parse(path.read_text())
+    source = next(node.value.value for node in tree.body if isinstance(node, ast.Assign)
+                  and getattr(node.targets[0], "id", None) == "_ACCUMULATE_SOURCE")
+    harness = Path(folder) / "accumulate.cpp"
+    harness.write_text(HOST_HARNESS % {"source": source})
+    library = Path(folder) / "accumulate.so"
+    subprocess.run([compiler(), "-std=c++14", "-O1", "-shared", "-fPIC", str(harness), "-o", str(library)],
+                   check=True, capture_output=True)
+    return ctypes.CDLL(str(library))
+
+
+class RawModule:
+    library = None
+
+    def __init__(self, code, options=(), name_expressions=()):
+        assert "accumulate_weighted" in code
+        self.code = code
+        self.names = list(name_expressions)
+
+    def get_function(self, name):
+        assert name in self.names
+        return HostKernel(RawModule.library, np.float32 if name.endswith("<float>") else np.float64)
+
+
+class DeviceArray(np.ndarray):
+    """NumPy memory posing as a CuPy array (``get_array_module`` reads the type's module)."""
+
+    def get(self):
+        return np.asarray(self).copy()
+
+
+DeviceArray.__module__ = "cupy"
+
+
+def on_device(value):
+    return value.view(DeviceArray) if type(value) is np.ndarray else value
+
+
+def device_function(function):
+    def run(*args, **kwargs):
+        return on_device(function(*args, **kwargs))
+
+    return run
+
+
+def device_module(name, source, calls):
+    """A module whose attributes are ``source``'s returning device arrays; the names
+    looked up are appended to ``calls``."""
+
+    def attribute(name):
+        if name.startswith("__"):  # module metadata (__file__, __path__, ...) is not an array function
+            raise AttributeError(name)
+        calls.append(name)
+        return device_function(getattr(source, name))
+
+    module = types.ModuleType(name)
+    module.__getattr__ = attribute
+    return module
+
+
+class Device:
+    def __init__(self, index=0):
+        self.id = index
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def install(monkeypatch, library):
+    """Put the stand-in ``cupy``, ``cupyx.scipy.fft`` and ``cupyx.scipy.ndimage`` in
+    ``sys.modules`` (undone by ``monkeypatch``); the list of names looked up in them."""
+    from scipy import ndimage
+
+    RawModule.library = library
+    calls = []
+    cupy = device_module("cupy", np, calls)
+    cupy.random = types.SimpleNamespace(RandomState=np.random.RandomState)
+    cupy.RawModule = RawModule
+    cupy.cuda = types.SimpleNamespace(Device=Device, runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
+    fft = types.ModuleType("cupyx.scipy.fft")
+    fft.rfft2 = device_function(lambda x, s: scipy.fft.rfft2(x, s=s, axes=(-2, -1)))
+    fft.irfft2 = device_function(lambda x, s: scipy.fft.irfft2(x, s=s, axes=(-2, -1)))
+    fft.next_fast_len = lambda n, real=False: scipy.fft.next_fast_len(n, real=real)
+    cupyx = types.ModuleType("cupyx")
+    cupyx_scipy = types.ModuleType("cupyx.scipy")
+    cupyx.scipy, cupyx_scipy.fft = cupyx_scipy, fft
+    cupyx_scipy.ndimage = device_module("cupyx.scipy.ndimage", ndimage, calls)
+    modules = {"cupy": cupy, "cupyx": cupyx, "cupyx.scipy": cupyx_scipy, "cupyx.scipy.fft": fft,
+               "cupyx.scipy.ndimage": cupyx_scipy.ndimage}
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    return calls
+
+
+def reload_backend():
+    """Make the registry load the ``cupy`` backend again (against whatever ``cupy`` is now)."""
+    from fastblur.backends import _MODULES, register_backend
+
+    sys.modules.pop(BACKEND_MODULE, None)
+    register_backend("cupy", _MODULES["cupy"])
