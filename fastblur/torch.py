@@ -66,20 +66,41 @@ def _torch_memory(index):
     return allocate
 
 
+#: The large fields of a RecipeBatch, copied to the GPU from pinned memory by SBDDLoader.
+_UPLOADED_FIELDS = ("windows", "kernels", "packed_masks")
+
+
 def _form_on(device, form, batch):
-    """``form(batch, device)`` as ``(B, C, H, W)`` tensors on ``device``; on CUDA, CuPy
-    runs on that device, on PyTorch's current stream there and in memory from PyTorch's
-    allocator, and hands its arrays over by DLPack."""
+    """``form(batch, device)`` as ``(B, C, H, W)`` tensors on ``device``.
+
+    ``batch`` is a RecipeBatch, or ``(tensors, noise_seed)`` as ``_RecipeBatches`` yields
+    it. On CUDA, CuPy runs on that device, on PyTorch's current stream there and in
+    memory from PyTorch's allocator; pinned tensors of the large fields are copied to
+    the device asynchronously on that stream, and results are handed over by DLPack.
+    """
     if not device.startswith("cuda"):
+        batch = _as_recipe_batch(batch, lambda tensor: tensor.numpy())
         return tuple(torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2))) for a in form(batch, "cpu"))
     import cupy
 
     target = torch.device(device)
     index = target.index if target.index is not None else torch.cuda.current_device()
+    target = torch.device("cuda", index)
     stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(index).cuda_stream)
     with cupy.cuda.Device(index), stream, cupy.cuda.using_allocator(_torch_memory(index)):
+        batch = _as_recipe_batch(batch, lambda tensor: cupy.from_dlpack(tensor.to(target, non_blocking=True)))
         pair = form(batch, f"cuda:{index}")
         return tuple(torch.from_dlpack(cupy.ascontiguousarray(a.transpose(0, 3, 1, 2))) for a in pair)
+
+
+def _as_recipe_batch(batch, upload):
+    """``batch`` itself, or the RecipeBatch of ``(tensors, noise_seed)``: the large
+    fields through ``upload``, the others as NumPy arrays."""
+    if isinstance(batch, RecipeBatch):
+        return batch
+    tensors, noise_seed = batch
+    fields = {name: upload(tensor) if name in _UPLOADED_FIELDS else tensor.numpy() for name, tensor in tensors.items()}
+    return RecipeBatch(**fields, noise_seed=int(noise_seed))
 
 
 class _PairsMixin:
@@ -280,11 +301,8 @@ class SBDDLoader:
         return -(-self.length // self.batch_size)
 
     def __iter__(self):
-        workers = dict(num_workers=self.num_workers)
+        options = dict(num_workers=self.num_workers, pin_memory=self.device.startswith("cuda"))
         if self.num_workers:
-            workers["prefetch_factor"] = self.prefetch_factor
-        loader = DataLoader(self._recipes, batch_size=None, **workers)
-        for arrays, noise_seed in loader:
-            batch = RecipeBatch(**{name: tensor.numpy() for name, tensor in arrays.items()},
-                                noise_seed=int(noise_seed))
-            yield _form_on(self.device, self.sampler.form, batch)
+            options["prefetch_factor"] = self.prefetch_factor
+        for recipes in DataLoader(self._recipes, batch_size=None, **options):
+            yield _form_on(self.device, self.sampler.form, recipes)

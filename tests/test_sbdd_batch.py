@@ -4,7 +4,7 @@ import pytest
 
 import fastblur
 from fastblur.sbdd import CropSampler, DatasetConfig
-from fastblur.sbdd.batch import CropRecipe, form_batch, stack_recipes
+from fastblur.sbdd.batch import CropRecipe, form_batch, stack_recipes, unpack_masks
 
 SMALL = dict(kernel_size=15, max_objects=3, min_object_area=200, seed=11)
 INDICES = range(5)
@@ -125,7 +125,10 @@ def test_stack_recipes_pads_objects_and_streaks():
                       streaks=[(8, 9, 2, 3, 100.0)], saturation_boost=2.0, seed=[0, 0, 1])
     batch = stack_recipes([plain, busy])
     assert batch.kernels.shape == (2, 3, 5, 5) and not batch.kernels[0, 1:].any()
-    assert batch.masks.shape == (2, 2, 20, 22) and not batch.masks[0].any()
+    assert batch.packed_masks.shape == (2, 1, 20, 22) and batch.packed_masks.dtype == np.uint8
+    unpacked = unpack_masks(batch.packed_masks, 2)
+    assert not unpacked[0].any()
+    np.testing.assert_array_equal(unpacked[1], masks)
     assert batch.streak_boxes.tolist() == [[[0, 0, 0, 0]], [[8, 9, 2, 3]]]
     assert batch.streak_spikes.tolist() == [[0.0], [100.0]]
     assert np.isnan(batch.saturation_boosts[0]) and batch.saturation_boosts[1] == 2.0
@@ -158,6 +161,14 @@ def test_streaks_stay_in_their_pair_and_add_in_order():
     np.testing.assert_array_equal(linear, expected)  # in order, clipped, nothing in pair 1
     np.testing.assert_array_equal(changed, covered)
     assert covered[0].sum() > 30 and not covered[1].any()
+
+
+@pytest.mark.parametrize("count", [0, 1, 8, 9, 20])
+def test_masks_pack_eight_to_a_byte(count):
+    masks = np.random.default_rng(count).random((3, count, 7, 5)) > 0.5
+    packed = np.packbits(masks, axis=1, bitorder="little")
+    assert packed.shape == (3, -(-count // 8), 7, 5)
+    np.testing.assert_array_equal(unpack_masks(packed, count), masks)
 
 
 def test_stack_recipes_errors():

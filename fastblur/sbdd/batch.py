@@ -6,7 +6,7 @@ drawn on the CPU into a :class:`CropRecipe` (:meth:`fastblur.sbdd.CropSampler.re
 :func:`form_batch` runs the formation model of :func:`fastblur.sbdd.synthesize_pair` on
 the whole batch where its arrays live: one :func:`fastblur.smooth_masks_batch`, one
 :func:`fastblur.blur_masked_batch`, and element-wise response curves. Only the 8-bit
-windows, masks and kernels cross to the device.
+windows, the masks packed eight objects to a byte and the kernels cross to the device.
 
 Without noise a formed pair equals :meth:`~fastblur.sbdd.CropSampler.sample`'s to
 float32 accuracy (8-bit values within one code). Noise is drawn on the device from a
@@ -26,7 +26,7 @@ from . import formation
 from .formation import NoiseConfig, SaturationConfig
 from .pair import valid_offset
 
-__all__ = ["CropRecipe", "RecipeBatch", "form_batch", "stack_recipes"]
+__all__ = ["CropRecipe", "RecipeBatch", "form_batch", "stack_recipes", "unpack_masks"]
 
 #: Mixed into the noise seed of a batch, apart from the pair seeds ``[seed, epoch, index]``.
 NOISE_STREAM = 0x6E6F697365
@@ -70,12 +70,18 @@ class CropRecipe:
 class RecipeBatch:
     """:class:`CropRecipe` s padded to common sizes (NumPy arrays, cheap to pickle).
 
+    ``windows``, ``kernels`` and ``packed_masks``, the large fields, may also be CuPy
+    arrays already on the device (e.g. copied there asynchronously from pinned memory);
+    the others are read on the host.
+
     Attributes
     ----------
     windows : ndarray, shape (B, Hw, Ww, C), uint8
     kernels : ndarray, shape (B, N, kh, kw), float32
         ``N`` is the largest ``n + 1``; padding kernels are zero.
-    masks : ndarray, shape (B, N - 1, Hw, Ww), bool
+    packed_masks : ndarray, shape (B, ceil((N - 1) / 8), Hw, Ww), uint8
+        The object masks ``(B, N - 1, Hw, Ww)`` packed eight to a byte along the object
+        axis (:func:`numpy.packbits`, little bit order; :func:`unpack_masks` undoes it).
         Padding masks are empty, so their weights are zero.
     gains : ndarray, shape (B,), float64
     streak_boxes : ndarray, shape (B, S, 4), int64
@@ -89,7 +95,7 @@ class RecipeBatch:
 
     windows: np.ndarray
     kernels: np.ndarray
-    masks: np.ndarray
+    packed_masks: np.ndarray
     gains: np.ndarray
     streak_boxes: np.ndarray
     streak_spikes: np.ndarray
@@ -153,7 +159,7 @@ def stack_recipes(recipes):
     window_shape, kernel_shape = shapes.pop()
     count = max(len(r.kernels) for r in recipes)
     kernels = np.zeros((batch, count) + kernel_shape, np.float32)
-    masks = np.zeros((batch, count - 1) + window_shape[:2], bool)
+    masks = np.zeros((batch, count - 1) + window_shape[:2], bool)  # padding: empty
     streaks = max(len(r.streaks) for r in recipes)
     boxes = np.zeros((batch, streaks, 4), np.int64)
     spikes = np.zeros((batch, streaks), np.float64)
@@ -167,7 +173,7 @@ def stack_recipes(recipes):
     return RecipeBatch(
         windows=np.stack([r.window for r in recipes]),
         kernels=kernels,
-        masks=masks,
+        packed_masks=np.packbits(masks, axis=1, bitorder="little"),
         gains=np.array([r.gain for r in recipes], np.float64),
         streak_boxes=boxes,
         streak_spikes=spikes,
@@ -175,6 +181,25 @@ def stack_recipes(recipes):
         blurry_boosts=_optional(r.blurry_boost for r in recipes),
         noise_seed=int(np.random.SeedSequence(entropy).generate_state(1, np.uint32)[0]),
     )
+
+
+def unpack_masks(packed, count):
+    """Object masks from :attr:`RecipeBatch.packed_masks`, on the array's device.
+
+    Parameters
+    ----------
+    packed : ndarray, shape (B, ceil(count / 8), H, W), uint8
+    count : int
+        Objects per pair (``N - 1``).
+
+    Returns
+    -------
+    ndarray, shape (B, count, H, W), bool
+    """
+    xp = get_array_module(packed)
+    objects = np.arange(count)
+    shifts = xp.asarray((objects % 8).astype(np.uint8)).reshape(1, -1, 1, 1)
+    return ((packed[:, xp.asarray(objects // 8)] >> shifts) & np.uint8(1)).astype(bool)
 
 
 # -- formation steps --------------------------------------------------------------------
@@ -314,8 +339,9 @@ def _form(batch, xp, response, saturation, noise, quantize, backend):
     """:func:`form_batch` with the array module ``xp`` on its current device."""
     windows = xp.asarray(batch.windows)
     kh, kw = batch.kernels.shape[2:]
-    conv_kernels = xp.asarray(np.ascontiguousarray(batch.kernels[:, :, ::-1, ::-1]))
-    weights = smooth_masks_batch(xp.asarray(batch.masks), conv_kernels, backend=backend)
+    conv_kernels = xp.ascontiguousarray(xp.asarray(batch.kernels)[:, :, ::-1, ::-1])
+    masks = unpack_masks(xp.asarray(batch.packed_masks), batch.kernels.shape[1] - 1)
+    weights = smooth_masks_batch(masks, conv_kernels, backend=backend)
     tables = np.stack([formation.response_lut(gain=gain, **response) for gain in batch.gains])
     linear = _per_pair_lookup(xp.asarray(tables), windows)
 
