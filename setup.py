@@ -86,6 +86,7 @@ setup(
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "pytest-benchmark>=4"],
         "gpu": ["cupy-cuda12x>=13"],
+        "gpu-cuda13": ["cupy-cuda13x>=14"],
         "torch": ["torch>=2.0"],
     },
     entry_points={

@@ -18,7 +18,7 @@ try:
     import cupy
     import cupyx.scipy.fft as cufft
 except ImportError as error:  # pragma: no cover - depends on the machine
-    raise ImportError(f"CuPy is not installed (pip install 'fastblur[gpu]'): {error}") from None
+    raise ImportError(f"CuPy is not installed (pip install 'fastblur[gpu]', or 'fastblur[gpu-cuda13]' for CUDA 13): {error}") from None
 
 from .base import ZERO_WEIGHT, Backend, zero_fft_roundoff
 
