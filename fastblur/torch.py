@@ -56,7 +56,11 @@ def _as_tensors(pair, device):
 
 def _torch_memory(index):
     """A CuPy allocator taking GPU memory from PyTorch's caching allocator, so that the
-    two libraries share one cache in a training loop instead of each holding its own."""
+    two libraries share one cache in a training loop instead of each holding its own.
+
+    The blocks belong to the stream current when they are taken; cuFFT plans cached by
+    CuPy keep their work areas, so form batches on one stream (PyTorch's current one
+    when iterating), as a training loop does."""
     import cupy
 
     def allocate(size):
@@ -87,10 +91,20 @@ def _form_on(device, form, batch):
     index = target.index if target.index is not None else torch.cuda.current_device()
     target = torch.device("cuda", index)
     stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(index).cuda_stream)
-    with cupy.cuda.Device(index), stream, cupy.cuda.using_allocator(_torch_memory(index)):
+    with torch.cuda.device(index), cupy.cuda.Device(index), stream, cupy.cuda.using_allocator(_torch_memory(index)):
         batch = _as_recipe_batch(batch, lambda tensor: cupy.from_dlpack(tensor.to(target, non_blocking=True)))
         pair = form(batch, f"cuda:{index}")
-        return tuple(torch.from_dlpack(cupy.ascontiguousarray(a.transpose(0, 3, 1, 2))) for a in pair)
+        return tuple(_to_tensor(array.transpose(0, 3, 1, 2), target) for array in pair)
+
+
+def _to_tensor(array, device):
+    """A CuPy array copied into a tensor PyTorch allocated itself (so that the caller's
+    ``record_stream`` and the allocator's stream tracking apply to it)."""
+    import cupy
+
+    tensor = torch.empty(array.shape, dtype=torch.float32, device=device)
+    cupy.from_dlpack(tensor)[...] = array
+    return tensor
 
 
 def _as_recipe_batch(batch, upload):
@@ -236,7 +250,8 @@ class SBDDLoader:
     DataLoader workers draw each batch's random choices on the CPU (windows, masks,
     kernels: :meth:`fastblur.sbdd.CropSampler.recipe`); the main process forms the whole
     batch on ``device`` in one go (:func:`fastblur.sbdd.form_batch`: one
-    ``smooth_masks_batch``, one ``blur_masked_batch``), on PyTorch's current stream.
+    ``smooth_masks_batch``, one ``blur_masked_batch``), on PyTorch's current stream (keep
+    to one stream while iterating), in memory from PyTorch's caching allocator.
     Batch ``k`` of an epoch holds pairs ``k B .. k B + B - 1``, whatever ``num_workers``.
 
     Parameters

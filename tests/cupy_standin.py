@@ -102,14 +102,68 @@ class RawModule:
         return HostKernel(RawModule.library, np.float32 if name.endswith("<float>") else np.float64)
 
 
+def _holds_host_array(value):
+    if type(value) is np.ndarray:
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_holds_host_array(item) for item in value)
+    return False
+
+
+def _as_plain(value):
+    if isinstance(value, DeviceArray):
+        return value.view(np.ndarray)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_as_plain(item) for item in value)
+    return value
+
+
 class DeviceArray(np.ndarray):
-    """NumPy memory posing as a CuPy array (``get_array_module`` reads the type's module)."""
+    """NumPy memory posing as a CuPy array (``get_array_module`` reads the type's module).
+
+    As with CuPy, mixing it with a NumPy array in a ufunc or a NumPy function raises
+    TypeError (scalars are fine), so host/device mix-ups fail here as on a GPU.
+    """
 
     def get(self):
         return np.asarray(self).copy()
 
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        outputs = kwargs.get("out", ())
+        if _holds_host_array(inputs) or _holds_host_array(outputs):
+            raise TypeError(f"{ufunc.__name__}.{method} mixes a device array with a NumPy array: "
+                            f"{[type(x).__name__ for x in inputs]}")
+        if outputs:
+            kwargs["out"] = _as_plain(outputs)
+        result = getattr(ufunc, method)(*_as_plain(inputs), **kwargs)
+        if outputs:
+            return outputs[0] if len(outputs) == 1 else outputs
+        if isinstance(result, tuple):
+            return tuple(on_device(r) for r in result)
+        return on_device(result)
+
+    def __array_function__(self, function, types, args, kwargs):
+        if _holds_host_array(args) or _holds_host_array(tuple(kwargs.values())):
+            raise TypeError(f"numpy.{function.__name__} mixes a device array with a NumPy array")
+        return super().__array_function__(function, types, args, kwargs)
+
 
 DeviceArray.__module__ = "cupy"
+
+
+class RandomState:
+    """``cupy.random.RandomState``: NumPy's generator, results on the device."""
+
+    def __init__(self, seed):
+        self.states = np.random.RandomState(seed)
+
+    def __getattr__(self, name):
+        method = getattr(self.states, name)
+
+        def draw(*args, **kwargs):
+            return on_device(method(*_as_plain(args), **kwargs))
+
+        return draw
 
 
 def on_device(value):
@@ -157,7 +211,7 @@ def install(monkeypatch, library):
     RawModule.library = library
     calls = []
     cupy = device_module("cupy", np, calls)
-    cupy.random = types.SimpleNamespace(RandomState=np.random.RandomState)
+    cupy.random = types.SimpleNamespace(RandomState=RandomState)
     cupy.RawModule = RawModule
     cupy.cuda = types.SimpleNamespace(Device=Device, runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
     fft = types.ModuleType("cupyx.scipy.fft")
@@ -179,5 +233,9 @@ def reload_backend():
     """Make the registry load the ``cupy`` backend again (against whatever ``cupy`` is now)."""
     from fastblur.backends import _MODULES, register_backend
 
+    import fastblur.backends
+
     sys.modules.pop(BACKEND_MODULE, None)
+    if "cupy_backend" in vars(fastblur.backends):  # the submodule attribute an import leaves
+        delattr(fastblur.backends, "cupy_backend")
     register_backend("cupy", _MODULES["cupy"])

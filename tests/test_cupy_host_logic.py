@@ -48,27 +48,30 @@ def test_blur_masked_batch(emulated, monkeypatch, rng, chunk_bytes, dtype):
     kernels = rng.random((2, 4, 6, 5)).astype(dtype)
     weights = rng.random((2, 4, 26, 23)).astype(dtype)
     weights[:, 2, :10] = 0
-    result = emulated.blur_masked_batch_valid(images, kernels, weights)
+    on_device = cupy_standin.on_device
+    result = emulated.blur_masked_batch_valid(on_device(images), on_device(kernels), on_device(weights))
     assert result.shape == (2, 26, 23, 3) and result.dtype == dtype
     tolerance = 2e-5 if dtype == np.float32 else 1e-10
     for b in range(2):
         expected = reference_blur_masked(images[b], kernels[b], weights[b], "valid", "reflect")
         assert relative_error(result[b], expected) <= tolerance
-    single = emulated.blur_masked_valid(images[1], kernels[1], weights[1])
+    single = emulated.blur_masked_valid(on_device(images[1]), on_device(kernels[1]), on_device(weights[1]))
     np.testing.assert_allclose(single, result[1], rtol=0, atol=1e-5)
 
 
 def test_convolve_product_and_masks(emulated, monkeypatch, rng):
     monkeypatch.setenv("FASTBLUR_GPU_CHUNK_BYTES", "1")
+    on_device = cupy_standin.on_device
     image = rng.standard_normal((30, 33, 2))
     kernel = rng.random((4, 7))
-    assert relative_error(emulated.convolve_valid(image, kernel), reference_convolve(image, kernel, "valid", "reflect")) <= 1e-10
+    filtered = emulated.convolve_valid(on_device(image), on_device(kernel)).get()
+    assert relative_error(filtered, reference_convolve(image, kernel, "valid", "reflect")) <= 1e-10
     kernels = rng.random((3, 5, 4))
     weights = rng.random((3, 30, 33))
-    result = emulated.blur_product_valid(image, kernels, weights)
+    result = emulated.blur_product_valid(on_device(image), on_device(kernels), on_device(weights)).get()
     assert relative_error(result, reference_blur_product(image, kernels, weights, "valid", "reflect")) <= 1e-10
     masks = rng.random((3, 30, 33)) > 0.5
-    smoothed = emulated.convolve_masks_valid(masks, kernels)
+    smoothed = emulated.convolve_masks_valid(on_device(masks), on_device(kernels)).get()
     expected = np.stack([reference_convolve(m.astype(float), k, "valid", "reflect") for m, k in zip(masks, kernels)])
     np.testing.assert_allclose(smoothed, expected, rtol=0, atol=1e-10)
 
@@ -108,6 +111,8 @@ def test_form_batch_on_the_device_branch(emulated_gpu, options):
         codes = np.abs(array.get() - reference) * 255
         assert codes.max() <= 1 + 1e-4 and np.count_nonzero(codes > 0.5) <= 1e-3 * codes.size
     assert "take" in emulated_gpu  # the per-pair lookup's device branch
+    if options.get("crf", "gamma") == "gamma":
+        assert "power" in emulated_gpu  # delinearize's device branch
     if options.get("saturation_streaks"):
         assert {"grey_closing", "gaussian_filter"} <= set(emulated_gpu)
 
