@@ -428,3 +428,14 @@ def test_backend_is_passed_through(case):
     sharp, kernels, masks = case
     with pytest.raises(ValueError, match="backend"):
         synthesize_pair(sharp, kernels, masks, backend="no-such-backend")
+
+
+@pytest.mark.parametrize("crf", ["gamma", "exponential", None])
+def test_tables_for_many_gains_are_the_tables_of_each(crf):
+    gains = np.array([1.0, 1.37, 2.9])
+    for function in (formation.response_lut, formation.round_trip_lut):
+        tables = function(crf, gain=gains)
+        assert tables.shape == (3, 256) and tables.dtype == np.float32
+        for gain, table in zip(gains, tables):
+            np.testing.assert_array_equal(table, function(crf, gain=float(gain)))
+        assert function(crf, gain=1.5).shape == (256,)

@@ -342,7 +342,7 @@ def _form(batch, xp, response, saturation, noise, quantize, backend):
     conv_kernels = xp.ascontiguousarray(xp.asarray(batch.kernels)[:, :, ::-1, ::-1])
     masks = unpack_masks(xp.asarray(batch.packed_masks), batch.kernels.shape[1] - 1)
     weights = smooth_masks_batch(masks, conv_kernels, backend=backend)
-    tables = np.stack([formation.response_lut(gain=gain, **response) for gain in batch.gains])
+    tables = formation.response_lut(gain=batch.gains, **response)
     linear = _per_pair_lookup(xp.asarray(tables), windows)
 
     mask, kept = None, np.zeros(len(batch), bool)
@@ -373,7 +373,7 @@ def _form(batch, xp, response, saturation, noise, quantize, backend):
     top, left = valid_offset((kh, kw))
     ho, wo = blurry.shape[1:3]
     window = (slice(None), slice(top, top + ho), slice(left, left + wo))
-    round_trips = np.stack([formation.round_trip_lut(gain=gain, **response) for gain in batch.gains])
+    round_trips = formation.round_trip_lut(gain=batch.gains, **response)
     sharp = _per_pair_lookup(xp.asarray(round_trips), windows[window])
     changed = streaked
     if boosted is not None:

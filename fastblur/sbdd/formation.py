@@ -168,15 +168,17 @@ def response_lut(crf="gamma", gamma=2.2, exponential_factor=7.0, gain=1.0):
     ----------
     crf : {'gamma', 'exponential', None}
     gamma, exponential_factor : float
-    gain : float
+    gain : float or array_like
+        One gain, or one per table (e.g. per pair of a batch).
 
     Returns
     -------
-    ndarray, shape (256,), float32
+    ndarray, shape gain.shape + (256,), float32
         Evaluated in float64 and rounded once.
     """
     crf, gamma, exponential_factor = check_crf(crf, gamma, exponential_factor)
     codes = np.arange(256, dtype=np.float64)
+    gain = np.asarray(gain, np.float64)[..., None]
     return (gain * _forward64(codes, crf, gamma, exponential_factor)).astype(np.float32)
 
 
@@ -190,9 +192,14 @@ def round_trip_lut(crf="gamma", gamma=2.2, exponential_factor=7.0, gain=1.0):
     one just below that integer rather than the integer itself (a change of at most
     one float32 ulp).
 
+    Parameters
+    ----------
+    crf, gamma, exponential_factor, gain
+        As :func:`response_lut` (``gain`` may hold one gain per table).
+
     Returns
     -------
-    ndarray, shape (256,), float32
+    ndarray, shape gain.shape + (256,), float32
     """
     crf, gamma, exponential_factor = check_crf(crf, gamma, exponential_factor)
     codes = np.arange(256, dtype=np.float64)
@@ -202,7 +209,7 @@ def round_trip_lut(crf="gamma", gamma=2.2, exponential_factor=7.0, gain=1.0):
         linear = 255.0 * (-(np.log(-(codes / 255.0) + EXPONENTIAL_EPS + 1) / 1) / exponential_factor)
     else:
         linear = codes
-    linear = linear * gain
+    linear = linear * np.asarray(gain, np.float64)[..., None]
     if crf == "gamma":
         values = 255.0 * ((linear / 255.0) ** (1.0 / gamma))
     elif crf == "exponential":
