@@ -107,6 +107,11 @@ def _to_tensor(array, device):
     return tensor
 
 
+def _recipes(sampler, indices, epoch):
+    """The RecipeBatch of pairs ``indices`` of ``epoch``."""
+    return stack_recipes([sampler.recipe(index, epoch) for index in indices])
+
+
 def _as_recipe_batch(batch, upload):
     """``batch`` itself, or the RecipeBatch of ``(tensors, noise_seed)``: the large
     fields through ``upload``, the others as NumPy arrays."""
@@ -138,8 +143,7 @@ class _PairsMixin:
     def pairs(self, indices):
         """``(blurry, sharp)`` tensors ``(len(indices), 3, H, W)``, formed in one batch on
         ``device`` (see :func:`fastblur.sbdd.form_batch`)."""
-        batch = stack_recipes([self.sampler.recipe(index, self.epoch) for index in indices])
-        return _form_on(self.device, self.sampler.form, batch)
+        return _form_on(self.device, self.sampler.form, _recipes(self.sampler, indices, self.epoch))
 
 
 class SBDDDataset(_PairsMixin, IterableDataset):
@@ -228,9 +232,8 @@ def _blocks(worker, workers, size, length):
         start += workers * size
 
 
-class _RecipeBatches(IterableDataset):
-    """The recipes of consecutive batches, as dicts of CPU tensors (shared memory
-    between DataLoader processes) and the batch's noise seed."""
+class _Batches(IterableDataset):
+    """Consecutive batches of an epoch, sharded over DataLoader workers by ``_blocks``."""
 
     def __init__(self, sampler, batch_size, length):
         self.sampler, self.batch_size, self.length = sampler, batch_size, length
@@ -240,18 +243,36 @@ class _RecipeBatches(IterableDataset):
         info = get_worker_info()
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
         for start, stop in _blocks(worker, workers, self.batch_size, self.length):
-            batch = stack_recipes([self.sampler.recipe(index, self.epoch) for index in range(start, stop)])
-            yield {name: torch.from_numpy(array) for name, array in batch.arrays().items()}, batch.noise_seed
+            yield self.make(range(start, stop))
+
+
+class _RecipeBatches(_Batches):
+    """The recipes of a batch, as a dict of CPU tensors (shared memory between DataLoader
+    processes), and the batch's noise seed: formed afterwards on the device."""
+
+    def make(self, indices):
+        batch = _recipes(self.sampler, indices, self.epoch)
+        return {name: torch.from_numpy(array) for name, array in batch.arrays().items()}, batch.noise_seed
+
+
+class _SampledBatches(_Batches):
+    """A batch of pairs made one by one on the CPU (the fastest CPU path), as tensors."""
+
+    def make(self, indices):
+        pairs = [self.sampler.sample(index, self.epoch) for index in indices]
+        return tuple(torch.from_numpy(np.stack(images).transpose(0, 3, 1, 2).copy()) for images in zip(*pairs))
 
 
 class SBDDLoader:
     """Batches of SBDD crop pairs for a training loop, formed on the GPU.
 
-    DataLoader workers draw each batch's random choices on the CPU (windows, masks,
-    kernels: :meth:`fastblur.sbdd.CropSampler.recipe`); the main process forms the whole
-    batch on ``device`` in one go (:func:`fastblur.sbdd.form_batch`: one
+    On CUDA, DataLoader workers draw each batch's random choices on the CPU (windows,
+    masks, kernels: :meth:`fastblur.sbdd.CropSampler.recipe`); the main process forms the
+    whole batch on the GPU in one go (:func:`fastblur.sbdd.form_batch`: one
     ``smooth_masks_batch``, one ``blur_masked_batch``), on PyTorch's current stream (keep
-    to one stream while iterating), in memory from PyTorch's caching allocator.
+    to one stream while iterating), in memory from PyTorch's caching allocator. On the
+    CPU, the workers make the pairs one by one, as :class:`SBDDDataset` does (the same
+    pairs; batches of padded pairs cost more on a CPU).
     Batch ``k`` of an epoch holds pairs ``k B .. k B + B - 1``, whatever ``num_workers``.
 
     Parameters
@@ -263,12 +284,13 @@ class SBDDLoader:
     length : int, optional
         Pairs per epoch (the last batch may be smaller); ``None`` streams forever.
     num_workers : int, optional
-        CPU processes drawing recipes (0: in the main process).
+        CPU processes drawing recipes, or making the pairs on a CPU (0: in the main
+        process).
     crop_size : int, optional
     quantize : bool, optional
         As :class:`SBDDDataset`.
     device : str, optional
-        ``"cuda[:N]"`` (default) or ``"cpu"`` (formed with NumPy, e.g. to compare).
+        ``"cuda[:N]"`` (default) or ``"cpu"``.
     backend : str, optional
     prefetch_factor : int, optional
         Batches each worker draws ahead.
@@ -298,17 +320,18 @@ class SBDDLoader:
         self.prefetch_factor = _check_length(prefetch_factor, "prefetch_factor")
         self.device = _check_device(device)
         self.sampler = _make_sampler(images, crop_size, quantize, device, backend, options)
-        self._recipes = _RecipeBatches(self.sampler, self.batch_size, self.length)
+        on_gpu = self.device.startswith("cuda")
+        self._batches = (_RecipeBatches if on_gpu else _SampledBatches)(self.sampler, self.batch_size, self.length)
 
     @property
     def epoch(self):
-        return self._recipes.epoch
+        return self._batches.epoch
 
     def set_epoch(self, epoch):
         """Use the pairs of ``epoch`` (an int >= 0) from the next iteration on."""
         if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
             raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
-        self._recipes.epoch = int(epoch)
+        self._batches.epoch = int(epoch)
 
     def __len__(self):
         if self.length is None:
@@ -316,8 +339,9 @@ class SBDDLoader:
         return -(-self.length // self.batch_size)
 
     def __iter__(self):
-        options = dict(num_workers=self.num_workers, pin_memory=self.device.startswith("cuda"))
+        on_gpu = self.device.startswith("cuda")
+        options = dict(num_workers=self.num_workers, pin_memory=on_gpu)
         if self.num_workers:
             options["prefetch_factor"] = self.prefetch_factor
-        for recipes in DataLoader(self._recipes, batch_size=None, **options):
-            yield _form_on(self.device, self.sampler.form, recipes)
+        for batch in DataLoader(self._batches, batch_size=None, **options):
+            yield _form_on(self.device, self.sampler.form, batch) if on_gpu else batch
