@@ -29,3 +29,27 @@ def test_sbdd_case_weights_partition_unity():
     assert image.shape == (120, 160, 3) and weights.shape == (3, 112, 152)
     np.testing.assert_allclose(weights.sum(axis=0), 1, atol=1e-5)
     assert (weights == 0).mean() > 0.3  # zero over large areas: the skipping has work to do
+
+
+def test_report_times_the_gpu_with_data_on_it(monkeypatch, cupy_host_kernels):
+    """On the CPU stand-in for CuPy (tests/cupy_standin.py): the cupy rows, with and
+    without transfers, run and time the same computation."""
+    import types
+
+    import cupy_standin
+
+    cupy_standin.install(monkeypatch, cupy_host_kernels)
+    import cupy
+
+    synchronised = []
+    cupy.cuda.get_current_stream = lambda: types.SimpleNamespace(synchronize=lambda: synchronised.append(1))
+    cupy_standin.reload_backend()
+    try:
+        results = bench.run(96, 128, 1, (1,), ["cupy"], ("sbdd", "uniform15"))
+    finally:
+        cupy_standin.reload_backend()
+    methods = [row["method"] for row in results]
+    for label in ("blur_masked", "convolve"):
+        assert methods.index(f"{label}[cupy, on GPU]") == methods.index(f"{label}[cupy]") + 1
+    assert len(synchronised) == 4  # warm-up and one timed call, for each on-GPU row
+    assert all(row["ms"] > 0 for row in results)

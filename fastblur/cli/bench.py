@@ -6,6 +6,9 @@ against the naive loop of six), and uniform ``convolve`` (``same``, reflect) wit
 and 65x65 kernels against ``fftconvolve``, ``oaconvolve`` and ``cv2.filter2D``.
 Times are the best of ``--repeat`` runs; ratios are against ``fftconvolve`` in the
 same run and thread setting, so they transfer between machines better than times do.
+With the ``cupy`` backend, a second row times it with the data already on the GPU
+(``[cupy, on GPU]``: no transfers, synchronised after each call) beside the row that
+copies NumPy inputs in and the result out.
 """
 import argparse
 import json
@@ -65,6 +68,31 @@ def _cv2():
         return None
 
 
+def _on_gpu(function, *arrays):
+    """``function`` of ``arrays`` copied to the GPU once, synchronised after each call."""
+    import cupy
+
+    on_device = [cupy.asarray(array) for array in arrays]
+
+    def run():
+        result = function(*on_device)
+        cupy.cuda.get_current_stream().synchronize()
+        return result
+
+    return run
+
+
+def _backend_rows(label, function, arrays, backends, repeat):
+    """``label[name]`` for each backend, and ``label[cupy, on GPU]`` after the cupy row."""
+    rows = []
+    for name in backends:
+        rows.append((f"{label}[{name}]", best_time(lambda: function(*arrays, backend=name), repeat)))
+        if name == "cupy":
+            on_gpu = _on_gpu(lambda *device: function(*device, backend="cupy"), *arrays)
+            rows.append((f"{label}[cupy, on GPU]", best_time(on_gpu, repeat)))
+    return rows
+
+
 def _backends(selected):
     names = available_backends() + ["auto"]
     return [name for name in names if not selected or name in selected]
@@ -87,8 +115,7 @@ def sbdd_rows(height, width, repeat, backends):
 
     reference = best_time(uniform, repeat)
     rows = [("fftconvolve (1 kernel)", reference), ("naive loop (6 fftconvolve)", best_time(naive, repeat))]
-    for name in backends:
-        rows.append((f"blur_masked[{name}]", best_time(lambda: blur_masked(image, kernels, weights, backend=name), repeat)))
+    rows += _backend_rows("blur_masked", blur_masked, (image, kernels, weights), backends, repeat)
     return reference, rows
 
 
@@ -110,8 +137,7 @@ def uniform_rows(height, width, size, repeat, backends):
         anchor = (size - 1 - left, size - 1 - top)
         rows.append(("cv2.filter2D", best_time(
             lambda: cv2.filter2D(image, -1, flipped, anchor=anchor, borderType=cv2.BORDER_REFLECT_101), repeat)))
-    for name in backends:
-        rows.append((f"convolve[{name}]", best_time(lambda: convolve(image, kernel, backend=name), repeat)))
+    rows += _backend_rows("convolve", convolve, (image, kernel), backends, repeat)
     return reference, rows
 
 
