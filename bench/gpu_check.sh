@@ -3,7 +3,7 @@
 # network (the `device` tool's machines): build in place, the GPU tests (every test marked
 # `gpu`: the conformance suite on `cupy`, DLPack interop, batched formation, SBDDLoader),
 # then the GPU benchmarks. Full logs and the benchmark JSON go to OUT as they are written,
-# so a run stopped at a time limit still leaves what it did. Under 9 minutes in all.
+# so a run stopped at a time limit still leaves what it did. Under 9.5 minutes in all.
 #
 #   bash bench/gpu_check.sh [OUT]        # OUT defaults to $OUT, else ./gpu_check
 set -uo pipefail
@@ -37,5 +37,8 @@ timeout 200 $python -m pytest tests -q -m gpu -p no:cacheprovider --maxfail=10 2
 timeout 240 $python -m pytest -c bench/pytest.ini bench/bench_gpu.py bench/bench_torch_dataset.py \
     --benchmark-only --benchmark-json "$out/bench.json" --benchmark-columns=min,mean,rounds \
     -p no:cacheprovider 2>&1 | tee "$out/bench.log" | tail -40
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+timeout 90 $python -m fastblur.cli.bench --backends cupy auto --threads 1 16 --repeat 5 --cases sbdd uniform65 \
+    --json "$out/report.json" 2>&1 | tee "$out/report.md"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 exit $status
