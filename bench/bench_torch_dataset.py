@@ -14,7 +14,6 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import fastblur  # noqa: E402
-from fastblur.sbdd.batch import stack_recipes  # noqa: E402
 from fastblur.torch import SBDDLoader, SBDDMapDataset  # noqa: E402
 
 BATCH = 64
@@ -63,7 +62,7 @@ def bench_loader_cpu(benchmark):
 def _formation(device, batch_size):
     """A batch of recipes drawn beforehand, and a function forming it on ``device``."""
     loader = SBDDLoader(batch_size=batch_size, device=device, seed=0)
-    batch = stack_recipes([loader.sampler.recipe(index) for index in range(batch_size)])
+    batch = loader.sampler.recipes(range(batch_size))
     loader.sampler.form(batch, device)
     return lambda: loader.sampler.form(batch, device)
 

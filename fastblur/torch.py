@@ -20,21 +20,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from .sbdd.batch import RecipeBatch, stack_recipes
+from .sbdd.batch import RecipeBatch, check_device
 from .sbdd.config import DatasetConfig
 from .sbdd.crops import CropSampler
 
 __all__ = ["SBDDDataset", "SBDDLoader", "SBDDMapDataset"]
 
 
-def _check_device(device):
-    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
-        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
-    return str(device)
-
-
 def _make_sampler(images, crop_size, quantize, device, backend, options):
-    if _check_device(device).startswith("cuda"):
+    if check_device(device).startswith("cuda"):
         from .backends import get_backend
 
         get_backend("cupy")  # pairs are formed with CuPy: say now why it cannot be
@@ -50,8 +44,13 @@ def _check_length(length, name="length"):
     return int(length)
 
 
+def _channels_first(array):
+    """A NumPy ``(..., H, W, C)`` array as a contiguous ``(..., C, H, W)`` CPU tensor."""
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(array, -1, -3)))
+
+
 def _as_tensors(pair, device):
-    return tuple(torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).to(device) for a in pair)
+    return tuple(_channels_first(a).to(device) for a in pair)
 
 
 def _torch_memory(index):
@@ -84,7 +83,7 @@ def _form_on(device, form, batch):
     """
     if not device.startswith("cuda"):
         batch = _as_recipe_batch(batch, lambda tensor: tensor.numpy())
-        return tuple(torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2))) for a in form(batch, "cpu"))
+        return tuple(_channels_first(a) for a in form(batch, "cpu"))
     import cupy
 
     target = torch.device(device)
@@ -107,11 +106,6 @@ def _to_tensor(array, device):
     return tensor
 
 
-def _recipes(sampler, indices, epoch):
-    """The RecipeBatch of pairs ``indices`` of ``epoch``."""
-    return stack_recipes([sampler.recipe(index, epoch) for index in indices])
-
-
 def _as_recipe_batch(batch, upload):
     """``batch`` itself, or the RecipeBatch of ``(tensors, noise_seed)``: the large
     fields through ``upload``, the others as NumPy arrays."""
@@ -125,7 +119,7 @@ def _as_recipe_batch(batch, upload):
 class _PairsMixin:
     def _init_pairs(self, images, crop_size, quantize, device, backend, options):
         self.sampler = _make_sampler(images, crop_size, quantize, device, backend, options)
-        self.device = str(device)
+        self.device = device
         self.epoch = 0
 
     def set_epoch(self, epoch):
@@ -143,7 +137,7 @@ class _PairsMixin:
     def pairs(self, indices):
         """``(blurry, sharp)`` tensors ``(len(indices), 3, H, W)``, formed in one batch on
         ``device`` (see :func:`fastblur.sbdd.form_batch`)."""
-        return _form_on(self.device, self.sampler.form, _recipes(self.sampler, indices, self.epoch))
+        return _form_on(self.device, self.sampler.form, self.sampler.recipes(indices, self.epoch))
 
 
 class SBDDDataset(_PairsMixin, IterableDataset):
@@ -251,7 +245,7 @@ class _RecipeBatches(_Batches):
     processes), and the batch's noise seed: formed afterwards on the device."""
 
     def make(self, indices):
-        batch = _recipes(self.sampler, indices, self.epoch)
+        batch = self.sampler.recipes(indices, self.epoch)
         return {name: torch.from_numpy(array) for name, array in batch.arrays().items()}, batch.noise_seed
 
 
@@ -260,7 +254,7 @@ class _SampledBatches(_Batches):
 
     def make(self, indices):
         pairs = [self.sampler.sample(index, self.epoch) for index in indices]
-        return tuple(torch.from_numpy(np.stack(images).transpose(0, 3, 1, 2).copy()) for images in zip(*pairs))
+        return tuple(_channels_first(np.stack(images)) for images in zip(*pairs))
 
 
 class SBDDLoader:
@@ -318,7 +312,7 @@ class SBDDLoader:
             raise ValueError(f"num_workers must be a non-negative integer, got {num_workers!r}")
         self.num_workers = int(num_workers)
         self.prefetch_factor = _check_length(prefetch_factor, "prefetch_factor")
-        self.device = _check_device(device)
+        self.device = check_device(device)
         self.sampler = _make_sampler(images, crop_size, quantize, device, backend, options)
         on_gpu = self.device.startswith("cuda")
         self._batches = (_RecipeBatches if on_gpu else _SampledBatches)(self.sampler, self.batch_size, self.length)

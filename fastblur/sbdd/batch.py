@@ -24,7 +24,7 @@ from .._array_module import get_array_module
 from ..primitives import blur_masked_batch, smooth_masks_batch
 from . import formation
 from .formation import NoiseConfig, SaturationConfig
-from .pair import valid_offset
+from .pair import _check_config, valid_offset
 
 __all__ = ["CropRecipe", "RecipeBatch", "form_batch", "stack_recipes", "unpack_masks"]
 
@@ -281,10 +281,17 @@ def _add_noise(blurry, config, seed):
 
 def _check_options(crf, gamma, exponential_factor, saturation, noise):
     crf, gamma, exponential_factor = formation.check_crf(crf, gamma, exponential_factor)
-    for value, kind, name in ((saturation, SaturationConfig, "saturation"), (noise, NoiseConfig, "noise")):
-        if value is not None and not isinstance(value, kind):
-            raise TypeError(f"{name} must be None or a {kind.__name__}, got {type(value).__name__}")
+    _check_config(saturation, SaturationConfig, "saturation")
+    _check_config(noise, NoiseConfig, "noise")
     return dict(crf=crf, gamma=gamma, exponential_factor=exponential_factor)
+
+
+def check_device(device):
+    """``device`` if it is ``"cpu"``, ``"cuda"`` or ``"cuda:N"``, else a ValueError."""
+    cuda = isinstance(device, str) and (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()))
+    if device != "cpu" and not cuda:
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    return device
 
 
 def form_batch(batch, *, gamma=2.2, crf="gamma", exponential_factor=7.0, saturation=None,
@@ -320,19 +327,12 @@ def form_batch(batch, *, gamma=2.2, crf="gamma", exponential_factor=7.0, saturat
     response = _check_options(crf, gamma, exponential_factor, saturation, noise)
     if not isinstance(batch, RecipeBatch):
         raise TypeError(f"batch must be a RecipeBatch (see stack_recipes), got {type(batch).__name__}")
-    if device == "cpu":
+    if check_device(device) == "cpu":
         return _form(batch, np, response, saturation, noise, quantize, backend)
-    if not isinstance(device, str) or not device.startswith("cuda") or not _is_cuda_device(device):
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     import cupy
 
-    index = cupy.cuda.Device().id if device == "cuda" else int(device[len("cuda:"):])
-    with cupy.cuda.Device(index):
+    with cupy.cuda.Device(int(device[5:]) if ":" in device else None):
         return _form(batch, cupy, response, saturation, noise, quantize, backend)
-
-
-def _is_cuda_device(device):
-    return device == "cuda" or (device.startswith("cuda:") and device[len("cuda:"):].isdigit())
 
 
 def _form(batch, xp, response, saturation, noise, quantize, backend):

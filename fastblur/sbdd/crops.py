@@ -156,8 +156,11 @@ class CropSampler:
         blurry, sharp : ndarray, shape (len(indices), crop_size, crop_size, 3), float32
             sRGB in [0, 1]; NumPy for ``"cpu"``, CuPy for ``"cuda"``.
         """
-        batch = stack_recipes([self.recipe(index, epoch) for index in indices])
-        return self.form(batch, device)
+        return self.form(self.recipes(indices, epoch), device)
+
+    def recipes(self, indices, epoch=0):
+        """The :class:`RecipeBatch` of pairs ``indices`` of ``epoch`` (:func:`stack_recipes`)."""
+        return stack_recipes([self.recipe(index, epoch) for index in indices])
 
     def form(self, batch, device="cpu"):
         """:func:`form_batch` of ``batch`` with this sampler's formation options (on
