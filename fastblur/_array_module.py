@@ -3,6 +3,8 @@
 CuPy and PyTorch are optional: nothing here imports them unless the caller hands over
 one of their arrays.
 """
+import contextlib
+
 import numpy as np
 
 
@@ -37,6 +39,41 @@ def to_device(array, device):
     return cupy.asarray(array)
 
 
+class _StreamHandle:
+    """A raw ``cudaStream_t`` exposing the CUDA stream protocol (``__cuda_stream__``)."""
+
+    def __init__(self, pointer):
+        self.pointer = int(pointer)
+
+    def __cuda_stream__(self):
+        return (0, self.pointer)
+
+
+def cupy_stream(pointer):
+    """CuPy's view of a CUDA stream it does not own (``pointer``: ``cudaStream_t`` as an
+    int), on the current device. CuPy leaves such streams alive when the view is freed."""
+    import cupy
+
+    if hasattr(cupy.cuda.Stream, "from_external"):  # CuPy >= 14 deprecates ExternalStream
+        return cupy.cuda.Stream.from_external(_StreamHandle(pointer))
+    return cupy.cuda.ExternalStream(int(pointer), cupy.cuda.runtime.getDevice())
+
+
+@contextlib.contextmanager
+def on_cuda_stream(index, pointer):
+    """Run CuPy work on CUDA device ``index`` and its stream ``pointer`` (PyTorch's
+    ``torch.cuda.current_stream(index).cuda_stream``, say).
+
+    The device is entered before the stream is wrapped: CuPy refuses a stream made for
+    another device than the current one, and allocates on the current device.
+    """
+    import cupy
+
+    with cupy.cuda.Device(index):
+        with cupy_stream(pointer):
+            yield
+
+
 class TorchBridge:
     """Zero-copy DLPack conversion of PyTorch tensors in and results back out.
 
@@ -65,15 +102,15 @@ class TorchBridge:
         return value.resolve_conj().numpy()
 
     def stream(self):
-        """A context manager running CuPy work on the caller's current CUDA stream."""
-        import contextlib
-
+        """A context manager running CuPy work on the tensor's device and on PyTorch's
+        current stream there, so that it orders with the caller's kernels."""
         if self.tensor is None or self.tensor.device.type != "cuda":
             return contextlib.nullcontext()
-        import cupy
         import torch
 
-        return cupy.cuda.ExternalStream(torch.cuda.current_stream(self.tensor.device).cuda_stream)
+        index = self.tensor.device.index
+        index = torch.cuda.current_device() if index is None else index
+        return on_cuda_stream(index, torch.cuda.current_stream(index).cuda_stream)
 
     def to_tensor(self, array):
         import torch
@@ -92,10 +129,9 @@ def torch_interop(function):
         bridge = TorchBridge(*args, *kwargs.values())
         if not bridge.active:
             return function(*args, **kwargs)
-        args = [bridge.to_array(value) for value in args]
-        kwargs = {name: bridge.to_array(value) for name, value in kwargs.items()}
-        with bridge.stream():
-            result = function(*args, **kwargs)
-        return bridge.to_tensor(result)
+        with bridge.stream():  # DLPack hand-overs included: they order on the current stream
+            args = [bridge.to_array(value) for value in args]
+            kwargs = {name: bridge.to_array(value) for name, value in kwargs.items()}
+            return bridge.to_tensor(function(*args, **kwargs))
 
     return wrapper

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
+from ._array_module import on_cuda_stream
 from .sbdd.batch import RecipeBatch, check_device
 from .sbdd.config import DatasetConfig
 from .sbdd.crops import CropSampler
@@ -89,8 +90,8 @@ def _form_on(device, form, batch):
     target = torch.device(device)
     index = target.index if target.index is not None else torch.cuda.current_device()
     target = torch.device("cuda", index)
-    stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(index).cuda_stream)
-    with torch.cuda.device(index), cupy.cuda.Device(index), stream, cupy.cuda.using_allocator(_torch_memory(index)):
+    stream = torch.cuda.current_stream(index).cuda_stream
+    with torch.cuda.device(index), on_cuda_stream(index, stream), cupy.cuda.using_allocator(_torch_memory(index)):
         batch = _as_recipe_batch(batch, lambda tensor: cupy.from_dlpack(tensor.to(target, non_blocking=True)))
         pair = form(batch, f"cuda:{index}")
         return tuple(_to_tensor(array.transpose(0, 3, 1, 2), target) for array in pair)

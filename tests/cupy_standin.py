@@ -63,6 +63,7 @@ class HostKernel:
             assert array.dtype == self.dtype and array.flags.c_contiguous
         assert all(type(value) is np.int32 for value in args[3:14]) and type(overwrite) is np.int32
         ints = np.array([int(value) for value in ints], np.int32)
+        STATE.launches.append((STATE.device, STATE.stream.ptr, STATE.allocators[-1] is not None))
         self.function(int(grid[0]), int(block[0]), filtered.ctypes.data, weights.ctypes.data, out.ctypes.data,
                       ints.ctypes.data, zero_weight, int(overwrite))
 
@@ -192,15 +193,87 @@ def device_module(name, source, calls):
     return module
 
 
+class CudaState:
+    """The current device and stream stacks, as CuPy keeps them per thread."""
+
+    def __init__(self):
+        self.devices = [0]
+        self.streams = [NULL_STREAM]
+        self.allocators = [None]
+        self.handovers = []  # (device, stream pointer) of each from_dlpack call
+        self.launches = []  # (device, stream pointer, custom allocator in use) of each launch
+
+    @property
+    def device(self):
+        return self.devices[-1]
+
+    @property
+    def stream(self):
+        return self.streams[-1]
+
+
 class Device:
-    def __init__(self, index=0):
-        self.id = index
+    def __init__(self, index=None):
+        self.id = STATE.device if index is None else int(index)
 
     def __enter__(self):
+        STATE.devices.append(self.id)
         return self
 
     def __exit__(self, *exc):
+        STATE.devices.pop()
         return False
+
+
+class Stream:
+    """``cupy.cuda.Stream`` views of streams it does not own (``from_external``); as in
+    CuPy, entering one made for another device than the current one raises."""
+
+    def __init__(self, ptr, device_id):
+        self.ptr, self.device_id = ptr, device_id
+
+    @classmethod
+    def from_external(cls, handle):
+        version, ptr = handle.__cuda_stream__()
+        assert version == 0 and isinstance(ptr, int)
+        return cls(ptr, STATE.device)
+
+    def __enter__(self):
+        if self.device_id != STATE.device:
+            raise RuntimeError(f"The device that the stream is created on ({self.device_id}) "
+                               f"does not match with the current device ({STATE.device})")
+        STATE.streams.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        STATE.streams.pop()
+        return False
+
+    def synchronize(self):
+        pass
+
+
+NULL_STREAM = Stream(0, -1)
+STATE = CudaState()
+
+
+class using_allocator:
+    def __init__(self, allocator):
+        self.allocator = allocator
+
+    def __enter__(self):
+        STATE.allocators.append(self.allocator)
+
+    def __exit__(self, *exc):
+        STATE.allocators.pop()
+        return False
+
+
+def from_dlpack(value):
+    """A CPU tensor (posing as a CUDA one) or array as a device array sharing its memory."""
+    STATE.handovers.append((STATE.device, STATE.stream.ptr))
+    array = value.numpy() if hasattr(value, "numpy") else np.asarray(value)
+    return array.view(DeviceArray)
 
 
 def install(monkeypatch, library):
@@ -208,12 +281,17 @@ def install(monkeypatch, library):
     ``sys.modules`` (undone by ``monkeypatch``); the list of names looked up in them."""
     from scipy import ndimage
 
+    global STATE
+    STATE = CudaState()
     RawModule.library = library
     calls = []
     cupy = device_module("cupy", np, calls)
     cupy.random = types.SimpleNamespace(RandomState=RandomState)
     cupy.RawModule = RawModule
-    cupy.cuda = types.SimpleNamespace(Device=Device, runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
+    cupy.from_dlpack = from_dlpack
+    runtime = types.SimpleNamespace(getDeviceCount=lambda: 2, getDevice=lambda: STATE.device)
+    cupy.cuda = types.SimpleNamespace(Device=Device, Stream=Stream, runtime=runtime, using_allocator=using_allocator,
+                                      get_current_stream=lambda: STATE.stream)
     fft = types.ModuleType("cupyx.scipy.fft")
     fft.rfft2 = device_function(lambda x, s: scipy.fft.rfft2(x, s=s, axes=(-2, -1)))
     fft.irfft2 = device_function(lambda x, s: scipy.fft.irfft2(x, s=s, axes=(-2, -1)))

@@ -176,3 +176,135 @@ def test_public_primitives_on_the_emulated_gpu(emulated_gpu, rng):
         assert type(on_device) is cupy_standin.DeviceArray, function.__name__
         expected = function(*args, backend="numpy", **kwargs)
         assert relative_error(on_device.get(), expected) <= 2e-5, function.__name__
+
+
+# -- PyTorch on CUDA, posed by CPU tensors: devices, streams and DLPack hand-overs -------
+class _CudaTensor:
+    """A tensor on ``cuda:index`` as far as fastblur can tell (module ``torch``,
+    ``__dlpack__``, ``device``), holding its data in a NumPy array."""
+
+    __module__ = "torch"
+
+    def __init__(self, array, index):
+        torch = pytest.importorskip("torch")
+        self.array, self.device = array, torch.device("cuda", index)
+
+    def __dlpack__(self, *args, **kwargs):
+        raise AssertionError("handed over by cupy.from_dlpack")
+
+    def detach(self):
+        return self
+
+    def numpy(self):
+        return self.array
+
+
+@pytest.fixture
+def emulated_torch_cuda(emulated_gpu, monkeypatch):
+    """PyTorch's CUDA calls that fastblur makes, posed on the CPU: stream ``1000 + N`` is
+    PyTorch's current stream on device ``N``; uploads and ``torch.empty`` on CUDA stay on
+    the CPU. Yields a log of ``(event, device index, CuPy's device, CuPy's stream)``."""
+    import contextlib
+    import types
+
+    torch = pytest.importorskip("torch")
+    log = []
+
+    def record(event, index):
+        log.append((event, index, cupy_standin.STATE.device, cupy_standin.STATE.stream.ptr))
+
+    @contextlib.contextmanager
+    def device(index):
+        record("torch.cuda.device", index)
+        yield
+
+    def cuda_target(device):
+        return device is not None and torch.device(device).type == "cuda"
+
+    to, empty = torch.Tensor.to, torch.empty
+
+    def upload(self, *args, **kwargs):
+        if args and cuda_target(args[0]):
+            assert kwargs == {"non_blocking": True}  # from pinned memory, on the stream
+            record("upload", torch.device(args[0]).index)
+            return self
+        return to(self, *args, **kwargs)
+
+    def allocate(*args, device=None, **kwargs):
+        if cuda_target(device):
+            record("torch.empty", torch.device(device).index)
+            device = None
+        return empty(*args, device=device, **kwargs)
+
+    def from_dlpack(array):
+        record("torch.from_dlpack", None)
+        return torch.from_numpy(np.asarray(array.view(np.ndarray)))
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda index: types.SimpleNamespace(cuda_stream=1000 + index))
+    monkeypatch.setattr(torch.cuda, "device", device)
+    monkeypatch.setattr(torch.Tensor, "to", upload)
+    monkeypatch.setattr(torch, "empty", allocate)
+    monkeypatch.setattr(torch, "from_dlpack", from_dlpack)
+    yield log
+
+
+def test_cuda_tensors_run_on_their_device_and_pytorchs_stream(emulated_torch_cuda, rng):
+    """Hand-overs in and out and the kernels all run on the tensors' device (1, not the
+    current 0) and on PyTorch's current stream there."""
+    torch = pytest.importorskip("torch")
+    image = rng.random((30, 27, 3), dtype=np.float32)
+    kernels = rng.random((2, 5, 4), dtype=np.float32)
+    weights = rng.random((2, 26, 24), dtype=np.float32)
+    blurred = fastblur.blur_masked(*(_CudaTensor(a, 1) for a in (image, kernels, weights)))
+    assert isinstance(blurred, torch.Tensor)
+    expected = fastblur.blur_masked(image, kernels, weights, backend="numpy")
+    np.testing.assert_allclose(blurred.numpy(), expected, rtol=0, atol=1e-5)
+    state = cupy_standin.STATE
+    assert state.handovers == [(1, 1001)] * 3 and state.launches == [(1, 1001, False)]
+    assert emulated_torch_cuda == [("torch.from_dlpack", None, 1, 1001)]
+    assert state.device == 0 and state.stream.ptr == 0  # restored
+
+
+@pytest.mark.filterwarnings("ignore:.*pin_memory:UserWarning")
+def test_loader_forms_cuda_batches_on_pytorchs_stream(emulated_torch_cuda):
+    """SBDDLoader's CUDA branch on device 1: recipes uploaded on PyTorch's stream there,
+    formed there in memory from PyTorch's allocator, copied into PyTorch's tensors;
+    the pairs are the CPU loader's."""
+    torch = pytest.importorskip("torch")
+    from fastblur.torch import SBDDLoader
+
+    options = dict(batch_size=3, length=5, crop_size=32, kernel_size=15, max_objects=2, min_object_area=200, seed=4)
+    on_gpu = list(SBDDLoader(device="cuda:1", **options))
+    on_cpu = list(SBDDLoader(device="cpu", **options))
+    assert [b.shape for b, _ in on_gpu] == [(3, 3, 32, 32), (2, 3, 32, 32)]
+    for (blurry, sharp), (cpu_blurry, cpu_sharp) in zip(on_gpu, on_cpu, strict=True):
+        assert blurry.dtype == sharp.dtype == torch.float32
+        assert torch.equal(sharp, cpu_sharp)
+        assert float((blurry - cpu_blurry).abs().max()) <= 1 / 255 + 1e-6
+    events = {event for event, *_ in emulated_torch_cuda}
+    assert events == {"torch.cuda.device", "upload", "torch.empty"}
+    for event, index, device, stream in emulated_torch_cuda:
+        if event != "torch.cuda.device":
+            assert (index, device, stream) == (1, 1, 1001), event
+    state = cupy_standin.STATE
+    assert state.launches and set(state.launches) == {(1, 1001, True)}  # PyTorch's memory
+    assert set(state.handovers) == {(1, 1001)}
+    assert state.devices == [0] and state.allocators == [None]
+
+
+@pytest.mark.parametrize("cupy_14", [True, False])
+def test_on_cuda_stream_enters_the_device_then_the_stream(standin_cupy, monkeypatch, cupy_14):
+    """CuPy < 14 wraps the stream with ExternalStream (deprecated from 14 on); either way
+    the wrapper belongs to the device entered, so CuPy accepts it there."""
+    import cupy
+
+    from fastblur._array_module import on_cuda_stream
+
+    if not cupy_14:
+        monkeypatch.setattr(cupy.cuda, "Stream", type("Stream", (), {}))
+        monkeypatch.setattr(cupy.cuda, "ExternalStream", cupy_standin.Stream, raising=False)
+    with on_cuda_stream(1, 77):
+        assert (cupy_standin.STATE.device, cupy_standin.STATE.stream.ptr) == (1, 77)
+        assert cupy_standin.STATE.stream.device_id == 1
+    assert (cupy_standin.STATE.device, cupy_standin.STATE.stream.ptr) == (0, 0)
