@@ -16,6 +16,7 @@ on, so does the factor of the blurry image's saturation boost (``sat_augmentatio
 which the per-pair path draws after the noise. On one device, the same batch gives the
 same bytes every time (streaks are added without atomics).
 """
+import threading
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -212,33 +213,48 @@ def _per_pair_lookup(tables, codes):
     return xp.take(tables.reshape(-1), flat)
 
 
+def _clip_bounds(values, length):
+    """Slice bounds ``values`` (step 1) clipped as :meth:`slice.indices` clips them."""
+    return np.where(values < 0, np.maximum(values + length, 0), np.minimum(values, length))
+
+
 def _streak_pixels(batch, shape):
     """Flat ``(b, row, col)`` pixel indices covered by each streak and the spike added
     there, in the order the streaks are added (NumPy, on the host). Rectangles are
     clipped as the per-pair path's slices clip them."""
     height, width = shape
-    pixels, spikes = [], []
-    for b in range(len(batch)):
-        for (i, j, ri, rj), spike in zip(batch.streak_boxes[b], batch.streak_spikes[b]):
-            rows = np.arange(*slice(int(i - ri), int(i + ri)).indices(height))
-            cols = np.arange(*slice(int(j - rj), int(j + rj)).indices(width))
-            pixels.append(((b * height + rows[:, None]) * width + cols).ravel())
-            spikes.append(np.full(rows.size * cols.size, spike, np.float32))
-    if not pixels:
+    boxes = np.asarray(batch.streak_boxes, np.int64)
+    pairs = np.repeat(np.arange(boxes.shape[0], dtype=np.int64), boxes.shape[1])
+    i, j, ri, rj = boxes.reshape(-1, 4).T
+    top, left = _clip_bounds(i - ri, height), _clip_bounds(j - rj, width)
+    rows = np.maximum(_clip_bounds(i + ri, height) - top, 0)
+    cols = np.maximum(_clip_bounds(j + rj, width) - left, 0)
+    sizes = rows * cols
+    total = int(sizes.sum())
+    if not total:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
-    return np.concatenate(pixels), np.concatenate(spikes)
+    # one entry per covered pixel, streak after streak, row-major inside a streak
+    streak = np.repeat(np.arange(len(sizes)), sizes)
+    within = np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    row, col = np.divmod(within, cols[streak])
+    pixels = (pairs[streak] * height + top[streak] + row) * width + left[streak] + col
+    spikes = np.asarray(batch.streak_spikes, np.float64).reshape(-1).astype(np.float32)[streak]
+    return pixels, spikes
 
 
 def _layers(pixels):
-    """Split ``pixels`` (with repeats) into layers of distinct pixels: the ``k``-th
+    """Order ``pixels`` (with repeats) into layers of distinct pixels: the ``k``-th
     occurrence of a pixel goes to layer ``k``, so adding layer after layer adds each
-    pixel's values in their order, deterministically (no atomics on a GPU)."""
+    pixel's values in their order, deterministically (no atomics on a GPU).
+
+    Returns ``(order, bounds)``: layer ``k`` is ``pixels[order[bounds[k]:bounds[k + 1]]]``.
+    """
     order = np.argsort(pixels, kind="stable")
     ranked = pixels[order]
     starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
     ranks = np.empty(len(pixels), np.int64)
     ranks[order] = np.arange(len(pixels)) - np.repeat(starts, np.diff(np.r_[starts, len(pixels)]))
-    return [np.flatnonzero(ranks == rank) for rank in range(int(ranks.max()) + 1)]
+    return np.argsort(ranks, kind="stable"), np.r_[0, np.cumsum(np.bincount(ranks))]
 
 
 def _add_streaks(linear, batch):
@@ -248,11 +264,14 @@ def _add_streaks(linear, batch):
     pixels, spikes = _streak_pixels(batch, linear.shape[1:3])
     if not len(pixels):
         return None
+    order, bounds = _layers(pixels)
+    # one upload of the pixels and spikes, sorted by layer; a layer is a slice of them
+    layered_pixels, layered_spikes = xp.asarray(pixels[order]), xp.asarray(spikes[order])[:, None]
     flat = linear.reshape(-1, linear.shape[3])
-    for layer in _layers(pixels):
-        flat[xp.asarray(pixels[layer])] += xp.asarray(spikes[layer])[:, None]
+    for start, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        flat[layered_pixels[start:stop]] += layered_spikes[start:stop]
     changed = xp.zeros(linear.shape[:3] + (1,), bool)
-    changed.reshape(-1)[xp.asarray(pixels)] = True
+    changed.reshape(-1)[layered_pixels] = True
     return changed
 
 
@@ -261,11 +280,32 @@ def _per_pair(xp, values, like):
     return xp.asarray(np.asarray(values, np.float32)).reshape((-1,) + (1,) * (like.ndim - 1))
 
 
+#: Per thread: ``{(RandomState class, device id): generator}`` of the CuPy noise.
+_DEVICE_GENERATORS = threading.local()
+
+
+def _noise_generator(xp, seed):
+    """``xp.random.RandomState(seed)``. On a GPU, one generator per thread and device,
+    re-seeded for each batch (the same draws as a new one): creating a cuRAND generator
+    allocates its device state and destroying it frees that (``cudaFree`` synchronises
+    the device), once per batch otherwise."""
+    if xp is np:
+        return np.random.RandomState(seed)
+    generators = vars(_DEVICE_GENERATORS).setdefault("generators", {})
+    key = (xp.random.RandomState, xp.cuda.Device().id)
+    states = generators.get(key)
+    if states is None:
+        states = generators[key] = xp.random.RandomState(seed)
+    else:
+        states.seed(seed)
+    return states
+
+
 def _add_noise(blurry, config, seed):
     """Poisson then multiplicative Gaussian noise (:class:`NoiseConfig`), drawn on the
     batch's device from a generator seeded by ``seed``."""
     xp = get_array_module(blurry)
-    states = xp.random.RandomState(seed)
+    states = _noise_generator(xp, seed)
     if config.poisson_peak is not None:
         to_photons = config.poisson_peak / 255.0
         photons = xp.maximum(blurry, 0).astype(np.float64) * to_photons

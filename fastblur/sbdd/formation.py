@@ -366,12 +366,20 @@ def saturation_masks(linear, threshold=255.0):
         from cupyx.scipy import ndimage
     saturated = (linear >= np.float32(threshold)).view(np.uint8)
     closed = ndimage.grey_closing(saturated, size=(1, 3, 3, 1), mode="reflect")
-    mask = xp.multiply(closed, np.float32(255.0), dtype=np.float32)
-    smoothing = dict(sigma=(0.0, 1.0, 1.0, 0.0), mode="nearest", truncate=4.0)
+    smoothing = dict(mode="nearest", truncate=4.0)
     if xp is np:
-        ndimage.gaussian_filter(mask, output=mask, **smoothing)
-    else:  # CuPy's separable filters may read what they already wrote in place
-        mask = ndimage.gaussian_filter(mask, **smoothing)
+        mask = xp.multiply(closed, np.float32(255.0), dtype=np.float32)
+        ndimage.gaussian_filter(mask, output=mask, sigma=(0.0, 1.0, 1.0, 0.0), **smoothing)
+    else:
+        # scipy sums each pass in float64 and stores float32 between the passes. cupyx
+        # filters float32 input with float32 weights and sums, a few ulps off: at the
+        # rims of saturated regions values within an ulp of 255 floor to 254 on one
+        # side and 255 on the other, so the boost takes other pixels. Float64 input
+        # makes cupyx use float64 weights and sums; each pass stores float32, as scipy.
+        mask = xp.multiply(closed, 255.0, dtype=np.float64)
+        for sigma in ((0.0, 1.0, 0.0, 0.0), (0.0, 0.0, 1.0, 0.0)):
+            mask = ndimage.gaussian_filter(mask.astype(np.float64, copy=False), sigma=sigma,
+                                           output=np.float32, **smoothing)
     xp.floor(mask, out=mask)
     counts = xp.count_nonzero(mask.reshape(len(mask), -1), axis=1)
     fractions = to_numpy(counts) / float(linear.shape[1] * linear.shape[2])
