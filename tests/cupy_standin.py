@@ -156,13 +156,20 @@ class RandomState:
     """``cupy.random.RandomState``: NumPy's generator, results on the device."""
 
     def __init__(self, seed):
-        self.states = np.random.RandomState(seed)
+        self.seed(seed)
+
+    def seed(self, seed):
+        """As CuPy: an integer in ``[0, 2**64)``."""
+        if not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**64:
+            raise ValueError("Seed must be an integer between 0 and 2**64 - 1")
+        self.states = np.random.RandomState([int(seed) & 0xFFFFFFFF, int(seed) >> 32])
 
     def __getattr__(self, name):
         method = getattr(self.states, name)
 
-        def draw(*args, **kwargs):
-            return on_device(method(*_as_plain(args), **kwargs))
+        def draw(*args, dtype=None, **kwargs):  # CuPy's draws take a dtype
+            values = method(*_as_plain(args), **kwargs)
+            return on_device(values if dtype is None else np.asarray(values).astype(dtype))
 
         return draw
 

@@ -162,3 +162,24 @@ def test_noise_generator_is_reused_and_reseeded(standin, monkeypatch):
     np.testing.assert_array_equal(again, alone)  # re-seeding draws as a new generator does
     assert not np.array_equal(other, alone)
     np.testing.assert_array_equal(other, noisy(second))
+
+
+def test_noise_seeds_are_64_bit_and_gaussian_draws_float32(standin, monkeypatch):
+    """CuPy seeds the Poisson draw of element ``i`` with ``seed + i``: 32-bit seeds of two
+    batches often lie closer than a batch's millions of elements, sharing shifted noise.
+    The Gaussian factor is drawn in float32 on the device (no float64 temporary)."""
+    seeds = [_noise_batch(index).noise_seed for index in range(16)]
+    assert len(set(seeds)) == 16 and min(seeds) >= 2**32 and max(seeds) < 2**64
+    dtypes = []
+
+    class RecordingRandomState(cupy_standin.RandomState):
+        def standard_normal(self, size, dtype=float):
+            dtypes.append(np.dtype(dtype))
+            return cupy_standin.on_device(self.states.standard_normal(size).astype(dtype))
+
+    monkeypatch.setattr(sys.modules["cupy"].random, "RandomState", RecordingRandomState)
+    monkeypatch.setattr(batch_module, "_DEVICE_GENERATORS", type(batch_module._DEVICE_GENERATORS)())
+    form_batch(_noise_batch(0), noise=NoiseConfig(gaussian_std=0.05), quantize=False, device="cuda", backend="numpy")
+    assert dtypes == [np.float32]
+    host = form_batch(_noise_batch(0), noise=NoiseConfig(poisson_peak=300.0), quantize=False)[0]
+    assert np.all(np.isfinite(host))  # NumPy's generator takes the 64-bit seed too

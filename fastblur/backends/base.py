@@ -35,7 +35,8 @@ def zero_fft_roundoff(smoothed, kernels):
     """
     xp = get_array_module(smoothed)
     bound = ROUNDOFF_EPS * np.finfo(smoothed.dtype).eps * xp.abs(kernels).sum(axis=(1, 2))
-    smoothed[xp.abs(smoothed) <= bound.astype(smoothed.dtype)[:, None, None]] = 0
+    # copyto, not a boolean-mask assignment: on a GPU that reads the count back (a sync)
+    xp.copyto(smoothed, 0, where=xp.abs(smoothed) <= bound.astype(smoothed.dtype)[:, None, None])
     return smoothed
 
 

@@ -91,7 +91,9 @@ class RecipeBatch:
     saturation_boosts, blurry_boosts : ndarray, shape (B,), float64
         NaN where none was drawn.
     noise_seed : int
-        Seed of the batch's noise, from the seeds of its pairs.
+        Seed of the batch's noise, in ``[0, 2**64)``, from the seeds of its pairs. (64
+        bits: CuPy seeds element ``i``'s Poisson draw with ``seed + i``, so batches whose
+        seeds were closer than their size would share shifted noise.)
     """
 
     windows: np.ndarray
@@ -180,7 +182,7 @@ def stack_recipes(recipes):
         streak_spikes=spikes,
         saturation_boosts=_optional(r.saturation_boost for r in recipes),
         blurry_boosts=_optional(r.blurry_boost for r in recipes),
-        noise_seed=int(np.random.SeedSequence(entropy).generate_state(1, np.uint32)[0]),
+        noise_seed=int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0]),
     )
 
 
@@ -290,7 +292,7 @@ def _noise_generator(xp, seed):
     allocates its device state and destroying it frees that (``cudaFree`` synchronises
     the device), once per batch otherwise."""
     if xp is np:
-        return np.random.RandomState(seed)
+        return np.random.RandomState([seed & 0xFFFFFFFF, seed >> 32])  # NumPy takes 32-bit words
     generators = vars(_DEVICE_GENERATORS).setdefault("generators", {})
     key = (xp.random.RandomState, xp.cuda.Device().id)
     states = generators.get(key)
@@ -312,7 +314,10 @@ def _add_noise(blurry, config, seed):
         blurry[...] = states.poisson(photons)
         blurry *= np.float32(1.0 / to_photons)
     if config.gaussian_std > 0:
-        factor = states.standard_normal(blurry.shape).astype(np.float32)
+        if xp is np:  # NumPy's RandomState draws float64 only
+            factor = states.standard_normal(blurry.shape).astype(np.float32)
+        else:
+            factor = states.standard_normal(blurry.shape, dtype=np.float32)
         factor *= np.float32(config.gaussian_std)
         factor += np.float32(1.0)
         blurry *= factor
