@@ -80,9 +80,12 @@ def bench_formation_cpu(benchmark):
 def bench_loader_cuda(benchmark):
     workers = max(1, min(15, (os.cpu_count() or 2) - 1))
     stream = iter(SBDDLoader(batch_size=BATCH, device="cuda", num_workers=workers, prefetch_factor=4, seed=0))
-    _consume_batches(stream, 2 * workers)  # start the workers, warm their caches
-    benchmark.extra_info.update(pairs=8 * BATCH, workers=workers)
-    benchmark.pedantic(_consume_batches, args=(stream, 8), rounds=3)
+    try:
+        _consume_batches(stream, 2 * workers)  # start the workers, warm their caches
+        benchmark.extra_info.update(pairs=8 * BATCH, workers=workers)
+        benchmark.pedantic(_consume_batches, args=(stream, 8), rounds=3)
+    finally:
+        stream.close()  # stop the workers: left running, they would load the CPU under later benchmarks
 
 
 @needs_gpu
@@ -95,7 +98,7 @@ def bench_formation_cuda(benchmark):
 
     def synchronized():
         form()
-        cupy.cuda.get_current_stream().synchronize()
+        cupy.cuda.Device().synchronize()
 
     benchmark.extra_info["pairs"] = BATCH
     benchmark.pedantic(synchronized, rounds=10, warmup_rounds=1)

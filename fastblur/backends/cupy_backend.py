@@ -4,8 +4,9 @@ On a GPU the transforms are cheap enough that tiling buys little: each image is
 transformed once (batched over images and channels), multiplied by every kernel's
 spectrum (batched over kernels), inverted, and a RawKernel sums ``w_i * (k_i * x)``
 straight into the output, reading each filtered plane once. Kernels are processed in
-chunks so that the filtered planes of a chunk stay under ``FASTBLUR_GPU_CHUNK_BYTES``
-(default 1 GiB). cuFFT plans are cached by CuPy's plan cache.
+chunks so that a chunk's temporaries (spectrum products, the copy irfft2 takes of them,
+filtered planes) stay under ``FASTBLUR_GPU_CHUNK_BYTES`` (default 1 GiB). cuFFT plans
+are cached by CuPy's plan cache.
 
 Importing this module raises ImportError when CuPy or a CUDA device is missing; the
 registry reports the message as the reason the backend is unavailable.
@@ -55,7 +56,7 @@ __global__ void accumulate_weighted(
         T acc = overwrite ? T(0) : out[index * channels + c];
         for (int i = 0; i < chunk; ++i) {
             T w = weights[(((long long)b * count + first + i) * out_h + y) * out_w + x];
-            if (fabs(w) > zero_weight) {
+            if (w > zero_weight || w < -zero_weight) {  // |w| > zero_weight in T, no math header
                 long long plane = ((long long)b * chunk + i) * channels + c;
                 acc += w * filtered[(plane * fh + y + offset_y) * fw + x + offset_x];
             }
@@ -98,7 +99,10 @@ class CupyBackend(Backend):
     device = "cuda"
 
     def _chunk(self, planes_per_kernel, shape, itemsize):
-        per_kernel = 3 * planes_per_kernel * shape[0] * shape[1] * itemsize  # real + complex
+        # Live per kernel and plane, in real planes: the products (complex: 2), the copy
+        # irfft2 takes of them (a C2R transform overwrites its input unless overwrite_x: 2)
+        # and the filtered planes (1).
+        per_kernel = 5 * planes_per_kernel * shape[0] * shape[1] * itemsize
         return max(1, _chunk_bytes() // max(1, per_kernel))
 
     def convolve_valid(self, image, kernel):
@@ -113,6 +117,11 @@ class CupyBackend(Backend):
         return self.blur_masked_batch_valid(image[None], kernels[None], weights[None])[0]
 
     def blur_masked_batch_valid(self, images, kernels, weights):
+        # The RawKernel reads raw pointers: a dtype or layout mismatch would be garbage, not an error.
+        if images.dtype not in (np.float32, np.float64) or not images.dtype == kernels.dtype == weights.dtype:
+            raise TypeError(f"images, kernels and weights must share float32 or float64, got "
+                            f"{images.dtype}, {kernels.dtype}, {weights.dtype}")
+        weights = cupy.ascontiguousarray(weights)
         batch, height, width, channels = images.shape
         _, count, kh, kw = kernels.shape
         out_h, out_w = weights.shape[2:]
