@@ -172,10 +172,29 @@ def _():
         raise RuntimeError(f"the cupy backend is unavailable: {status}")
     from fastblur.backends import cupy_backend
     kernels = {}
-    for name in ("accumulate_weighted<float>", "accumulate_weighted<double>"):
+    for name in ("accumulate_weighted<float>", "accumulate_weighted<double>",
+                 "blur_masked_taps<float>", "blur_masked_taps<double>"):
         kernel = cupy_backend._MODULE.get_function(name)  # compiles with NVRTC
         kernels[name] = {"registers": kernel.num_regs, "local_bytes": kernel.local_size_bytes}
     return kernels
+
+
+class forced_method:
+    """FASTBLUR_GPU_METHOD set to ``method`` (``auto``: the cost estimate) inside."""
+
+    def __init__(self, method):
+        self.method = method
+
+    def __enter__(self):
+        import os
+        self.saved = os.environ.get("FASTBLUR_GPU_METHOD")
+        os.environ["FASTBLUR_GPU_METHOD"] = self.method
+
+    def __exit__(self, *exc):
+        import os
+        os.environ.pop("FASTBLUR_GPU_METHOD")
+        if self.saved is not None:
+            os.environ["FASTBLUR_GPU_METHOD"] = self.saved
 
 
 @section("small_batch_vs_numpy")
@@ -185,15 +204,20 @@ def _():
     errors = {}
     rng = np.random.default_rng(0)
     for dtype in (np.float32, np.float64):
-        images = rng.random((3, 41, 37, 3)).astype(dtype)
+        images = rng.random((3, 41, 37, 5)).astype(dtype)
         kernels = rng.random((3, 4, 9, 7)).astype(dtype)
+        kernels[:, 2, ::2] = 0
         weights = rng.random((3, 4, 33, 31)).astype(dtype)
         weights[:, 1, :10] = 0
         expected = fastblur.blur_masked_batch(images, kernels, weights, backend="numpy")
-        result = fastblur.blur_masked_batch(*(cupy.asarray(a) for a in (images, kernels, weights)))
-        assert type(result) is cupy.ndarray and result.dtype == dtype
-        errors[np.dtype(dtype).name] = float(np.abs(result.get() - expected).max() / np.abs(expected).max())
-    assert errors["float32"] < 2e-5 and errors["float64"] < 1e-10, errors
+        for method in ("fft", "direct"):
+            with forced_method(method):
+                result = fastblur.blur_masked_batch(*(cupy.asarray(a) for a in (images, kernels, weights)))
+            assert type(result) is cupy.ndarray and result.dtype == dtype
+            error = float(np.abs(result.get() - expected).max() / np.abs(expected).max())
+            errors[f"{method}_{np.dtype(dtype).name}"] = error
+    assert max(v for k, v in errors.items() if k.endswith("32")) < 2e-5, errors
+    assert max(v for k, v in errors.items() if k.endswith("64")) < 1e-10, errors
     return errors
 
 
@@ -226,9 +250,12 @@ def _():
 
     image, kernels, weights = (cupy.asarray(a) for a in sbdd_case(720, 1280))
     found = {"blur_masked": _time(lambda *a: fastblur.blur_masked(*a), (image, kernels, weights))}
+    found["method_chosen"] = cupy_backend.choose_method(image[None], kernels[None], weights[None])
     backend = cupy_backend.BACKEND.blur_masked_valid  # no validation, no host syncs
-    found["backend_only"] = _time(backend, (image, kernels, weights))
-    found["backend_only_pipelined_ms"] = _pipelined_ms(backend, (image, kernels, weights))
+    for method in ("fft", "direct"):  # the data behind GPU_COSTS: measured, not estimated
+        with forced_method(method):
+            found[f"backend_{method}"] = _time(backend, (image, kernels, weights))
+            found[f"backend_{method}_pipelined_ms"] = _pipelined_ms(backend, (image, kernels, weights))
     batch = 16
     images, batch_kernels, batch_weights = (cupy.ascontiguousarray(cupy.broadcast_to(a, (batch,) + a.shape))
                                             for a in (image, kernels, weights))

@@ -7,8 +7,9 @@ import cupy_standin
 import fastblur
 
 
-#: The ``cupy`` backend's code on the CPU (tests/cupy_standin.py), where CuPy cannot run.
-EMULATED_CUPY = "cupy-emulated"
+#: The ``cupy`` backend's code on the CPU (tests/cupy_standin.py), where CuPy cannot run,
+#: with each of its blur_masked methods forced: ``{param id: FASTBLUR_GPU_METHOD}``.
+EMULATED_CUPY = {"cupy-emulated-fft": "fft", "cupy-emulated-direct": "direct"}
 
 
 def _backend_params():
@@ -20,7 +21,7 @@ def _backend_params():
             marks.append(pytest.mark.skip(reason=f"backend {name!r} unavailable: {status}"))
         params.append(pytest.param(name, marks=marks, id=name))
     if info.get("cupy") != "available" and cupy_standin.compiler() is not None:
-        params.append(pytest.param(EMULATED_CUPY, id=EMULATED_CUPY))
+        params.extend(pytest.param(name, id=name) for name in EMULATED_CUPY)
     return params
 
 
@@ -33,12 +34,15 @@ def cupy_host_kernels(tmp_path_factory):
 @pytest.fixture(params=_backend_params())
 def backend(request):
     """Every registered backend; unavailable ones are skipped with the reason. Without
-    a usable CuPy, ``cupy-emulated`` runs the cupy backend's code on a CPU stand-in
-    (the test sees the name ``"cupy"``)."""
-    if request.param != EMULATED_CUPY:
+    a usable CuPy, ``cupy-emulated-fft`` and ``cupy-emulated-direct`` run the cupy
+    backend's code on a CPU stand-in, each method of its blur_masked forced (the test
+    sees the name ``"cupy"``)."""
+    if request.param not in EMULATED_CUPY:
         return request.param
     library = request.getfixturevalue("cupy_host_kernels")
-    cupy_standin.install(request.getfixturevalue("monkeypatch"), library)
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    cupy_standin.install(monkeypatch, library)
+    monkeypatch.setenv("FASTBLUR_GPU_METHOD", EMULATED_CUPY[request.param])
     cupy_standin.reload_backend()
     request.addfinalizer(cupy_standin.reload_backend)  # runs before the stand-in is removed
     return "cupy"

@@ -23,49 +23,74 @@ HOST_HARNESS = r"""
 struct Index { unsigned x, y, z; };
 static Index blockIdx, threadIdx, blockDim;
 #define __global__
-using std::fabs;
 %(source)s
+// Every (block, thread) of a launch in turn, as a GPU would run them (in some order).
+#define LAUNCH(call) \
+    blockDim.x = block; \
+    for (unsigned b = 0; b < grid; ++b) \
+        for (unsigned t = 0; t < block; ++t) { blockIdx.x = b; threadIdx.x = t; call; }
+
 template <typename T>
-static void launch(unsigned grid, unsigned block, const T* filtered, const T* weights, T* out,
-                   const int* ints, T zero_weight, int overwrite) {
-    blockDim.x = block;
-    for (unsigned b = 0; b < grid; ++b)
-        for (unsigned t = 0; t < block; ++t) {
-            blockIdx.x = b;
-            threadIdx.x = t;
-            accumulate_weighted<T>(filtered, weights, out, ints[0], ints[1], ints[2], ints[3], ints[4],
-                                   ints[5], ints[6], ints[7], ints[8], ints[9], ints[10], zero_weight, overwrite);
-        }
+static void launch_accumulate(unsigned grid, unsigned block, const T* filtered, const T* weights, T* out,
+                              const int* ints, T zero_weight, int overwrite) {
+    LAUNCH((accumulate_weighted<T>(filtered, weights, out, ints[0], ints[1], ints[2], ints[3], ints[4],
+                                   ints[5], ints[6], ints[7], ints[8], ints[9], ints[10], zero_weight, overwrite)))
 }
-extern "C" void launch_float(unsigned g, unsigned b, const float* f, const float* w, float* o, const int* i,
-                             float z, int ow) { launch<float>(g, b, f, w, o, i, z, ow); }
-extern "C" void launch_double(unsigned g, unsigned b, const double* f, const double* w, double* o,
-                              const int* i, double z, int ow) { launch<double>(g, b, f, w, o, i, z, ow); }
+template <typename T>
+static void launch_taps(unsigned grid, unsigned block, const T* images, const T* weights, const int* starts,
+                        const int* offsets, const T* values, T* out, const int* ints, T zero_weight) {
+    LAUNCH((blur_masked_taps<T>(images, weights, starts, offsets, values, out, ints[0], ints[1], ints[2],
+                                ints[3], ints[4], ints[5], ints[6], zero_weight)))
+}
+extern "C" void accumulate_weighted_float(unsigned g, unsigned b, const float* f, const float* w, float* o,
+                                          const int* i, float z, int ow) { launch_accumulate<float>(g, b, f, w, o, i, z, ow); }
+extern "C" void accumulate_weighted_double(unsigned g, unsigned b, const double* f, const double* w, double* o,
+                                           const int* i, double z, int ow) { launch_accumulate<double>(g, b, f, w, o, i, z, ow); }
+extern "C" void blur_masked_taps_float(unsigned g, unsigned b, const float* x, const float* w, const int* s,
+                                       const int* f, const float* v, float* o, const int* i, float z) {
+    launch_taps<float>(g, b, x, w, s, f, v, o, i, z);
+}
+extern "C" void blur_masked_taps_double(unsigned g, unsigned b, const double* x, const double* w, const int* s,
+                                        const int* f, const double* v, double* o, const int* i, double z) {
+    launch_taps<double>(g, b, x, w, s, f, v, o, i, z);
+}
 """
 
 BACKEND_MODULE = "fastblur.backends.cupy_backend"
+#: Per kernel: the dtype of each array argument (``"T"``: the instantiation's), the
+#: number of int32 arguments after them, and whether an int32 ``overwrite`` flag ends
+#: the arguments (after the ``T`` zero weight).
+SIGNATURES = {
+    "accumulate_weighted": (("T", "T", "T"), 11, True),
+    "blur_masked_taps": (("T", "T", "int32", "int32", "T", "T"), 7, False),
+}
 
 
 class HostKernel:
-    """``accumulate_weighted`` compiled for the host, called as a CuPy RawKernel is."""
+    """A kernel of the backend's CUDA source compiled for the host, called as a CuPy
+    RawKernel is: ``kernel(grid, block, args)``; checks every argument's type."""
 
-    def __init__(self, library, dtype):
+    def __init__(self, library, name, dtype):
         self.dtype = np.dtype(dtype)
+        self.arrays, self.ints, self.flag = SIGNATURES[name]
         real = ctypes.c_float if self.dtype == np.float32 else ctypes.c_double
-        self.function = getattr(library, "launch_float" if self.dtype == np.float32 else "launch_double")
+        self.function = getattr(library, f"{name}_{'float' if self.dtype == np.float32 else 'double'}")
         pointer = ctypes.c_void_p
-        self.function.argtypes = [ctypes.c_uint, ctypes.c_uint, pointer, pointer, pointer, pointer, real, ctypes.c_int]
+        self.function.argtypes = ([ctypes.c_uint, ctypes.c_uint] + [pointer] * (len(self.arrays) + 1) + [real]
+                                  + [ctypes.c_int] * self.flag)
         self.function.restype = None
 
     def __call__(self, grid, block, args):
-        filtered, weights, out, *ints, zero_weight, overwrite = args
-        for array in (filtered, weights, out):
-            assert array.dtype == self.dtype and array.flags.c_contiguous
-        assert all(type(value) is np.int32 for value in args[3:14]) and type(overwrite) is np.int32
+        arrays, rest = args[: len(self.arrays)], args[len(self.arrays):]
+        for array, kind in zip(arrays, self.arrays):
+            assert array.dtype == (self.dtype if kind == "T" else np.dtype(kind)) and array.flags.c_contiguous
+        ints, zero_weight, flag = rest[: self.ints], rest[self.ints], rest[self.ints + 1:]
+        assert all(type(value) is np.int32 for value in ints) and len(flag) == self.flag
+        assert type(zero_weight) is self.dtype.type and all(type(value) is np.int32 for value in flag)
         ints = np.array([int(value) for value in ints], np.int32)
         STATE.launches.append((STATE.device, STATE.stream.ptr, STATE.allocators[-1] is not None))
-        self.function(int(grid[0]), int(block[0]), filtered.ctypes.data, weights.ctypes.data, out.ctypes.data,
-                      ints.ctypes.data, zero_weight, int(overwrite))
+        self.function(int(grid[0]), int(block[0]), *(array.ctypes.data for array in arrays), ints.ctypes.data,
+                      zero_weight, *(int(value) for value in flag))
 
 
 def compiler():
@@ -74,14 +99,14 @@ def compiler():
 
 
 def build_host_kernels(folder):
-    """The backend's CUDA source, read from its file (importing it needs CuPy), built
-    for the host into ``folder``; the loaded library."""
+    """The backend's CUDA source (``_CUDA_SOURCE``), read from its file (importing it
+    needs CuPy), built for the host into ``folder``; the loaded library."""
     import fastblur.backends
 
     path = Path(fastblur.backends.__file__).parent / "cupy_backend.py"
     tree = ast.parse(path.read_text())
     source = next(node.value.value for node in tree.body if isinstance(node, ast.Assign)
-                  and getattr(node.targets[0], "id", None) == "_ACCUMULATE_SOURCE")
+                  and getattr(node.targets[0], "id", None) == "_CUDA_SOURCE")
     harness = Path(folder) / "accumulate.cpp"
     harness.write_text(HOST_HARNESS % {"source": source})
     library = Path(folder) / "accumulate.so"
@@ -94,13 +119,14 @@ class RawModule:
     library = None
 
     def __init__(self, code, options=(), name_expressions=()):
-        assert "accumulate_weighted" in code
+        assert all(name in code for name in SIGNATURES)
         self.code = code
         self.names = list(name_expressions)
 
     def get_function(self, name):
         assert name in self.names
-        return HostKernel(RawModule.library, np.float32 if name.endswith("<float>") else np.float64)
+        kernel, dtype = name[:-1].split("<")
+        return HostKernel(RawModule.library, kernel, {"float": np.float32, "double": np.float64}[dtype])
 
 
 def _holds_host_array(value):

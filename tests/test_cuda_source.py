@@ -1,10 +1,10 @@
 """The cupy backend's CUDA source compiled by nvcc for real GPUs, without a GPU.
 
-CuPy compiles ``_ACCUMULATE_SOURCE`` with NVRTC on first use, on the GPU machine; a
+CuPy compiles ``_CUDA_SOURCE`` with NVRTC on first use, on the GPU machine; a
 compile error there would cost a GPU run. Here nvcc (when installed) compiles the
 same source to PTX for sm_80 and sm_90 with warnings as errors, instantiating exactly
-the backend's ``name_expressions`` (as NVRTC does), and the PTX is checked: both
-instantiations are there, and the float one does no float64 arithmetic.
+the backend's ``name_expressions`` (as NVRTC does), and the PTX is checked: every
+kernel has both instantiations, and the float ones do no float64 arithmetic.
 The source and the RawModule arguments are read from the file with ``ast``: importing
 the backend needs CuPy and a device.
 """
@@ -29,7 +29,7 @@ def _backend_cuda():
     tree = ast.parse(BACKEND_FILE.read_text())
     constants = {node.targets[0].id: node.value for node in tree.body
                  if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)}
-    source = constants["_ACCUMULATE_SOURCE"].value
+    source = constants["_CUDA_SOURCE"].value
     module = next(node for node in ast.walk(tree) if isinstance(node, ast.Call)
                   and getattr(node.func, "attr", None) == "RawModule")
     arguments = {keyword.arg: ast.literal_eval(keyword.value) for keyword in module.keywords
@@ -62,22 +62,33 @@ def ptx(tmp_path_factory):
     return results
 
 
+KERNELS = ["accumulate_weighted", "blur_masked_taps"]
+
+
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
-def test_both_instantiations_compile(ptx, arch):
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_both_instantiations_compile(ptx, arch, kernel):
     entries = _entries(ptx[arch])
-    names = sorted(name for name in entries if "accumulate_weighted" in name)
+    names = sorted(name for name in entries if kernel in name)
     assert len(names) == 2, names
     assert any("IfE" in name for name in names) and any("IdE" in name for name in names), names
 
 
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
-def test_float_instantiation_has_no_float64_arithmetic(ptx, arch):
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_float_instantiation_has_no_float64_arithmetic(ptx, arch, kernel):
     entries = _entries(ptx[arch])
-    body = next(body for name, body in entries.items() if "accumulate_weightedIfE" in name)
+    body = next(body for name, body in entries.items() if f"{kernel}IfE" in name)
     # `.f64` is a float64 type suffix (abs.f64, cvt.f64.f32, .param .f64); `%fd` a float64
     # register. (`%f64` is merely the 64th float32 register.)
     assert not re.search(r"\.f64\b", body), [line for line in body.splitlines() if ".f64" in line][:5]
     assert "%fd" not in body
-    double = next(body for name, body in entries.items() if "accumulate_weightedIdE" in name)
+    double = next(body for name, body in entries.items() if f"{kernel}IdE" in name)
     assert re.search(r"\bfma\.rn\.f64\b", double)  # the check above can see float64 work
 
+
+def test_direct_kernel_keeps_its_accumulators_in_registers(ptx):
+    """The four-channel accumulators are indexed by unrolled constants: no local memory
+    (a spill would be ``.local`` loads and stores in the loop over taps)."""
+    body = next(body for name, body in _entries(ptx["sm_90"]).items() if "blur_masked_tapsIfE" in name)
+    assert ".local" not in body and "ld.local" not in body

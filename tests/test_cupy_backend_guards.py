@@ -62,3 +62,54 @@ def test_chunks_hold_the_temporaries_under_the_budget(emulated_backend, monkeypa
     per_kernel = 5 * 6 * shape[0] * shape[1] * 4
     monkeypatch.setenv("FASTBLUR_GPU_CHUNK_BYTES", str(budget_kernels * per_kernel))
     assert emulated_backend._chunk(6, shape, 4) == budget_kernels
+
+
+# -- the choice between sparse taps and FFT ------------------------------------------------
+def _on_device(*arrays):
+    return tuple(cupy_standin.on_device(np.ascontiguousarray(a)) for a in arrays)
+
+
+def test_sbdd_blur_takes_the_sparse_taps(emulated_backend, monkeypatch):
+    """720p, six 65x65 motion PSFs (about 100 taps each), about one kernel per pixel:
+    the direct method does a tenth of the FFT's work."""
+    from fastblur.cli.bench_cases import sbdd_case
+
+    monkeypatch.delenv("FASTBLUR_GPU_METHOD", raising=False)
+    module = sys.modules[MODULE]
+    image, kernels, weights = sbdd_case(720, 1280)
+    images, kernels, weights = _on_device(image[None], kernels[None], weights[None])
+    assert module.choose_method(images, kernels, weights) == "direct"
+
+
+def test_dense_kernels_everywhere_take_the_fft(emulated_backend, monkeypatch, rng):
+    monkeypatch.delenv("FASTBLUR_GPU_METHOD", raising=False)
+    module = sys.modules[MODULE]
+    kernels = np.broadcast_to(np.outer(np.hanning(67)[1:-1], np.hanning(67)[1:-1]), (1, 6, 65, 65))
+    images, kernels, weights = _on_device(
+        rng.random((1, 784, 1344, 3), dtype=np.float32), (kernels / kernels[0, 0].sum()).astype(np.float32),
+        np.full((1, 6, 720, 1280), 1 / 6, np.float32))
+    assert module.choose_method(images, kernels, weights) == "fft"
+    monkeypatch.setenv("FASTBLUR_GPU_METHOD", "direct")
+    assert module.choose_method(images, kernels, weights) == "direct"
+    monkeypatch.setenv("FASTBLUR_GPU_METHOD", "taps")
+    with pytest.raises(ValueError, match="FASTBLUR_GPU_METHOD"):
+        module.choose_method(images, kernels, weights)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_both_methods_agree_with_sparse_kernels_and_inactive_weights(emulated_backend, monkeypatch, rng, dtype):
+    """Thin kernels, zero weights on most of each map, five channels (a block of four and
+    one): the sparse taps equal the FFT to round-off, zeros included."""
+    kernels = np.zeros((2, 3, 9, 8), dtype)
+    for b, i in np.ndindex(2, 3):
+        kernels[b, i, rng.integers(0, 9, 5), rng.integers(0, 8, 5)] = rng.random(5)
+    weights = rng.random((2, 3, 24, 25)).astype(dtype)
+    weights[rng.random(weights.shape) < 0.7] = 0
+    arrays = _on_device(rng.random((2, 32, 32, 5)).astype(dtype), kernels, weights)
+    results = {}
+    for method in ("fft", "direct"):
+        monkeypatch.setenv("FASTBLUR_GPU_METHOD", method)
+        results[method] = np.asarray(emulated_backend.blur_masked_batch_valid(*arrays))
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(results["direct"], results["fft"], rtol=0, atol=tolerance)
+    assert np.all(results["direct"][np.all(weights == 0, axis=1)] == 0)

@@ -6,7 +6,7 @@ the backend's own CUDA source compiled for the host. It checks everything but th
 runtime: FFT sizes, chunking over kernels, cropping, channel layout, the kernel's index
 arithmetic and argument order, the batched formation's device branch and the dispatch
 of device arrays through the public functions. (The shared conformance suite also runs
-on this stand-in as the ``cupy-emulated`` backend where CuPy is missing.)
+on this stand-in as ``cupy-emulated-fft`` and ``cupy-emulated-direct`` where CuPy is missing.)
 """
 import importlib
 import sys

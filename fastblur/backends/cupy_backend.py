@@ -1,16 +1,26 @@
-"""The ``cupy`` backend: batched cuFFT over whole images, fused weighted accumulation.
+"""The ``cupy`` backend: sparse taps or batched cuFFT, fused weighted accumulation.
 
-On a GPU the transforms are cheap enough that tiling buys little: each image is
-transformed once (batched over images and channels), multiplied by every kernel's
-spectrum (batched over kernels), inverted, and a RawKernel sums ``w_i * (k_i * x)``
-straight into the output, reading each filtered plane once. Kernels are processed in
-chunks so that a chunk's temporaries (spectrum products, the copy irfft2 takes of them,
-filtered planes) stay under ``FASTBLUR_GPU_CHUNK_BYTES`` (default 1 GiB). cuFFT plans
-are cached by CuPy's plan cache.
+``blur_masked`` (and its batch) runs one of two methods, chosen per call by a cost
+estimate (:func:`choose_method`; ``FASTBLUR_GPU_METHOD=fft|direct`` forces one):
+
+``direct``
+    A RawKernel visits, for every output pixel, only the kernels whose weight is
+    non-zero there and only their non-zero taps (motion PSFs are thin curves: about
+    100 of a 65x65 kernel's 4225 taps), summing ``w_i * sum_t k_t x[p + t]`` in
+    registers. No transforms and no temporaries.
+``fft``
+    Each image is transformed once (batched over images and channels), multiplied by
+    every kernel's spectrum (batched over kernels), inverted, and a RawKernel sums
+    ``w_i * (k_i * x)`` straight into the output, reading each filtered plane once.
+    Kernels go in chunks whose temporaries (spectrum products, the copy irfft2 takes
+    of them, filtered planes) stay under ``FASTBLUR_GPU_CHUNK_BYTES`` (default 1 GiB).
+    cuFFT plans are cached by CuPy's plan cache. On a GPU the transforms are cheap
+    enough that tiling buys little.
 
 Importing this module raises ImportError when CuPy or a CUDA device is missing; the
 registry reports the message as the reason the backend is unavailable.
 """
+import math
 import os
 
 import numpy as np
@@ -22,6 +32,7 @@ except ImportError as error:  # pragma: no cover - depends on the machine
     raise ImportError(f"CuPy is not installed (pip install 'fastblur[gpu]', or 'fastblur[gpu-cuda13]' for CUDA 13): {error}") from None
 
 from .base import ZERO_WEIGHT, Backend, zero_fft_roundoff
+from .cost_model import _scaled, _stride
 
 
 def _require_device():
@@ -35,7 +46,7 @@ def _require_device():
 
 _require_device()
 
-_ACCUMULATE_SOURCE = r"""
+_CUDA_SOURCE = r"""
 template <typename T>
 __global__ void accumulate_weighted(
     const T* __restrict__ filtered,   // (B, n, C, fh, fw): this chunk's filtered planes
@@ -64,18 +75,75 @@ __global__ void accumulate_weighted(
         out[index * channels + c] = acc;
     }
 }
+
+// Direct sparse-tap blur_masked: out[b, y, x, c] = sum over kernels i with |w_i| > zero of
+// w_i(y, x) * sum over the non-zero taps t of k_i: value_t * image[b, y, x, c + offset_t],
+// offset_t being the tap's flat offset from the pixel's window corner. Channels go four
+// at a time so that a tap's value and offset are read once for them.
+template <typename T>
+__global__ void blur_masked_taps(
+    const T* __restrict__ images,          // (B, H, W, C)
+    const T* __restrict__ weights,         // (B, N, Ho, Wo)
+    const int* __restrict__ tap_starts,    // (B * N + 1,): kernel (b, i) has taps [s[bN+i], s[bN+i+1])
+    const int* __restrict__ tap_offsets,   // (taps,)
+    const T* __restrict__ tap_values,      // (taps,)
+    T* __restrict__ out,                   // (B, Ho, Wo, C)
+    int batch, int count, int height, int width, int channels, int out_h, int out_w, T zero_weight)
+{
+    long long index = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    long long plane = (long long)out_h * out_w;
+    if (index >= batch * plane) return;
+    int x = (int)(index % out_w);
+    long long rest = index / out_w;
+    int y = (int)(rest % out_h);
+    int b = (int)(rest / out_h);
+    const T* corner = images + (((long long)b * height + y) * width + x) * channels;
+    const T* pixel_weights = weights + (long long)b * count * plane + (long long)y * out_w + x;
+    const int* starts = tap_starts + (long long)b * count;
+    for (int first = 0; first < channels; first += 4) {
+        int block = channels - first < 4 ? channels - first : 4;
+        T acc[4] = {T(0), T(0), T(0), T(0)};
+        for (int i = 0; i < count; ++i) {
+            T w = pixel_weights[i * plane];
+            if (w > zero_weight || w < -zero_weight) {
+                T sum[4] = {T(0), T(0), T(0), T(0)};
+                for (int t = starts[i]; t < starts[i + 1]; ++t) {
+                    const T* values = corner + tap_offsets[t] + first;
+                    T k = tap_values[t];
+#pragma unroll
+                    for (int c = 0; c < 4; ++c)
+                        if (c < block) sum[c] += k * values[c];
+                }
+#pragma unroll
+                for (int c = 0; c < 4; ++c) acc[c] += w * sum[c];
+            }
+        }
+        for (int c = 0; c < block; ++c) out[index * channels + first + c] = acc[c];
+    }
+}
 """
 _MODULE = cupy.RawModule(
-    code=_ACCUMULATE_SOURCE,
+    code=_CUDA_SOURCE,
     options=("-std=c++14",),
-    name_expressions=["accumulate_weighted<float>", "accumulate_weighted<double>"],
+    name_expressions=["accumulate_weighted<float>", "accumulate_weighted<double>",
+                      "blur_masked_taps<float>", "blur_masked_taps<double>"],
 )
 _THREADS_PER_BLOCK = 256
+#: Environment variable forcing the method of blur_masked: ``fft`` or ``direct``.
+METHOD_ENV_VAR = "FASTBLUR_GPU_METHOD"
+#: Seconds per unit on one H100, float32 (estimates, to be measured: bench/gpu_check.sh
+#: times both methods): a tap-value of the direct method (~2.5e12 a second: a gather and
+#: a fused multiply-add), a weight test, ``F log2 F`` of a real transform of F samples
+#: (memory-bound), a complex sample of a spectral product or a filtered plane's pass.
+GPU_COSTS = {"tap": 4e-13, "scan": 2e-12, "transform": 4e-13, "multiply": 1e-11}
 
 
-def _accumulate_kernel(dtype):
-    name = "accumulate_weighted<float>" if dtype == np.float32 else "accumulate_weighted<double>"
-    return _MODULE.get_function(name)
+def _kernel(name, dtype):
+    return _MODULE.get_function(f"{name}<{'float' if dtype == np.float32 else 'double'}>")
+
+
+def _grid(items):
+    return ((items + _THREADS_PER_BLOCK - 1) // _THREADS_PER_BLOCK,)
 
 
 def _chunk_bytes():
@@ -85,6 +153,66 @@ def _chunk_bytes():
 def _fft_shape(height, width):
     # Circular convolution at any size >= the image is wrap-free on the valid grid.
     return (cufft.next_fast_len(height, real=True), cufft.next_fast_len(width, real=True))
+
+
+def choose_method(images, kernels, weights):
+    """``"direct"`` or ``"fft"``: the cheaper method for :meth:`CupyBackend.blur_masked_batch_valid`.
+
+    Direct costs ``tap`` per non-zero tap, channel and output pixel where the kernel's
+    weight is non-zero, plus ``scan`` per weight tested; FFT costs ``transform`` x
+    ``F log2 F`` per real transform (``C`` per image, ``N`` kernels, ``N C``
+    inverses) and ``multiply`` per complex sample of its ``N C`` products and passes.
+    Where weights are non-zero is estimated from a subsample of about 4 000 per map;
+    the counts come back to the host in one transfer.
+
+    Parameters
+    ----------
+    images : cupy.ndarray, shape (B, H, W, C)
+    kernels : cupy.ndarray, shape (B, N, kh, kw)
+    weights : cupy.ndarray, shape (B, N, Ho, Wo)
+    """
+    forced = os.environ.get(METHOD_ENV_VAR, "auto")
+    if forced in ("direct", "fft"):
+        return forced
+    if forced != "auto":
+        raise ValueError(f"{METHOD_ENV_VAR} must be 'auto', 'direct' or 'fft', got {forced!r}")
+    batch, height, width, channels = images.shape
+    count = kernels.shape[1]
+    out_h, out_w = weights.shape[2:]
+    stride = _stride(out_h, out_w)
+    sampled = weights[:, :, ::stride, ::stride]
+    taps = cupy.count_nonzero(kernels.reshape(batch, count, -1), axis=2)
+    active = cupy.count_nonzero(cupy.abs(sampled) > ZERO_WEIGHT, axis=(2, 3))
+    taps, active = cupy.stack([taps, active]).get()
+    fraction = active / float(sampled.shape[2] * sampled.shape[3])
+    costs = _scaled(GPU_COSTS, images.dtype)
+    direct = (costs["tap"] * channels * out_h * out_w * float(np.sum(taps * fraction))
+              + costs["scan"] * batch * count * out_h * out_w)
+    fh, fw = _fft_shape(height, width)
+    samples = fh * fw
+    fft = batch * (costs["transform"] * samples * math.log2(samples) * (channels + count + count * channels)
+                   + costs["multiply"] * samples * count * channels)
+    return "direct" if direct <= fft else "fft"
+
+
+def _nonzero_taps(kernels, width, channels):
+    """The non-zero taps of ``(B, N, kh, kw)`` kernels for ``blur_masked_taps``.
+
+    Returns ``starts`` (int32, ``B N + 1``: kernel ``(b, i)`` has taps
+    ``starts[b N + i]:starts[b N + i + 1]``), ``offsets`` (int32: where each tap reads,
+    from the output pixel's window corner in a ``(H, W, C)`` image ``width`` wide; valid
+    convolution flips the kernel) and ``values``.
+    """
+    batch, count, kh, kw = kernels.shape
+    flat = kernels.reshape(batch * count, kh * kw)
+    nonzero = flat != 0
+    starts = cupy.zeros(batch * count + 1, np.int32)
+    starts[1:] = cupy.cumsum(cupy.count_nonzero(nonzero, axis=1))
+    where = cupy.flatnonzero(nonzero)  # kernel after kernel, as ``starts`` counts them
+    position = where % (kh * kw)
+    rows, cols = position // kw, position % kw
+    offsets = (((kh - 1 - rows) * width + (kw - 1 - cols)) * channels).astype(np.int32)
+    return starts, offsets, flat.reshape(-1)[where]
 
 
 def _planes(images):
@@ -121,7 +249,26 @@ class CupyBackend(Backend):
         if images.dtype not in (np.float32, np.float64) or not images.dtype == kernels.dtype == weights.dtype:
             raise TypeError(f"images, kernels and weights must share float32 or float64, got "
                             f"{images.dtype}, {kernels.dtype}, {weights.dtype}")
-        weights = cupy.ascontiguousarray(weights)
+        images, kernels, weights = (cupy.ascontiguousarray(a) for a in (images, kernels, weights))
+        if choose_method(images, kernels, weights) == "direct":
+            return self._blur_masked_taps(images, kernels, weights)
+        return self._blur_masked_fft(images, kernels, weights)
+
+    def _blur_masked_taps(self, images, kernels, weights):
+        batch, height, width, channels = images.shape
+        count = kernels.shape[1]
+        out_h, out_w = weights.shape[2:]
+        starts, offsets, values = _nonzero_taps(kernels, width, channels)
+        out = cupy.empty((batch, out_h, out_w, channels), images.dtype)
+        _kernel("blur_masked_taps", images.dtype)(
+            _grid(batch * out_h * out_w), (_THREADS_PER_BLOCK,),
+            (images, weights, starts, offsets, values, out, np.int32(batch), np.int32(count),
+             np.int32(height), np.int32(width), np.int32(channels), np.int32(out_h), np.int32(out_w),
+             images.dtype.type(ZERO_WEIGHT)),
+        )
+        return out
+
+    def _blur_masked_fft(self, images, kernels, weights):
         batch, height, width, channels = images.shape
         _, count, kh, kw = kernels.shape
         out_h, out_w = weights.shape[2:]
@@ -129,9 +276,8 @@ class CupyBackend(Backend):
         spectra = cufft.rfft2(_planes(images), s=shape)  # (B, C, fh, fw // 2 + 1)
         kernel_spectra = cufft.rfft2(kernels, s=shape)  # (B, N, fh, fw // 2 + 1)
         out = cupy.empty((batch, out_h, out_w, channels), images.dtype)
-        accumulate = _accumulate_kernel(images.dtype)
-        pixels = batch * out_h * out_w
-        grid = ((pixels + _THREADS_PER_BLOCK - 1) // _THREADS_PER_BLOCK,)
+        accumulate = _kernel("accumulate_weighted", images.dtype)
+        grid = _grid(batch * out_h * out_w)
         step = self._chunk(batch * channels, shape, images.dtype.itemsize)
         for first in range(0, count, step):
             last = min(count, first + step)
