@@ -40,7 +40,7 @@ template <typename T>
 static void launch_taps(unsigned grid, unsigned block, const T* images, const T* weights, const int* starts,
                         const int* offsets, const T* values, T* out, const int* ints, T zero_weight) {
     LAUNCH((blur_masked_taps<T>(images, weights, starts, offsets, values, out, ints[0], ints[1], ints[2],
-                                ints[3], ints[4], ints[5], ints[6], zero_weight)))
+                                ints[3], ints[4], ints[5], ints[6], ints[7], zero_weight)))
 }
 extern "C" void accumulate_weighted_float(unsigned g, unsigned b, const float* f, const float* w, float* o,
                                           const int* i, float z, int ow) { launch_accumulate<float>(g, b, f, w, o, i, z, ow); }
@@ -62,7 +62,7 @@ BACKEND_MODULE = "fastblur.backends.cupy_backend"
 #: the arguments (after the ``T`` zero weight).
 SIGNATURES = {
     "accumulate_weighted": (("T", "T", "T"), 11, True),
-    "blur_masked_taps": (("T", "T", "int32", "int32", "T", "T"), 7, False),
+    "blur_masked_taps": (("T", "T", "int32", "int32", "T", "T"), 8, False),
 }
 
 
@@ -317,7 +317,7 @@ def install(monkeypatch, library):
     global STATE
     STATE = CudaState()
     RawModule.library = library
-    calls = []
+    calls = STATE.lookups = []
     cupy = device_module("cupy", np, calls)
     cupy.random = types.SimpleNamespace(RandomState=RandomState)
     cupy.RawModule = RawModule

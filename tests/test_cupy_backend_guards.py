@@ -113,3 +113,17 @@ def test_both_methods_agree_with_sparse_kernels_and_inactive_weights(emulated_ba
     tolerance = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(results["direct"], results["fft"], rtol=0, atol=tolerance)
     assert np.all(results["direct"][np.all(weights == 0, axis=1)] == 0)
+
+
+@pytest.mark.parametrize("method, readbacks", [("direct", 0), ("fft", 0), ("auto", 1)])
+def test_host_reads_back_only_the_cost_counts(emulated_backend, monkeypatch, rng, method, readbacks):
+    """Every read back to the host stalls the GPU queue: the direct method builds its tap
+    tables on the device without one; ``auto`` reads the tap and activity counts once."""
+    reads = []
+    monkeypatch.setattr(cupy_standin.DeviceArray, "get", lambda self: reads.append(self.shape) or np.asarray(self).copy())
+    monkeypatch.setenv("FASTBLUR_GPU_METHOD", method)
+    lookups = cupy_standin.STATE.lookups
+    del lookups[:]
+    emulated_backend.blur_masked_batch_valid(*_case(rng))
+    assert len(reads) == readbacks, reads
+    assert not {"nonzero", "flatnonzero", "argwhere"} & set(lookups)  # sized by the data: a sync

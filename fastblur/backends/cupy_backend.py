@@ -84,11 +84,12 @@ template <typename T>
 __global__ void blur_masked_taps(
     const T* __restrict__ images,          // (B, H, W, C)
     const T* __restrict__ weights,         // (B, N, Ho, Wo)
-    const int* __restrict__ tap_starts,    // (B * N + 1,): kernel (b, i) has taps [s[bN+i], s[bN+i+1])
-    const int* __restrict__ tap_offsets,   // (taps,)
-    const T* __restrict__ tap_values,      // (taps,)
+    const int* __restrict__ tap_counts,    // (B * N,): kernel (b, i) has tap_counts[bN + i] taps,
+    const int* __restrict__ tap_offsets,   // (B * N, tap_stride): the first ones of its row here
+    const T* __restrict__ tap_values,      // (B * N, tap_stride)
     T* __restrict__ out,                   // (B, Ho, Wo, C)
-    int batch, int count, int height, int width, int channels, int out_h, int out_w, T zero_weight)
+    int batch, int count, int height, int width, int channels, int out_h, int out_w, int tap_stride,
+    T zero_weight)
 {
     long long index = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     long long plane = (long long)out_h * out_w;
@@ -99,7 +100,7 @@ __global__ void blur_masked_taps(
     int b = (int)(rest / out_h);
     const T* corner = images + (((long long)b * height + y) * width + x) * channels;
     const T* pixel_weights = weights + (long long)b * count * plane + (long long)y * out_w + x;
-    const int* starts = tap_starts + (long long)b * count;
+    long long first_kernel = (long long)b * count;
     for (int first = 0; first < channels; first += 4) {
         int block = channels - first < 4 ? channels - first : 4;
         T acc[4] = {T(0), T(0), T(0), T(0)};
@@ -107,7 +108,8 @@ __global__ void blur_masked_taps(
             T w = pixel_weights[i * plane];
             if (w > zero_weight || w < -zero_weight) {
                 T sum[4] = {T(0), T(0), T(0), T(0)};
-                for (int t = starts[i]; t < starts[i + 1]; ++t) {
+                long long row = (first_kernel + i) * tap_stride;
+                for (long long t = row; t < row + tap_counts[first_kernel + i]; ++t) {
                     const T* values = corner + tap_offsets[t] + first;
                     T k = tap_values[t];
 #pragma unroll
@@ -196,23 +198,30 @@ def choose_method(images, kernels, weights):
 
 
 def _nonzero_taps(kernels, width, channels):
-    """The non-zero taps of ``(B, N, kh, kw)`` kernels for ``blur_masked_taps``.
+    """The non-zero taps of ``(B, N, kh, kw)`` kernels for ``blur_masked_taps``, without
+    reading anything back to the host (no sync).
 
-    Returns ``starts`` (int32, ``B N + 1``: kernel ``(b, i)`` has taps
-    ``starts[b N + i]:starts[b N + i + 1]``), ``offsets`` (int32: where each tap reads,
+    Returns ``counts`` (int32, ``(B N,)``), and ``offsets`` (int32: where each tap reads,
     from the output pixel's window corner in a ``(H, W, C)`` image ``width`` wide; valid
-    convolution flips the kernel) and ``values``.
+    convolution flips the kernel) and ``values``, both ``(B N, kh kw + 1)``: row ``k``
+    holds kernel ``k``'s ``counts[k]`` taps first, in row-major order (the last column
+    takes the zeros' writes).
     """
     batch, count, kh, kw = kernels.shape
-    flat = kernels.reshape(batch * count, kh * kw)
+    size = kh * kw
+    flat = kernels.reshape(batch * count, size)
     nonzero = flat != 0
-    starts = cupy.zeros(batch * count + 1, np.int32)
-    starts[1:] = cupy.cumsum(cupy.count_nonzero(nonzero, axis=1))
-    where = cupy.flatnonzero(nonzero)  # kernel after kernel, as ``starts`` counts them
-    position = where % (kh * kw)
-    rows, cols = position // kw, position % kw
-    offsets = (((kh - 1 - rows) * width + (kw - 1 - cols)) * channels).astype(np.int32)
-    return starts, offsets, flat.reshape(-1)[where]
+    ranks = cupy.cumsum(nonzero, axis=1, dtype=np.int32)
+    counts = cupy.ascontiguousarray(ranks[:, -1])
+    slots = cupy.where(nonzero, ranks - 1, size)  # zeros all go to the spare last column
+    rows = cupy.arange(batch * count)[:, None]
+    position = cupy.arange(size)
+    tap_rows, tap_cols = position // kw, position % kw
+    offsets = cupy.zeros((batch * count, size + 1), np.int32)
+    offsets[rows, slots] = (((kh - 1 - tap_rows) * width + (kw - 1 - tap_cols)) * channels).astype(np.int32)
+    values = cupy.zeros((batch * count, size + 1), kernels.dtype)
+    values[rows, slots] = flat
+    return counts, offsets, values
 
 
 def _planes(images):
@@ -258,13 +267,13 @@ class CupyBackend(Backend):
         batch, height, width, channels = images.shape
         count = kernels.shape[1]
         out_h, out_w = weights.shape[2:]
-        starts, offsets, values = _nonzero_taps(kernels, width, channels)
+        counts, offsets, values = _nonzero_taps(kernels, width, channels)
         out = cupy.empty((batch, out_h, out_w, channels), images.dtype)
         _kernel("blur_masked_taps", images.dtype)(
             _grid(batch * out_h * out_w), (_THREADS_PER_BLOCK,),
-            (images, weights, starts, offsets, values, out, np.int32(batch), np.int32(count),
+            (images, weights, counts, offsets, values, out, np.int32(batch), np.int32(count),
              np.int32(height), np.int32(width), np.int32(channels), np.int32(out_h), np.int32(out_w),
-             images.dtype.type(ZERO_WEIGHT)),
+             np.int32(offsets.shape[1]), images.dtype.type(ZERO_WEIGHT)),
         )
         return out
 
