@@ -108,8 +108,8 @@ __global__ void blur_masked_taps(
             T w = pixel_weights[i * plane];
             if (w > zero_weight || w < -zero_weight) {
                 T sum[4] = {T(0), T(0), T(0), T(0)};
-                long long row = (first_kernel + i) * tap_stride;
-                for (long long t = row; t < row + tap_counts[first_kernel + i]; ++t) {
+                long long row = (first_kernel + i) * tap_stride, end = row + tap_counts[first_kernel + i];
+                for (long long t = row; t < end; ++t) {
                     const T* values = corner + tap_offsets[t] + first;
                     T k = tap_values[t];
 #pragma unroll
