@@ -74,6 +74,21 @@ def on_cuda_stream(index, pointer):
             yield
 
 
+@contextlib.contextmanager
+def _on_torch_stream(index):
+    """PyTorch's device ``index`` and CuPy on it, on PyTorch's current stream there.
+
+    PyTorch's device is entered too, not only CuPy's: ``Tensor.__dlpack__`` refuses to
+    export a tensor of another device than ``torch.cuda.current_device()``, and PyTorch
+    (CUDA 12 and later) may report a device of its own there (one it has not made
+    current yet, to spare a context) rather than the CUDA runtime's, which CuPy sets.
+    """
+    import torch
+
+    with torch.cuda.device(index), on_cuda_stream(index, torch.cuda.current_stream(index).cuda_stream):
+        yield
+
+
 class TorchBridge:
     """Zero-copy DLPack conversion of PyTorch tensors in and results back out.
 
@@ -110,7 +125,7 @@ class TorchBridge:
 
         index = self.tensor.device.index
         index = torch.cuda.current_device() if index is None else index
-        return on_cuda_stream(index, torch.cuda.current_stream(index).cuda_stream)
+        return _on_torch_stream(index)
 
     def to_tensor(self, array):
         import torch

@@ -10,6 +10,9 @@ import fastblur
 #: The ``cupy`` backend's code on the CPU (tests/cupy_standin.py), where CuPy cannot run,
 #: with each of its blur_masked methods forced: ``{param id: FASTBLUR_GPU_METHOD}``.
 EMULATED_CUPY = {"cupy-emulated-fft": "fft", "cupy-emulated-direct": "direct"}
+#: With a usable CuPy, the real ``cupy`` backend with each method forced too (``cupy``
+#: alone runs whichever method the cost estimate picks for a test's shapes).
+FORCED_CUPY = {"cupy-fft": "fft", "cupy-direct": "direct"}
 
 
 def _backend_params():
@@ -20,6 +23,8 @@ def _backend_params():
         if status != "available":
             marks.append(pytest.mark.skip(reason=f"backend {name!r} unavailable: {status}"))
         params.append(pytest.param(name, marks=marks, id=name))
+        if name == "cupy" and status == "available":
+            params.extend(pytest.param(forced, marks=marks, id=forced) for forced in FORCED_CUPY)
     if info.get("cupy") != "available" and cupy_standin.compiler() is not None:
         params.extend(pytest.param(name, id=name) for name in EMULATED_CUPY)
     return params
@@ -36,7 +41,11 @@ def backend(request):
     """Every registered backend; unavailable ones are skipped with the reason. Without
     a usable CuPy, ``cupy-emulated-fft`` and ``cupy-emulated-direct`` run the cupy
     backend's code on a CPU stand-in, each method of its blur_masked forced (the test
-    sees the name ``"cupy"``)."""
+    sees the name ``"cupy"``). With CuPy, ``cupy-fft`` and ``cupy-direct`` force each
+    method on the GPU as well."""
+    if request.param in FORCED_CUPY:
+        request.getfixturevalue("monkeypatch").setenv("FASTBLUR_GPU_METHOD", FORCED_CUPY[request.param])
+        return "cupy"
     if request.param not in EMULATED_CUPY:
         return request.param
     library = request.getfixturevalue("cupy_host_kernels")

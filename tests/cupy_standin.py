@@ -235,6 +235,7 @@ class CudaState:
         self.allocators = [None]
         self.handovers = []  # (device, stream pointer) of each from_dlpack call
         self.launches = []  # (device, stream pointer, custom allocator in use) of each launch
+        self.events = []  # ("record" | "wait", device, stream pointer, event) in order
 
     @property
     def device(self):
@@ -285,6 +286,23 @@ class Stream:
     def synchronize(self):
         pass
 
+    def wait_event(self, event):
+        """As CuPy: later work on this stream waits for ``event`` (no host sync)."""
+        STATE.events.append(("wait", STATE.device, self.ptr, event))
+
+
+class Event:
+    """``cupy.cuda.Event``, made on the current device: ``record`` logs the stream."""
+
+    def __init__(self, block=False, disable_timing=False, interprocess=False):
+        self.device = STATE.device
+
+    def record(self, stream=None):
+        stream = STATE.stream if stream is None else stream
+        if self.device != STATE.device:
+            raise RuntimeError(f"event of device {self.device} recorded on device {STATE.device}")
+        STATE.events.append(("record", STATE.device, stream.ptr, self))
+
 
 NULL_STREAM = Stream(0, -1)
 STATE = CudaState()
@@ -323,8 +341,8 @@ def install(monkeypatch, library):
     cupy.RawModule = RawModule
     cupy.from_dlpack = from_dlpack
     runtime = types.SimpleNamespace(getDeviceCount=lambda: 2, getDevice=lambda: STATE.device)
-    cupy.cuda = types.SimpleNamespace(Device=Device, Stream=Stream, runtime=runtime, using_allocator=using_allocator,
-                                      get_current_stream=lambda: STATE.stream)
+    cupy.cuda = types.SimpleNamespace(Device=Device, Stream=Stream, Event=Event, runtime=runtime,
+                                      using_allocator=using_allocator, get_current_stream=lambda: STATE.stream)
     fft = types.ModuleType("cupyx.scipy.fft")
     fft.rfft2 = device_function(lambda x, s: scipy.fft.rfft2(x, s=s, axes=(-2, -1)))
     fft.irfft2 = device_function(lambda x, s: scipy.fft.irfft2(x, s=s, axes=(-2, -1)))

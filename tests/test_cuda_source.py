@@ -92,3 +92,19 @@ def test_direct_kernel_keeps_its_accumulators_in_registers(ptx):
     (a spill would be ``.local`` loads and stores in the loop over taps)."""
     body = next(body for name, body in _entries(ptx["sm_90"]).items() if "blur_masked_tapsIfE" in name)
     assert ".local" not in body and "ld.local" not in body
+
+
+def test_no_kernel_spills_registers_on_sm90(tmp_path):
+    """ptxas, not PTX, decides spills: every kernel assembled for sm_90 has no stack frame
+    and no spill stores or loads (local-memory traffic inside the loop over taps)."""
+    source, options, names = _backend_cuda()
+    unit = tmp_path / "kernels.cu"
+    instances = ", ".join(f"(void*)&{name}" for name in names)
+    unit.write_text(f"{source}\nvoid* fastblur_instances[] = {{{instances}}};\n")
+    command = [NVCC, "-arch=sm_90", "-cubin", "--resource-usage", *options, str(unit), "-o", str(tmp_path / "k.cubin")]
+    run = subprocess.run(command, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    report = run.stdout + run.stderr
+    frames = re.findall(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", report)
+    assert len(frames) == len(names), report
+    assert all(values == ("0", "0", "0") for values in frames), report

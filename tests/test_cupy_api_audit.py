@@ -183,3 +183,37 @@ def test_noise_seeds_are_64_bit_and_gaussian_draws_float32(standin, monkeypatch)
     assert dtypes == [np.float32]
     host = form_batch(_noise_batch(0), noise=NoiseConfig(poisson_peak=300.0), quantize=False)[0]
     assert np.all(np.isfinite(host))  # NumPy's generator takes the 64-bit seed too
+
+
+class _ForeignStream:
+    """A stream CuPy does not own (``__cuda_stream__``), as PyTorch's or another library's."""
+
+    def __init__(self, pointer):
+        self.pointer = pointer
+
+    def __cuda_stream__(self):
+        return (0, self.pointer)
+
+
+def test_reused_generator_orders_its_draws_across_streams(standin, monkeypatch):
+    """The reused generator's cuRAND state is re-initialised on the stream of the next
+    batch's draw: formed on another stream, that batch must wait (on the device) for the
+    event recorded after the previous batch's draws, or both kernels race on the state."""
+    import cupy
+
+    events = cupy_standin.STATE.events
+
+    class RecordingRandomState(cupy_standin.RandomState):
+        def standard_normal(self, size, dtype=float):
+            events.append(("draw", cupy_standin.STATE.device, cupy_standin.STATE.stream.ptr, None))
+            return cupy_standin.on_device(self.states.standard_normal(size).astype(dtype))
+
+    monkeypatch.setattr(sys.modules["cupy"].random, "RandomState", RecordingRandomState)
+    monkeypatch.setattr(batch_module, "_DEVICE_GENERATORS", type(batch_module._DEVICE_GENERATORS)())
+    noise = NoiseConfig(poisson_peak=300.0, gaussian_std=0.05)
+    form_batch(_noise_batch(0), noise=noise, quantize=False, device="cuda", backend="numpy")
+    with cupy.cuda.Stream.from_external(_ForeignStream(77)):
+        form_batch(_noise_batch(1), noise=noise, quantize=False, device="cuda", backend="numpy")
+    assert [event[:3] for event in events] == [("draw", 0, 0), ("record", 0, 0),
+                                               ("wait", 0, 77), ("draw", 0, 77), ("record", 0, 77)]
+    assert events[2][3] is events[1][3]  # stream 77 waits for the event stream 0 recorded

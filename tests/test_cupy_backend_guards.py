@@ -96,16 +96,18 @@ def test_dense_kernels_everywhere_take_the_fft(emulated_backend, monkeypatch, rn
         module.choose_method(images, kernels, weights)
 
 
+@pytest.mark.parametrize("channels", [1, 3, 4, 5, 8])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_both_methods_agree_with_sparse_kernels_and_inactive_weights(emulated_backend, monkeypatch, rng, dtype):
-    """Thin kernels, zero weights on most of each map, five channels (a block of four and
-    one): the sparse taps equal the FFT to round-off, zeros included."""
+def test_both_methods_agree_with_sparse_kernels_and_inactive_weights(emulated_backend, monkeypatch, rng, dtype,
+                                                                     channels):
+    """Thin kernels, zero weights on most of each map, channels in blocks of four (part,
+    one, one and a part, two): the sparse taps equal the FFT to round-off, zeros included."""
     kernels = np.zeros((2, 3, 9, 8), dtype)
     for b, i in np.ndindex(2, 3):
         kernels[b, i, rng.integers(0, 9, 5), rng.integers(0, 8, 5)] = rng.random(5)
     weights = rng.random((2, 3, 24, 25)).astype(dtype)
     weights[rng.random(weights.shape) < 0.7] = 0
-    arrays = _on_device(rng.random((2, 32, 32, 5)).astype(dtype), kernels, weights)
+    arrays = _on_device(rng.random((2, 32, 32, channels)).astype(dtype), kernels, weights)
     results = {}
     for method in ("fft", "direct"):
         monkeypatch.setenv("FASTBLUR_GPU_METHOD", method)
@@ -121,9 +123,73 @@ def test_host_reads_back_only_the_cost_counts(emulated_backend, monkeypatch, rng
     tables on the device without one; ``auto`` reads the tap and activity counts once."""
     reads = []
     monkeypatch.setattr(cupy_standin.DeviceArray, "get", lambda self: reads.append(self.shape) or np.asarray(self).copy())
+    # CuPy also reads back (and syncs) for bool(), int(), float(), operator.index(), item()
+    # and tolist() of a device array; the stand-in's NumPy memory would not show those.
+    for name in ("__bool__", "__int__", "__float__", "__index__", "item", "tolist"):
+        def read(self, *args, _name=name, _method=getattr(np.ndarray, name)):
+            reads.append((_name, self.shape))
+            return _method(self, *args)
+        monkeypatch.setattr(cupy_standin.DeviceArray, name, read)
     monkeypatch.setenv("FASTBLUR_GPU_METHOD", method)
     lookups = cupy_standin.STATE.lookups
     del lookups[:]
     emulated_backend.blur_masked_batch_valid(*_case(rng))
     assert len(reads) == readbacks, reads
     assert not {"nonzero", "flatnonzero", "argwhere"} & set(lookups)  # sized by the data: a sync
+
+
+@pytest.mark.parametrize("width, fits", [(2**28 - 1, True), (2**29, False)])
+def test_direct_method_only_where_its_int32_tap_offsets_fit(emulated_backend, monkeypatch, width, fits):
+    """The direct kernel reads ``corner + offset`` with int32 offsets of up to
+    ``((kh - 1) W + kw - 1) C + C - 1``: past 2**31 they would wrap (reads out of the
+    image, silently), so such images take the FFT even when direct is forced."""
+    module = sys.modules[MODULE]
+    zero = np.zeros((), np.float32)  # zero-stride views: shapes without memory
+    images = cupy_standin.on_device(np.broadcast_to(zero, (1, 3, width, 4)))
+    kernels = cupy_standin.on_device(np.broadcast_to(zero, (1, 1, 3, 2)))
+    weights = cupy_standin.on_device(np.broadcast_to(zero, (1, 1, 1, width - 1)))
+    assert module._taps_fit((3, 2), width, 4) is fits
+    monkeypatch.setenv("FASTBLUR_GPU_METHOD", "direct")
+    assert module.choose_method(images, kernels, weights) == ("direct" if fits else "fft")
+    assert module._taps_fit((3, 2), (2**31 - 2) // 8, 4) and not module._taps_fit((3, 2), (2**31 - 2) // 8 + 1, 4)
+
+
+def test_gpu_suite_forces_each_method_too(monkeypatch):
+    """On a GPU machine the conformance suite runs the real backend with each blur_masked
+    method forced, not only the one the cost estimate picks for its small shapes."""
+    import conftest
+    import fastblur
+
+    info = {name: "available" for name in fastblur.backend_info()}
+    monkeypatch.setattr(fastblur, "backend_info", lambda: info)
+    params = {param.id: param for param in conftest._backend_params()}
+    assert {"cupy", "cupy-fft", "cupy-direct"} <= set(params) and not set(conftest.EMULATED_CUPY) & set(params)
+    assert all(any(mark.name == "gpu" for mark in params[name].marks) for name in ("cupy-fft", "cupy-direct"))
+
+
+def test_direct_kernel_reads_only_the_counted_taps(emulated_backend, monkeypatch, rng):
+    """On a GPU the zeros' writes to the spare last column (duplicate indices of one
+    scatter) land in any order, and nothing else is written past a row's count: the
+    kernel must never read there. Poisoning every slot past each count (NaN values,
+    offsets far outside the image) leaves the result unchanged."""
+    module = sys.modules[MODULE]
+    taps = module._nonzero_taps
+
+    def poisoned(kernels, width, channels):
+        counts, offsets, values = taps(kernels, width, channels)
+        unused = np.arange(offsets.shape[1]) >= np.asarray(counts)[:, None]
+        np.asarray(offsets)[unused] = 2**31 - 1
+        np.asarray(values)[unused] = np.nan
+        return counts, offsets, values
+
+    kernels = np.zeros((2, 3, 7, 6), np.float32)
+    kernels[0, 0, 3, 2] = 1  # a single tap
+    kernels[1, 1] = rng.random((7, 6))  # dense: no spare slot but the last
+    kernels[1, 2, ::2, 1::3] = rng.random((4, 2))  # kernel (0, 1), (0, 2) and (1, 0) all zero
+    arrays = _on_device(rng.random((2, 20, 19, 4), dtype=np.float32), kernels,
+                        rng.random((2, 3, 14, 14), dtype=np.float32))
+    monkeypatch.setenv("FASTBLUR_GPU_METHOD", "direct")
+    expected = np.asarray(emulated_backend.blur_masked_batch_valid(*arrays))
+    monkeypatch.setattr(module, "_nonzero_taps", poisoned)
+    np.testing.assert_array_equal(np.asarray(emulated_backend.blur_masked_batch_valid(*arrays)), expected)
+    assert np.isfinite(expected).all()

@@ -203,12 +203,18 @@ class _CudaTensor:
 def emulated_torch_cuda(emulated_gpu, monkeypatch):
     """PyTorch's CUDA calls that fastblur makes, posed on the CPU: stream ``1000 + N`` is
     PyTorch's current stream on device ``N``; uploads and ``torch.empty`` on CUDA stay on
-    the CPU. Yields a log of ``(event, device index, CuPy's device, CuPy's stream)``."""
+    the CPU. Yields a log of ``(event, device index, CuPy's device, CuPy's stream)``.
+
+    PyTorch's current device is its own here (0 until ``torch.cuda.device`` enters
+    another), as it is on CUDA 12+ after a device guard has left a device without a
+    context (``c10::cuda::MaybeSetDevice``); and, as ``Tensor.__dlpack__`` does, the
+    hand-over of a CUDA tensor to ``cupy.from_dlpack`` refuses a tensor of another device."""
     import contextlib
     import types
 
     torch = pytest.importorskip("torch")
     log = []
+    torch_devices = [0]
 
     def record(event, index):
         log.append((event, index, cupy_standin.STATE.device, cupy_standin.STATE.stream.ptr))
@@ -216,7 +222,21 @@ def emulated_torch_cuda(emulated_gpu, monkeypatch):
     @contextlib.contextmanager
     def device(index):
         record("torch.cuda.device", index)
-        yield
+        torch_devices.append(index)
+        try:
+            yield
+        finally:
+            torch_devices.pop()
+
+    cupy = sys.modules["cupy"]
+    standin_from_dlpack = cupy.from_dlpack
+
+    def from_dlpack_checked(value):
+        place = getattr(value, "device", None)
+        if isinstance(place, torch.device) and place.type == "cuda" and place.index != torch_devices[-1]:
+            raise BufferError("Can't export tensors on a different CUDA device index. "
+                              f"Expected: {place.index}. Current device: {torch_devices[-1]}.")
+        return standin_from_dlpack(value)
 
     def cuda_target(device):
         return device is not None and torch.device(device).type == "cuda"
@@ -240,7 +260,8 @@ def emulated_torch_cuda(emulated_gpu, monkeypatch):
         record("torch.from_dlpack", None)
         return torch.from_numpy(np.asarray(array.view(np.ndarray)))
 
-    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(cupy, "from_dlpack", from_dlpack_checked)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: torch_devices[-1])
     monkeypatch.setattr(torch.cuda, "current_stream", lambda index: types.SimpleNamespace(cuda_stream=1000 + index))
     monkeypatch.setattr(torch.cuda, "device", device)
     monkeypatch.setattr(torch.Tensor, "to", upload)
@@ -262,7 +283,8 @@ def test_cuda_tensors_run_on_their_device_and_pytorchs_stream(emulated_torch_cud
     np.testing.assert_allclose(blurred.numpy(), expected, rtol=0, atol=1e-5)
     state = cupy_standin.STATE
     assert state.handovers == [(1, 1001)] * 3 and state.launches == [(1, 1001, False)]
-    assert emulated_torch_cuda == [("torch.from_dlpack", None, 1, 1001)]
+    # PyTorch's device entered first (its DLPack export checks it), then CuPy's and the stream
+    assert emulated_torch_cuda == [("torch.cuda.device", 1, 0, 0), ("torch.from_dlpack", None, 1, 1001)]
     assert state.device == 0 and state.stream.ptr == 0  # restored
 
 

@@ -165,7 +165,8 @@ def choose_method(images, kernels, weights):
     ``F log2 F`` per real transform (``C`` per image, ``N`` kernels, ``N C``
     inverses) and ``multiply`` per complex sample of its ``N C`` products and passes.
     Where weights are non-zero is estimated from a subsample of about 4 000 per map;
-    the counts come back to the host in one transfer.
+    the counts come back to the host in one transfer. ``"fft"``, whatever is forced,
+    where the direct kernel's int32 tap offsets cannot address the image.
 
     Parameters
     ----------
@@ -174,11 +175,13 @@ def choose_method(images, kernels, weights):
     weights : cupy.ndarray, shape (B, N, Ho, Wo)
     """
     forced = os.environ.get(METHOD_ENV_VAR, "auto")
-    if forced in ("direct", "fft"):
-        return forced
-    if forced != "auto":
+    if forced not in ("auto", "direct", "fft"):
         raise ValueError(f"{METHOD_ENV_VAR} must be 'auto', 'direct' or 'fft', got {forced!r}")
     batch, height, width, channels = images.shape
+    if not _taps_fit(kernels.shape[2:], width, channels):
+        return "fft"  # forced or not: the direct kernel's int32 tap offsets would wrap
+    if forced != "auto":
+        return forced
     count = kernels.shape[1]
     out_h, out_w = weights.shape[2:]
     stride = _stride(out_h, out_w)
@@ -195,6 +198,14 @@ def choose_method(images, kernels, weights):
     fft = batch * (costs["transform"] * samples * math.log2(samples) * (channels + count + count * channels)
                    + costs["multiply"] * samples * count * channels)
     return "direct" if direct <= fft else "fft"
+
+
+def _taps_fit(kernel_hw, width, channels):
+    """Whether ``blur_masked_taps``'s int32 reads from a pixel's window corner reach every
+    tap and channel: ``((kh - 1) W + kw - 1) C + C - 1 < 2**31`` (a 2**29-wide RGBA
+    image with a 2-row kernel does not)."""
+    kh, kw = kernel_hw
+    return ((kh - 1) * width + kw) * channels <= 2**31
 
 
 def _nonzero_taps(kernels, width, channels):

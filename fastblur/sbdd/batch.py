@@ -282,32 +282,40 @@ def _per_pair(xp, values, like):
     return xp.asarray(np.asarray(values, np.float32)).reshape((-1,) + (1,) * (like.ndim - 1))
 
 
-#: Per thread: ``{(RandomState class, device id): generator}`` of the CuPy noise.
+#: Per thread: ``{(RandomState class, device id): (generator, event)}`` of the CuPy noise;
+#: the event marks the end of the generator's last draws.
 _DEVICE_GENERATORS = threading.local()
 
 
 def _noise_generator(xp, seed):
-    """``xp.random.RandomState(seed)``. On a GPU, one generator per thread and device,
-    re-seeded for each batch (the same draws as a new one): creating a cuRAND generator
-    allocates its device state and destroying it frees that (``cudaFree`` synchronises
-    the device), once per batch otherwise."""
+    """``(xp.random.RandomState(seed), event or None)``. On a GPU, one generator per
+    thread and device, re-seeded for each batch (the same draws as a new one): creating
+    a cuRAND generator allocates its device state and destroying it frees that
+    (``cudaFree`` synchronises the device), once per batch otherwise.
+
+    The generator's state lives on the device and its next draw re-initialises it on
+    the current stream, so that stream first waits for the event recorded after the
+    previous batch's draws, which may have been queued on another stream (no host
+    sync). Record the event on the current stream after drawing (``_add_noise`` does).
+    """
     if xp is np:
-        return np.random.RandomState([seed & 0xFFFFFFFF, seed >> 32])  # NumPy takes 32-bit words
+        return np.random.RandomState([seed & 0xFFFFFFFF, seed >> 32]), None  # NumPy takes 32-bit words
     generators = vars(_DEVICE_GENERATORS).setdefault("generators", {})
     key = (xp.random.RandomState, xp.cuda.Device().id)
-    states = generators.get(key)
-    if states is None:
-        states = generators[key] = xp.random.RandomState(seed)
+    entry = generators.get(key)
+    if entry is None:
+        entry = generators[key] = (xp.random.RandomState(seed), xp.cuda.Event(disable_timing=True))
     else:
-        states.seed(seed)
-    return states
+        xp.cuda.get_current_stream().wait_event(entry[1])
+        entry[0].seed(seed)
+    return entry
 
 
 def _add_noise(blurry, config, seed):
     """Poisson then multiplicative Gaussian noise (:class:`NoiseConfig`), drawn on the
     batch's device from a generator seeded by ``seed``."""
     xp = get_array_module(blurry)
-    states = _noise_generator(xp, seed)
+    states, drawn = _noise_generator(xp, seed)
     if config.poisson_peak is not None:
         to_photons = config.poisson_peak / 255.0
         photons = xp.maximum(blurry, 0).astype(np.float64) * to_photons
@@ -321,6 +329,8 @@ def _add_noise(blurry, config, seed):
         factor *= np.float32(config.gaussian_std)
         factor += np.float32(1.0)
         blurry *= factor
+    if drawn is not None:
+        drawn.record(xp.cuda.get_current_stream())  # the generator's state is free after this
     return blurry
 
 
