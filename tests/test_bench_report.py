@@ -1,4 +1,6 @@
 """The benchmark report runs end to end on a small image and reports sane ratios."""
+import os
+
 import numpy as np
 
 from fastblur.cli import bench
@@ -44,6 +46,15 @@ def test_report_times_the_gpu_with_data_on_it(monkeypatch, cupy_host_kernels):
     synchronised = []
     cupy.cuda.get_current_stream = lambda: types.SimpleNamespace(synchronize=lambda: synchronised.append(1))
     cupy_standin.reload_backend()
+    import sys
+
+    from fastblur.backends import get_backend
+
+    get_backend("cupy")
+    module = sys.modules[cupy_standin.BACKEND_MODULE]
+    chosen = []
+    choose = module.choose_method
+    monkeypatch.setattr(module, "choose_method", lambda *args: chosen.append(choose(*args)) or chosen[-1])
     try:
         results = bench.run(96, 128, 1, (1,), ["cupy"], ("sbdd", "uniform15"))
     finally:
@@ -51,5 +62,9 @@ def test_report_times_the_gpu_with_data_on_it(monkeypatch, cupy_host_kernels):
     methods = [row["method"] for row in results]
     for label in ("blur_masked", "convolve"):
         assert methods.index(f"{label}[cupy, on GPU]") == methods.index(f"{label}[cupy]") + 1
-    assert len(synchronised) == 4  # warm-up and one timed call, for each on-GPU row
+    first = methods.index("blur_masked[cupy, on GPU]")
+    # blur_masked's two GPU methods, each forced, follow (and the choice is left as it was)
+    assert methods[first + 1 : first + 3] == ["blur_masked[cupy, on GPU, fft]", "blur_masked[cupy, on GPU, direct]"]
+    assert "FASTBLUR_GPU_METHOD" not in os.environ and {"fft", "direct"} <= set(chosen)
+    assert len(synchronised) == 8  # warm-up and one timed call, for each on-GPU row
     assert all(row["ms"] > 0 for row in results)

@@ -82,14 +82,33 @@ def _on_gpu(function, *arrays):
     return run
 
 
-def _backend_rows(label, function, arrays, backends, repeat):
-    """``label[name]`` for each backend, and ``label[cupy, on GPU]`` after the cupy row."""
+@contextmanager
+def _gpu_method(method):
+    """``FASTBLUR_GPU_METHOD`` set to ``method`` inside (None: left as it is)."""
+    saved = os.environ.get("FASTBLUR_GPU_METHOD")
+    if method is not None:
+        os.environ["FASTBLUR_GPU_METHOD"] = method
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("FASTBLUR_GPU_METHOD", None)
+        else:
+            os.environ["FASTBLUR_GPU_METHOD"] = saved
+
+
+def _backend_rows(label, function, arrays, backends, repeat, gpu_methods=()):
+    """``label[name]`` for each backend; after the cupy row, ``label[cupy, on GPU]`` and
+    ``label[cupy, on GPU, method]`` for each of ``gpu_methods`` forced."""
     rows = []
     for name in backends:
         rows.append((f"{label}[{name}]", best_time(lambda: function(*arrays, backend=name), repeat)))
         if name == "cupy":
             on_gpu = _on_gpu(lambda *device: function(*device, backend="cupy"), *arrays)
             rows.append((f"{label}[cupy, on GPU]", best_time(on_gpu, repeat)))
+            for method in gpu_methods:
+                with _gpu_method(method):
+                    rows.append((f"{label}[cupy, on GPU, {method}]", best_time(on_gpu, repeat)))
     return rows
 
 
@@ -115,7 +134,8 @@ def sbdd_rows(height, width, repeat, backends):
 
     reference = best_time(uniform, repeat)
     rows = [("fftconvolve (1 kernel)", reference), ("naive loop (6 fftconvolve)", best_time(naive, repeat))]
-    rows += _backend_rows("blur_masked", blur_masked, (image, kernels, weights), backends, repeat)
+    rows += _backend_rows("blur_masked", blur_masked, (image, kernels, weights), backends, repeat,
+                          gpu_methods=("fft", "direct"))
     return reference, rows
 
 
