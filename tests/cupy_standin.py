@@ -327,6 +327,19 @@ def from_dlpack(value):
     return array.view(DeviceArray)
 
 
+def transform(function):
+    """``cupyx.scipy.fft``'s 2-D transform over the last two axes; with ``overwrite_x``
+    the input is left as garbage (NaN), as cuFFT's C2R transforms may leave it."""
+
+    def run(x, s=None, axes=(-2, -1), norm=None, overwrite_x=False):
+        result = function(np.asarray(x), s=s, axes=axes, norm=norm)
+        if overwrite_x:
+            x[...] = np.nan
+        return result
+
+    return run
+
+
 def install(monkeypatch, library):
     """Put the stand-in ``cupy``, ``cupyx.scipy.fft`` and ``cupyx.scipy.ndimage`` in
     ``sys.modules`` (undone by ``monkeypatch``); the list of names looked up in them."""
@@ -344,8 +357,8 @@ def install(monkeypatch, library):
     cupy.cuda = types.SimpleNamespace(Device=Device, Stream=Stream, Event=Event, runtime=runtime,
                                       using_allocator=using_allocator, get_current_stream=lambda: STATE.stream)
     fft = types.ModuleType("cupyx.scipy.fft")
-    fft.rfft2 = device_function(lambda x, s: scipy.fft.rfft2(x, s=s, axes=(-2, -1)))
-    fft.irfft2 = device_function(lambda x, s: scipy.fft.irfft2(x, s=s, axes=(-2, -1)))
+    fft.rfft2 = device_function(transform(scipy.fft.rfft2))
+    fft.irfft2 = device_function(transform(scipy.fft.irfft2))
     fft.next_fast_len = lambda n, real=False: scipy.fft.next_fast_len(n, real=real)
     cupyx = types.ModuleType("cupyx")
     cupyx_scipy = types.ModuleType("cupyx.scipy")

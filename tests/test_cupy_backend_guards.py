@@ -56,10 +56,10 @@ def test_non_contiguous_weights_are_made_contiguous(emulated_backend, rng):
 
 @pytest.mark.parametrize("budget_kernels", [1, 2, 3])
 def test_chunks_hold_the_temporaries_under_the_budget(emulated_backend, monkeypatch, budget_kernels):
-    """Products (complex), irfft2's copy of them and the filtered planes: 5 real planes
-    per kernel and plane, so a budget of k such kernels runs k kernels at a time."""
+    """Products (complex) and the filtered planes (the inverse overwrites the products):
+    3 real planes per kernel and plane, so a budget of k such kernels runs k at a time."""
     shape = (20, 24)
-    per_kernel = 5 * 6 * shape[0] * shape[1] * 4
+    per_kernel = 3 * 6 * shape[0] * shape[1] * 4
     monkeypatch.setenv("FASTBLUR_GPU_CHUNK_BYTES", str(budget_kernels * per_kernel))
     assert emulated_backend._chunk(6, shape, 4) == budget_kernels
 
@@ -193,3 +193,22 @@ def test_direct_kernel_reads_only_the_counted_taps(emulated_backend, monkeypatch
     monkeypatch.setattr(module, "_nonzero_taps", poisoned)
     np.testing.assert_array_equal(np.asarray(emulated_backend.blur_masked_batch_valid(*arrays)), expected)
     assert np.isfinite(expected).all()
+
+
+def test_fft_inverses_work_in_place_without_a_normalisation_pass(emulated_backend, monkeypatch, rng):
+    """cuFFT's C2R copies its input unless ``overwrite_x`` and scales its output in a
+    separate pass under the default norm: every inverse of the FFT method avoids both,
+    the kernel spectra carrying the ``1 / F``."""
+    fft = sys.modules["cupyx.scipy.fft"]
+    calls = []
+    for name in ("rfft2", "irfft2"):
+        original = getattr(fft, name)
+        monkeypatch.setattr(fft, name, lambda x, _f=original, _n=name, **kw: calls.append((_n, kw)) or _f(x, **kw))
+    monkeypatch.setenv("FASTBLUR_GPU_METHOD", "fft")
+    images, kernels, weights = _case(rng)
+    emulated_backend.blur_masked_batch_valid(images, kernels, weights)
+    emulated_backend.convolve_masks_valid(cupy_standin.on_device(np.asarray(weights[0]) > 0.5), kernels[0])
+    inverses = [kw for name, kw in calls if name == "irfft2"]
+    assert len(inverses) == 2 and all(kw.get("overwrite_x") and kw.get("norm") == "forward" for kw in inverses)
+    forward_norms = sorted(str(kw.get("norm")) for name, kw in calls if name == "rfft2")
+    assert forward_norms == ["None", "None", "forward", "forward"]  # images and masks; kernels

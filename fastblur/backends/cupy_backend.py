@@ -12,8 +12,10 @@ estimate (:func:`choose_method`; ``FASTBLUR_GPU_METHOD=fft|direct`` forces one):
     Each image is transformed once (batched over images and channels), multiplied by
     every kernel's spectrum (batched over kernels), inverted, and a RawKernel sums
     ``w_i * (k_i * x)`` straight into the output, reading each filtered plane once.
-    Kernels go in chunks whose temporaries (spectrum products, the copy irfft2 takes
-    of them, filtered planes) stay under ``FASTBLUR_GPU_CHUNK_BYTES`` (default 1 GiB).
+    Kernels go in chunks whose temporaries (spectrum products, filtered planes) stay
+    under ``FASTBLUR_GPU_CHUNK_BYTES`` (default 1 GiB). Kernel spectra carry the
+    ``1 / F`` of the inverse transform (``norm="forward"``), and inverses overwrite
+    their input: no normalisation pass over the filtered planes, no copy of the products.
     cuFFT plans are cached by CuPy's plan cache. On a GPU the transforms are cheap
     enough that tiling buys little.
 
@@ -235,6 +237,19 @@ def _nonzero_taps(kernels, width, channels):
     return counts, offsets, values
 
 
+def _kernel_spectra(kernels, shape):
+    """Spectra of kernels zero-padded to ``shape``, scaled by ``1 / F`` (``norm="forward"``):
+    with :func:`_inverse` a product with an unscaled image spectrum inverts to the
+    convolution."""
+    return cufft.rfft2(kernels, s=shape, norm="forward")
+
+
+def _inverse(products, shape):
+    """The real inverse transform of ``products`` without the ``1 / F`` pass (the kernel
+    spectra carry it), overwriting ``products`` rather than copying them."""
+    return cufft.irfft2(products, s=shape, norm="forward", overwrite_x=True)
+
+
 def _planes(images):
     """(B, H, W, C) -> contiguous (B, C, H, W)."""
     return cupy.ascontiguousarray(images.transpose(0, 3, 1, 2))
@@ -247,18 +262,17 @@ class CupyBackend(Backend):
     device = "cuda"
 
     def _chunk(self, planes_per_kernel, shape, itemsize):
-        # Live per kernel and plane, in real planes: the products (complex: 2), the copy
-        # irfft2 takes of them (a C2R transform overwrites its input unless overwrite_x: 2)
-        # and the filtered planes (1).
-        per_kernel = 5 * planes_per_kernel * shape[0] * shape[1] * itemsize
+        # Live per kernel and plane, in real planes: the products (complex: 2) and the
+        # filtered planes (1); the inverse transform works in place of the products.
+        per_kernel = 3 * planes_per_kernel * shape[0] * shape[1] * itemsize
         return max(1, _chunk_bytes() // max(1, per_kernel))
 
     def convolve_valid(self, image, kernel):
         height, width, _ = image.shape
         kh, kw = kernel.shape
         shape = _fft_shape(height, width)
-        spectrum = cufft.rfft2(_planes(image[None])[0], s=shape) * cufft.rfft2(kernel, s=shape)
-        filtered = cufft.irfft2(spectrum, s=shape)
+        spectrum = cufft.rfft2(_planes(image[None])[0], s=shape) * _kernel_spectra(kernel, shape)
+        filtered = _inverse(spectrum, shape)
         return cupy.ascontiguousarray(filtered[:, kh - 1 : height, kw - 1 : width].transpose(1, 2, 0))
 
     def blur_masked_valid(self, image, kernels, weights):
@@ -294,7 +308,7 @@ class CupyBackend(Backend):
         out_h, out_w = weights.shape[2:]
         shape = _fft_shape(height, width)
         spectra = cufft.rfft2(_planes(images), s=shape)  # (B, C, fh, fw // 2 + 1)
-        kernel_spectra = cufft.rfft2(kernels, s=shape)  # (B, N, fh, fw // 2 + 1)
+        kernel_spectra = _kernel_spectra(kernels, shape)  # (B, N, fh, fw // 2 + 1)
         out = cupy.empty((batch, out_h, out_w, channels), images.dtype)
         accumulate = _kernel("accumulate_weighted", images.dtype)
         grid = _grid(batch * out_h * out_w)
@@ -302,7 +316,7 @@ class CupyBackend(Backend):
         for first in range(0, count, step):
             last = min(count, first + step)
             products = spectra[:, None] * kernel_spectra[:, first:last, None]  # (B, n, C, ...)
-            filtered = cupy.ascontiguousarray(cufft.irfft2(products, s=shape))
+            filtered = cupy.ascontiguousarray(_inverse(products, shape))
             del products
             accumulate(
                 grid, (_THREADS_PER_BLOCK,),
@@ -318,7 +332,7 @@ class CupyBackend(Backend):
         count, kh, kw = kernels.shape
         shape = _fft_shape(height, width)
         planes = _planes(image[None])[0]  # (C, H, W)
-        kernel_spectra = cufft.rfft2(kernels, s=shape)
+        kernel_spectra = _kernel_spectra(kernels, shape)
         total = None
         step = self._chunk(channels, shape, image.dtype.itemsize)
         for first in range(0, count, step):
@@ -326,7 +340,7 @@ class CupyBackend(Backend):
             weighted = weights[first:last, None] * planes[None]  # (n, C, H, W)
             spectrum = (cufft.rfft2(weighted, s=shape) * kernel_spectra[first:last, None]).sum(axis=0)
             total = spectrum if total is None else total + spectrum
-        filtered = cufft.irfft2(total, s=shape)
+        filtered = _inverse(total, shape)
         return cupy.ascontiguousarray(filtered[:, kh - 1 : height, kw - 1 : width].transpose(1, 2, 0))
 
     def convolve_masks_valid(self, masks, kernels):
@@ -338,8 +352,8 @@ class CupyBackend(Backend):
         for first in range(0, count, step):
             last = min(count, first + step)
             spectra = cufft.rfft2(masks[first:last].astype(kernels.dtype), s=shape)
-            spectra *= cufft.rfft2(kernels[first:last], s=shape)
-            out[first:last] = cufft.irfft2(spectra, s=shape)[:, kh - 1 : height, kw - 1 : width]
+            spectra *= _kernel_spectra(kernels[first:last], shape)
+            out[first:last] = _inverse(spectra, shape)[:, kh - 1 : height, kw - 1 : width]
         return zero_fft_roundoff(out, kernels)
 
 
