@@ -178,10 +178,16 @@ class DeviceArray(np.ndarray):
 DeviceArray.__module__ = "cupy"
 
 
+#: ``cupy.cuda.curand.CURAND_RNG_PSEUDO_PHILOX4_32_10``.
+PHILOX = 161
+
+
 class RandomState:
     """``cupy.random.RandomState``: NumPy's generator, results on the device."""
 
-    def __init__(self, seed):
+    def __init__(self, seed, method=None):
+        assert method in (None, PHILOX)
+        self.method = method
         self.seed(seed)
 
     def seed(self, seed):
@@ -355,7 +361,8 @@ def install(monkeypatch, library):
     cupy.from_dlpack = from_dlpack
     runtime = types.SimpleNamespace(getDeviceCount=lambda: 2, getDevice=lambda: STATE.device)
     cupy.cuda = types.SimpleNamespace(Device=Device, Stream=Stream, Event=Event, runtime=runtime,
-                                      using_allocator=using_allocator, get_current_stream=lambda: STATE.stream)
+                                      using_allocator=using_allocator, get_current_stream=lambda: STATE.stream,
+                                      curand=types.SimpleNamespace(CURAND_RNG_PSEUDO_PHILOX4_32_10=PHILOX))
     fft = types.ModuleType("cupyx.scipy.fft")
     fft.rfft2 = device_function(transform(scipy.fft.rfft2))
     fft.irfft2 = device_function(transform(scipy.fft.irfft2))

@@ -143,9 +143,9 @@ def test_noise_generator_is_reused_and_reseeded(standin, monkeypatch):
     created = []
 
     class CountingRandomState(cupy_standin.RandomState):
-        def __init__(self, seed):
-            created.append(seed)
-            super().__init__(seed)
+        def __init__(self, seed, method=None):
+            created.append(method)
+            super().__init__(seed, method)
 
     monkeypatch.setattr(sys.modules["cupy"].random, "RandomState", CountingRandomState)
     noise = NoiseConfig(poisson_peak=300.0, gaussian_std=0.05)
@@ -159,6 +159,7 @@ def test_noise_generator_is_reused_and_reseeded(standin, monkeypatch):
     other = noisy(second)
     again = noisy(first)
     assert len(created) == 1  # before: one generator (cuRAND state alloc/free) per batch
+    assert created == [cupy_standin.PHILOX]  # re-seeding Philox needs no state setup kernel
     np.testing.assert_array_equal(again, alone)  # re-seeding draws as a new generator does
     assert not np.array_equal(other, alone)
     np.testing.assert_array_equal(other, noisy(second))

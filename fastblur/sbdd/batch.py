@@ -304,7 +304,10 @@ def _noise_generator(xp, seed):
     key = (xp.random.RandomState, xp.cuda.Device().id)
     entry = generators.get(key)
     if entry is None:
-        entry = generators[key] = (xp.random.RandomState(seed), xp.cuda.Event(disable_timing=True))
+        # Philox is counter-based: seeding sets its key, where XORWOW (CuPy's default)
+        # rebuilds its states with a setup kernel before the first draw after each seed.
+        philox = xp.cuda.curand.CURAND_RNG_PSEUDO_PHILOX4_32_10
+        entry = generators[key] = (xp.random.RandomState(seed, method=philox), xp.cuda.Event(disable_timing=True))
     else:
         xp.cuda.get_current_stream().wait_event(entry[1])
         entry[0].seed(seed)
