@@ -39,22 +39,31 @@ def best_time(function, repeat):
 
 
 @contextmanager
+def _environment(name, value):
+    """Environment variable ``name`` set to ``value`` inside (None: left as it is)."""
+    previous = os.environ.get(name)
+    if value is not None:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+
+@contextmanager
 def thread_limit(threads):
     """Cap fastblur, scipy.fft and OpenCV at ``threads`` for the duration."""
-    previous = os.environ.get("FASTBLUR_NUM_THREADS")
-    os.environ["FASTBLUR_NUM_THREADS"] = str(threads)
     cv2 = _cv2()
     cv2_previous = cv2.getNumThreads() if cv2 else None
     if cv2:
         cv2.setNumThreads(threads)
     try:
-        with scipy.fft.set_workers(threads):
+        with _environment("FASTBLUR_NUM_THREADS", str(threads)), scipy.fft.set_workers(threads):
             yield
     finally:
-        if previous is None:
-            os.environ.pop("FASTBLUR_NUM_THREADS", None)
-        else:
-            os.environ["FASTBLUR_NUM_THREADS"] = previous
         if cv2:
             cv2.setNumThreads(cv2_previous)
 
@@ -82,21 +91,6 @@ def _on_gpu(function, *arrays):
     return run
 
 
-@contextmanager
-def _gpu_method(method):
-    """``FASTBLUR_GPU_METHOD`` set to ``method`` inside (None: left as it is)."""
-    saved = os.environ.get("FASTBLUR_GPU_METHOD")
-    if method is not None:
-        os.environ["FASTBLUR_GPU_METHOD"] = method
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("FASTBLUR_GPU_METHOD", None)
-        else:
-            os.environ["FASTBLUR_GPU_METHOD"] = saved
-
-
 def _backend_rows(label, function, arrays, backends, repeat, gpu_methods=()):
     """``label[name]`` for each backend; after the cupy row, ``label[cupy, on GPU]`` and
     ``label[cupy, on GPU, method]`` for each of ``gpu_methods`` forced."""
@@ -107,7 +101,7 @@ def _backend_rows(label, function, arrays, backends, repeat, gpu_methods=()):
             on_gpu = _on_gpu(lambda *device: function(*device, backend="cupy"), *arrays)
             rows.append((f"{label}[cupy, on GPU]", best_time(on_gpu, repeat)))
             for method in gpu_methods:
-                with _gpu_method(method):
+                with _environment("FASTBLUR_GPU_METHOD", method):
                     rows.append((f"{label}[cupy, on GPU, {method}]", best_time(on_gpu, repeat)))
     return rows
 
