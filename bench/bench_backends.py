@@ -25,45 +25,26 @@ import tempfile
 
 import numpy as np
 import pytest
-import scipy.fft
 import scipy.signal
 
 import fastblur
-from fastblur.cli.bench_cases import motion_kernels, object_masks, photo
+from fastblur.cli.bench import thread_limit
+from fastblur.cli.bench_cases import motion_kernels, object_masks, photo, sbdd_case
 
 CPU_BACKENDS = [name for name in fastblur.available_backends() if name != "cupy"]
 THREADS = sorted({1, os.cpu_count() or 1})
 
 
-def _cv2():
-    try:
-        import cv2
-    except ImportError:
-        return None
-    return cv2
-
-
 @pytest.fixture
-def threads(request, monkeypatch):
+def threads(request):
     """Cap fastblur, scipy.fft and OpenCV at the parametrised thread count."""
-    count = request.param
-    monkeypatch.setenv("FASTBLUR_NUM_THREADS", str(count))
-    cv2 = _cv2()
-    if cv2 is not None:
-        previous = cv2.getNumThreads()
-        cv2.setNumThreads(count)
-    with scipy.fft.set_workers(count):
-        yield count
-    if cv2 is not None:
-        cv2.setNumThreads(previous)
+    with thread_limit(request.param):
+        yield request.param
 
 
 @pytest.fixture(scope="module")
 def sbdd():
-    image = photo((720, 1280, 3))
-    kernels = motion_kernels(6, 65)
-    weights = fastblur.smooth_masks(object_masks((720, 1280), 5), kernels)
-    return image, kernels, weights
+    return sbdd_case(720, 1280)
 
 
 def _group(benchmark, name, count):
@@ -104,9 +85,7 @@ def image720():
 @pytest.mark.parametrize("threads", THREADS, indirect=True)
 @pytest.mark.parametrize("kernel_name", ["65motion", "15dense"])
 def bench_uniform_filter2d(benchmark, image720, threads, kernel_name):
-    cv2 = _cv2()
-    if cv2 is None:
-        pytest.skip("OpenCV is not installed")
+    cv2 = pytest.importorskip("cv2")
     _group(benchmark, f"uniform-{kernel_name}", threads)
     kernel = _uniform_kernel(kernel_name)
     size = kernel.shape[0]

@@ -50,9 +50,7 @@ void convolve_masks_valid(const std::uint8_t* masks, std::int64_t count, std::in
   // inside the tap loop would cost more than the multiply-adds), hence taps for its stride.
   const std::int64_t block_stride = std::min(kStripColumns, out_width) + kw - 1;
   const std::int64_t block_rows = std::min(kBandRows, out_height) + kh - 1;
-  std::vector<Taps<T>> taps;
-  for (std::int64_t i = 0; i < count; ++i)
-    taps.push_back(make_taps(kernels + i * kh * kw, kh, kw, block_stride, 1));
+  const auto taps = taps_of_stack(kernels, count, kh, kw, block_stride, 1);
   const auto tiles = make_tiles(out_height, out_width, kBandRows, kStripColumns);
   const std::int64_t per_mask = static_cast<std::int64_t>(tiles.size());
 

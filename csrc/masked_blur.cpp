@@ -94,17 +94,6 @@ bool any_active(const T* w, std::int64_t n, T zero) {
 }
 
 template <typename T>
-std::vector<Taps<T>> taps_of_stack(const T* kernels, std::int64_t count, std::int64_t kh,
-                                   std::int64_t kw, std::int64_t row_stride,
-                                   std::int64_t channels) {
-  std::vector<Taps<T>> taps;
-  taps.reserve(static_cast<std::size_t>(count));
-  for (std::int64_t i = 0; i < count; ++i)
-    taps.push_back(make_taps(kernels + i * kh * kw, kh, kw, row_stride, channels));
-  return taps;
-}
-
-template <typename T>
 struct GatherScratch {
   std::vector<T> expanded;  // one weight per value (pixel weight repeated per channel)
   std::vector<Run> runs;

@@ -54,6 +54,18 @@ Taps<T> make_taps(const T* kernel, std::int64_t kh, std::int64_t kw, std::int64_
   return taps;
 }
 
+// make_taps of each kernel of a (count, kh, kw) stack.
+template <typename T>
+std::vector<Taps<T>> taps_of_stack(const T* kernels, std::int64_t count, std::int64_t kh,
+                                   std::int64_t kw, std::int64_t row_stride,
+                                   std::int64_t channels) {
+  std::vector<Taps<T>> taps;
+  taps.reserve(static_cast<std::size_t>(count));
+  for (std::int64_t i = 0; i < count; ++i)
+    taps.push_back(make_taps(kernels + i * kh * kw, kh, kw, row_stride, channels));
+  return taps;
+}
+
 namespace detail {
 
 // Independent accumulator vectors of one block: enough to cover the FMA latency.

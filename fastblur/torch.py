@@ -45,6 +45,12 @@ def _check_length(length, name="length"):
     return int(length)
 
 
+def _check_epoch(epoch):
+    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+        raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
+    return int(epoch)
+
+
 def _channels_first(array):
     """A NumPy ``(..., H, W, C)`` array as a contiguous ``(..., C, H, W)`` CPU tensor."""
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(array, -1, -3)))
@@ -125,9 +131,7 @@ class _PairsMixin:
 
     def set_epoch(self, epoch):
         """Use the pairs of ``epoch`` (an int >= 0) from now on."""
-        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-            raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
-        self.epoch = int(epoch)
+        self.epoch = _check_epoch(epoch)
 
     def pair(self, index):
         """``(blurry, sharp)`` tensors ``(3, H, W)`` of pair ``index`` in this epoch."""
@@ -324,9 +328,7 @@ class SBDDLoader:
 
     def set_epoch(self, epoch):
         """Use the pairs of ``epoch`` (an int >= 0) from the next iteration on."""
-        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-            raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
-        self._batches.epoch = int(epoch)
+        self._batches.epoch = _check_epoch(epoch)
 
     def __len__(self):
         if self.length is None:

@@ -51,7 +51,7 @@ py::array_t<T> convolve_valid(CArray<T> image, CArray<T> kernel, int num_threads
   return out;
 }
 
-// Shared checks of the stacked operations; returns (count, kh, kw).
+// Shared checks of the stacked operations (image, kernels and weights).
 template <typename T>
 void check_stack(const CArray<T>& image, const CArray<T>& kernels, const CArray<T>& weights) {
   check_ndim(image, 3, "image (H, W, C)");

@@ -15,7 +15,7 @@ import pytest
 
 import fastblur
 from fastblur.backends import ZERO_WEIGHT, get_backend
-from reference import direct_convolve_valid, relative_error
+from reference import direct_convolve_valid, reference_blur_masked, reference_blur_product, relative_error
 from conftest import PACKAGE_ROOT
 
 DIRECT = [
@@ -24,14 +24,6 @@ DIRECT = [
     for name in ("native", "numba")
 ]
 TOLERANCE = {np.float32: 2e-5, np.float64: 1e-10}
-
-
-def _masked_reference(image, kernels, weights):
-    return sum(w[..., None] * direct_convolve_valid(image, k) for k, w in zip(kernels, weights))
-
-
-def _product_reference(image, kernels, weights):
-    return sum(direct_convolve_valid(image * w[..., None], k) for k, w in zip(kernels, weights))
 
 
 def _sparse_kernels(rng, count, shape, taps, dtype):
@@ -65,7 +57,7 @@ def test_blur_masked_runs_match_definition(backend, rng, dtype):
     weights[2, :, 3::40] = -0.25  # single active columns (many short runs), negative
     weights[3, 40:41, 990:] = 1  # a run ending at the last column
     result = get_backend(backend).blur_masked_valid(image, kernels, weights)
-    expected = _masked_reference(image, kernels, weights)
+    expected = reference_blur_masked(image, kernels, weights, "valid", "reflect")
     assert relative_error(result, expected) <= TOLERANCE[dtype]
 
 
@@ -91,7 +83,7 @@ def test_blur_product_skips_inactive_rows_exactly(backend, rng, dtype):
     weights[1, 70:75] = 1  # five input rows: output rows 56..74 see them
     weights[2, :, 400:] = rng.random((200, 20))
     result = get_backend(backend).blur_product_valid(image, kernels, weights)
-    expected = _product_reference(image, kernels, weights)
+    expected = reference_blur_product(image, kernels, weights, "valid", "reflect")
     assert relative_error(result, expected) <= TOLERANCE[dtype]
 
 

@@ -37,6 +37,16 @@ def _backend_cuda():
     return source, tuple(arguments.get("options", ())), list(arguments["name_expressions"])
 
 
+def _write_unit(path):
+    """The backend's source, its name expressions instantiated, written to ``path`` as a
+    CUDA unit; returns the RawModule's ``(options, name_expressions)``."""
+    source, options, names = _backend_cuda()
+    # NVRTC instantiates a name expression by taking its address; so does this.
+    instances = ", ".join(f"(void*)&{name}" for name in names)
+    path.write_text(f"{source}\nvoid* fastblur_instances[] = {{{instances}}};\n")
+    return options, names
+
+
 def _entries(ptx):
     """``{mangled name: body}`` of the ``.entry`` functions in ``ptx``."""
     parts = re.split(r"^\.visible \.entry (\w+)\(", ptx, flags=re.M)
@@ -45,12 +55,9 @@ def _entries(ptx):
 
 @pytest.fixture(scope="module")
 def ptx(tmp_path_factory):
-    source, options, names = _backend_cuda()
     folder = tmp_path_factory.mktemp("cuda_source")
-    # NVRTC instantiates a name expression by taking its address; so does this.
-    instances = ", ".join(f"(void*)&{name}" for name in names)
     unit = folder / "accumulate.cu"
-    unit.write_text(f"{source}\nvoid* fastblur_instances[] = {{{instances}}};\n")
+    options, _ = _write_unit(unit)
     results = {}
     for arch in ("sm_80", "sm_90"):
         out = folder / f"accumulate_{arch}.ptx"
@@ -97,10 +104,8 @@ def test_direct_kernel_keeps_its_accumulators_in_registers(ptx):
 def test_no_kernel_spills_registers_on_sm90(tmp_path):
     """ptxas, not PTX, decides spills: every kernel assembled for sm_90 has no stack frame
     and no spill stores or loads (local-memory traffic inside the loop over taps)."""
-    source, options, names = _backend_cuda()
     unit = tmp_path / "kernels.cu"
-    instances = ", ".join(f"(void*)&{name}" for name in names)
-    unit.write_text(f"{source}\nvoid* fastblur_instances[] = {{{instances}}};\n")
+    options, names = _write_unit(unit)
     command = [NVCC, "-arch=sm_90", "-cubin", "--resource-usage", *options, str(unit), "-o", str(tmp_path / "k.cubin")]
     run = subprocess.run(command, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr

@@ -24,13 +24,6 @@ from reference import (
 )
 
 
-@pytest.fixture(scope="module")
-def host_kernels(tmp_path_factory):
-    if cupy_standin.compiler() is None:
-        pytest.skip("no C++ compiler to build the CUDA source for the host")
-    return cupy_standin.build_host_kernels(tmp_path_factory.mktemp("cuda_on_host"))
-
-
 @pytest.fixture
 def emulated(standin_cupy):
     """``fastblur.backends.cupy_backend`` imported against the stand-in CuPy."""
@@ -78,9 +71,9 @@ def test_convolve_product_and_masks(emulated, monkeypatch, rng):
 
 # -- the batched formation and the public functions on the emulated GPU ----------------
 @pytest.fixture
-def standin_cupy(monkeypatch, host_kernels):
+def standin_cupy(monkeypatch, cupy_host_kernels):
     """The stand-in CuPy; yields the names looked up in it."""
-    yield cupy_standin.install(monkeypatch, host_kernels)
+    yield cupy_standin.install(monkeypatch, cupy_host_kernels)
 
 
 @pytest.fixture

@@ -102,17 +102,13 @@ def test_bad_arguments_are_named():
         SBDDDataset(device="tpu")
 
 
-def _batches(loader):
-    return [(b.clone(), s.clone()) for b, s in loader]
-
-
 def test_loader_batches_are_the_same_with_any_number_of_workers():
     from fastblur.torch import SBDDLoader
 
     loader = SBDDLoader(batch_size=3, length=10, device="cpu", **OPTIONS)
-    alone = _batches(loader)
+    alone = _pairs(loader)
     loader.num_workers = 2
-    shared = _batches(loader)
+    shared = _pairs(loader)
     assert len(loader) == 4
     assert [b.shape for b, _ in alone] == [(3, 3, 48, 48)] * 3 + [(1, 3, 48, 48)]
     for (b0, s0), (b1, s1) in zip(alone, shared, strict=True):
@@ -134,12 +130,12 @@ def test_loader_epochs():
     from fastblur.torch import SBDDLoader
 
     loader = SBDDLoader(batch_size=2, length=2, device="cpu", **OPTIONS)
-    first = _batches(loader)[0][0]
+    first = _pairs(loader)[0][0]
     loader.set_epoch(1)
     assert loader.epoch == 1
-    assert not torch.equal(_batches(loader)[0][0], first)
+    assert not torch.equal(_pairs(loader)[0][0], first)
     loader.set_epoch(0)
-    assert torch.equal(_batches(loader)[0][0], first)
+    assert torch.equal(_pairs(loader)[0][0], first)
     endless = SBDDLoader(batch_size=2, device="cpu", **OPTIONS)
     with pytest.raises(TypeError, match="endless"):
         len(endless)
@@ -182,10 +178,10 @@ def test_cuda_without_a_gpu_says_why():
 def test_cuda_pairs_are_the_cpu_batches_on_the_gpu():
     from fastblur.torch import SBDDLoader
 
-    cpu = _batches(SBDDLoader(batch_size=3, length=6, device="cpu", **OPTIONS))
-    gpu = _batches(SBDDLoader(batch_size=3, length=6, device="cuda", num_workers=2, **OPTIONS))
+    cpu = _pairs(SBDDLoader(batch_size=3, length=6, device="cpu", **OPTIONS))
+    gpu = _pairs(SBDDLoader(batch_size=3, length=6, device="cuda", num_workers=2, **OPTIONS))
     dataset = SBDDDataset(length=6, batch_size=3, device="cuda", **OPTIONS)
-    streamed = _batches(torch.utils.data.DataLoader(dataset, batch_size=3))
+    streamed = _pairs(torch.utils.data.DataLoader(dataset, batch_size=3))
     for (b0, s0), (b1, s1), (b2, s2) in zip(cpu, gpu, streamed, strict=True):
         assert b1.device.type == "cuda" and b2.device.type == "cuda"
         for blurry in (b1.cpu(), b2.cpu()):

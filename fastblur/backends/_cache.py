@@ -8,8 +8,9 @@ created or written is not an error: callers fall back to what needs no cache.
 import hashlib
 import os
 import platform
-import tempfile
 from pathlib import Path
+
+from .._atomic import write_atomic
 
 ENV_VAR = "FASTBLUR_CACHE_DIR"
 _DISABLED = {"", "0", "none", "off", "false", "no"}
@@ -77,14 +78,7 @@ def write_text(name, text):
         return False
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as file:
-                file.write(text)
-            os.replace(temporary, directory / name)
-        except BaseException:
-            os.unlink(temporary)
-            raise
+        write_atomic(directory / name, text.encode("utf-8"))
     except OSError:
         return False
     return True

@@ -40,6 +40,14 @@ def zero_fft_roundoff(smoothed, kernels):
     return smoothed
 
 
+def binary_bytes(masks):
+    """``masks`` as a C-contiguous uint8 array of 0/1 (a view when already boolean)."""
+    masks = np.asarray(masks)
+    if masks.dtype != np.bool_:
+        masks = masks != 0
+    return np.ascontiguousarray(masks).view(np.uint8)
+
+
 class Backend:
     """Base class of the backends; subclasses override the ``*_valid`` methods.
 

@@ -510,15 +510,13 @@ def explain(operation, image, kernels, weights=None, mode="valid", boundary="ref
                 "for 'smooth_masks', image must be the object masks (n, H, W) and kernels "
                 f"(n + 1, kh, kw); got shapes {object_masks.shape} and {kernels.shape}"
             )
-        background = ~object_masks.any(axis=0)
-        stack = np.concatenate([background[None], object_masks]).transpose(1, 2, 0)
-        masks = _geometry.extend(stack, kernel_hw, mode, boundary).transpose(2, 0, 1)
-        dtype = np.float64 if kernels.dtype == np.float64 else np.float32
-        return decide(operation, kernels=kernels.astype(dtype), masks=masks)
+        stack = np.concatenate([~object_masks.any(axis=0, keepdims=True), object_masks])
+        masks = _geometry.extend(stack, kernel_hw, mode, boundary, first_axis=1)
+        return decide(operation, kernels=kernels.astype(_validation.working_dtype(kernels)), masks=masks)
     image = np.asarray(image)
     if image.ndim not in (2, 3):
         raise ValueError(f"image must be 2-D (H, W) or 3-D (H, W, C), got shape {image.shape}")
-    dtype = np.float64 if image.dtype == np.float64 else np.float32
+    dtype = _validation.working_dtype(image)
     channels = 1 if image.ndim == 2 else image.shape[2]
     pads = _geometry.pad_widths(kernel_hw, mode)
     extended_hw = tuple(n + sum(p) for n, p in zip(image.shape[:2], pads))
@@ -527,7 +525,7 @@ def explain(operation, image, kernels, weights=None, mode="valid", boundary="ref
         if weights is None:
             raise ValueError(f"weights are required to explain {operation!r}")
         weights = np.asarray(weights)
-        if operation == "blur_product" and mode != "valid":
-            weights = _geometry.extend(weights.transpose(1, 2, 0), kernel_hw, mode, boundary).transpose(2, 0, 1)
+        if operation == "blur_product":
+            weights = _geometry.extend(weights, kernel_hw, mode, boundary, first_axis=1)
     return decide(operation, image=stand_in, kernels=kernels.astype(dtype), weights=weights)
 

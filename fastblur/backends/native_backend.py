@@ -7,19 +7,9 @@ evaluate a kernel only where its weight exceeds :data:`~fastblur.backends.ZERO_W
 and accumulate into the output directly; ``convolve_masks_valid`` computes taps only
 near mask edges. The GIL is released during every call.
 """
-import numpy as np
-
 from .. import _native
 from .._threads import num_threads
-from .base import ZERO_WEIGHT, Backend
-
-
-def binary_bytes(masks):
-    """``masks`` as a C-contiguous uint8 array of 0/1 (a view when already boolean)."""
-    masks = np.asarray(masks)
-    if masks.dtype != np.bool_:
-        masks = masks != 0
-    return np.ascontiguousarray(masks).view(np.uint8)
+from .base import ZERO_WEIGHT, Backend, binary_bytes
 
 
 class NativeBackend(Backend):

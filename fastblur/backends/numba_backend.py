@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._threads import num_threads
-from .base import ZERO_WEIGHT, Backend
+from .base import ZERO_WEIGHT, Backend, binary_bytes
 
 #: Runs of active pixels closer than this are evaluated as one (as in the C++ code).
 MERGE_GAP = 8
@@ -368,7 +368,7 @@ class NumbaBackend(Backend):
     def convolve_masks_valid(self, masks, kernels):
         count, height, width = masks.shape
         _, kh, kw = kernels.shape
-        masks = np.ascontiguousarray(masks != 0).view(np.uint8)
+        masks = binary_bytes(masks)
         offsets, values, counts, boxes = stack_taps(kernels, width, 1)
         out = np.empty((count, height - kh + 1, width - kw + 1), kernels.dtype)
         with _NumbaThreads(self.threads):

@@ -15,7 +15,7 @@ written), 2 bad settings, 130 interrupted.
 import argparse
 import sys
 
-from ..sbdd.config import FORMATS, INPUT_LAYOUTS, LAYOUTS, MASK_SOURCES
+from ..sbdd.config import FORMATS, INPUT_LAYOUTS, LAYOUTS, MASK_SOURCES, DatasetConfig, load_config
 
 
 def _classes(text):
@@ -96,7 +96,6 @@ def build_parser():
 
 def main(argv=None):
     """Run ``fastblur-gen`` with ``argv`` (``sys.argv[1:]`` by default); returns the exit status."""
-    from ..sbdd.config import DatasetConfig, load_config
     from .._memory import keep_freed_memory
     from ..sbdd.dataset import generate
 

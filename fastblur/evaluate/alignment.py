@@ -52,6 +52,14 @@ class Alignment(NamedTuple):
     ecc_failed: bool
 
 
+def check_ecc_failure_policy(on_ecc_failure):
+    """Raise ValueError unless ``on_ecc_failure`` is one of :data:`ECC_FAILURE_POLICIES`."""
+    if on_ecc_failure not in ECC_FAILURE_POLICIES:
+        raise ValueError(
+            f"on_ecc_failure must be one of {list(ECC_FAILURE_POLICIES)}, got {on_ecc_failure!r}"
+        )
+
+
 def intensity_match(restored, gt):
     """Scale ``restored`` by the least-squares gain that best matches ``gt``.
 
@@ -99,10 +107,7 @@ def estimate_homography(restored, gt, on_ecc_failure="identity"):
     failed : bool
         Whether ECC raised.
     """
-    if on_ecc_failure not in ECC_FAILURE_POLICIES:
-        raise ValueError(
-            f"on_ecc_failure must be one of {list(ECC_FAILURE_POLICIES)}, got {on_ecc_failure!r}"
-        )
+    check_ecc_failure_policy(on_ecc_failure)
     warp = np.eye(3, dtype=np.float32)
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, ECC_ITERATIONS, ECC_EPS)
     try:

@@ -6,7 +6,7 @@ here: averaging code decides what to do with it, see :mod:`fastblur.evaluate.run
 """
 import numpy as np
 
-from .alignment import ECC_FAILURE_POLICIES, align
+from .alignment import align, check_ecc_failure_policy
 from .metrics import gaussian_window, masked_psnr, masked_ssim
 
 PROTOCOLS = ("realblur", "kohler", "plain")
@@ -262,10 +262,7 @@ def aligned_metrics(restored, gt, protocol="realblur", *, on_ecc_failure="identi
     """
     if not isinstance(protocol, str) or protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {protocol!r}")
-    if on_ecc_failure not in ECC_FAILURE_POLICIES:
-        raise ValueError(
-            f"on_ecc_failure must be one of {list(ECC_FAILURE_POLICIES)}, got {on_ecc_failure!r}"
-        )
+    check_ecc_failure_policy(on_ecc_failure)
     if protocol == "realblur":
         return realblur_metrics(restored, gt, on_ecc_failure, return_aligned)
     if protocol == "kohler":

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from .._memory import keep_freed_memory
-from .alignment import ECC_FAILURE_POLICIES, warp_to_gt
+from .alignment import check_ecc_failure_policy, warp_to_gt
 from .metrics import masked_psnr
 from .protocols import PROTOCOLS, _resize_to, aligned_metrics
 
@@ -368,10 +368,7 @@ def evaluate_folder(restored_dir, gt_dir, out_dir, protocol="realblur", blurry_d
 
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {protocol!r}")
-    if on_ecc_failure not in ECC_FAILURE_POLICIES:
-        raise ValueError(
-            f"on_ecc_failure must be one of {list(ECC_FAILURE_POLICIES)}, got {on_ecc_failure!r}"
-        )
+    check_ecc_failure_policy(on_ecc_failure)
     if workers is not None and (
         isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
     ):

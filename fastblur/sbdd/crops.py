@@ -91,9 +91,8 @@ class CropSampler:
     def _draw(self, index, epoch):
         """``(window, kernels, masks, gain, rng)`` of pair ``index``: the draws shared by
         :meth:`sample` and :meth:`recipe`; ``rng`` goes on with the formation's draws."""
-        config = self.config
         mask_seed, kernel_seed, crop_seed, formation_seed = np.random.SeedSequence(
-            [config.seed, epoch, index]).spawn(4)
+            [self.config.seed, epoch, index]).spawn(4)
         crop_rng = np.random.default_rng(crop_seed)
         source, image = self._draw_image(crop_rng)
         masks, _ = self._maker.object_masks(source, image, np.random.default_rng(mask_seed))
@@ -104,8 +103,7 @@ class CropSampler:
         masks = masks[masks.any(axis=(1, 2))]  # objects outside the window blur nothing
         kernels, _ = self._maker.kernels.draw(len(masks) + 1, np.random.default_rng(kernel_seed))
         rng = np.random.default_rng(formation_seed)
-        gain = 1.0 + 2.0 * config.jitter_illumination * float(rng.random()) if config.augment_illumination else None
-        return image[rows, cols], kernels, masks, gain, rng
+        return image[rows, cols], kernels, masks, self._maker.illumination_gain(rng), rng
 
     def sample(self, index, epoch=0):
         """Pair ``index`` of ``epoch``.

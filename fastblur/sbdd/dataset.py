@@ -318,6 +318,14 @@ class PairMaker:
             masks = sources_of_masks.resize_masks(masks, shape)
         return masks, {"source": config.masks, "from": source.label, "ids": ids}
 
+    def illumination_gain(self, rng):
+        """The gain ``1 + 2 j u`` drawn from ``rng`` (DESIGN step 3), or None without the
+        augmentation (nothing drawn)."""
+        config = self.config
+        if not config.augment_illumination:
+            return None
+        return 1.0 + 2.0 * config.jitter_illumination * float(rng.random())
+
     def make(self, index):
         """Synthesise pair ``index``: ``(record, blurry uint8, sharp uint8, result, kernels)``."""
         config = self.config
@@ -333,9 +341,7 @@ class PairMaker:
         masks, mask_entry = self.object_masks(source_index, image, np.random.default_rng(mask_seed))
         kernels, kernel_ids = self.kernels.draw(len(masks) + 1, np.random.default_rng(kernel_seed))
         rng = np.random.default_rng(formation_seed)
-        gain = None
-        if config.augment_illumination:
-            gain = 1.0 + 2.0 * config.jitter_illumination * float(rng.random())
+        gain = self.illumination_gain(rng)
         result = synthesize_pair(image, kernels, masks, illumination_gain=gain, rng=rng, **self.options)
         blurry, sharp = result.to_uint8()
         params = result.params
@@ -504,7 +510,7 @@ def generate(config):
         raise ValueError("out must name the output folder (--out)")
     sources = find_sources(config)
     total = config.count if config.count is not None else len(sources) * config.n_images
-    PairMaker(config, sources)  # fail early on a bad kernel source
+    maker = PairMaker(config, sources)  # fails early on a bad kernel source
     os.makedirs(config.out, exist_ok=True)
     _check_settings(config)
     remove_temporaries(config.out)
@@ -541,7 +547,6 @@ def generate(config):
 
     try:
         if workers <= 1:
-            maker = PairMaker(config, sources)
             try:
                 for index in todo:
                     collect(maker.run(index, index in preview_indices))
@@ -556,7 +561,7 @@ def generate(config):
     _write_manifest(config, records)
 
     if config.preview and not summary.interrupted:
-        _write_preview(config, sources, sorted(preview_indices), previews)
+        _write_preview(config, maker, sorted(preview_indices), previews)
     return summary
 
 
@@ -606,15 +611,13 @@ def _run_pool(config, sources, todo, preview_indices, workers, collect):
     return interrupted
 
 
-def _write_preview(config, sources, indices, previews):
+def _write_preview(config, maker, indices, previews):
     from .preview import contact_sheet
 
-    maker = None
     rows = []
     for index in indices:
         row = previews.get(index)
         if row is None:  # finished by an earlier run: remake it in memory
-            maker = maker or PairMaker(config, sources)
             answer = maker.run(index, preview=True, write=False)
             row = answer.get("preview")
         if row is not None:

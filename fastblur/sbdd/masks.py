@@ -330,7 +330,8 @@ def coco_masks(annotations, image, *, min_area=4000, max_objects=5, categories=N
     wanted = None
     if categories is not None:
         wanted = {c for c in categories if not isinstance(c, str)}
-        wanted |= {cid for cid, name in names.items() if name in set(c for c in categories if isinstance(c, str))}
+        wanted_names = {c for c in categories if isinstance(c, str)}
+        wanted |= {cid for cid, name in names.items() if name in wanted_names}
     found = []
     for ann in per_image.get(entry["id"], []):
         if ann.get("iscrowd", 0) and not include_crowd:

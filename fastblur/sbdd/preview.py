@@ -139,7 +139,7 @@ def contact_sheet(rows, path=None):
         padded += [np.concatenate([row, pad], axis=1), np.full((4, width, 3), 255, np.uint8)]
     sheet = np.concatenate(padded[:-1], axis=0)
     if path is not None:
-        from .dataset import write_atomic
+        from .._atomic import write_atomic
 
         ok, encoded = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
         if not ok:
