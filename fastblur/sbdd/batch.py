@@ -1,11 +1,10 @@
 """SBDD crop pairs formed a whole batch at a time, on the CPU (NumPy) or the GPU (CuPy).
 
-The random choices of a pair (window, object masks, kernels, gain, streaks, boosts) are
-drawn on the CPU into a :class:`CropRecipe` (:meth:`fastblur.sbdd.CropSampler.recipe`);
-:func:`stack_recipes` pads a list of them into one :class:`RecipeBatch` of arrays, and
-:func:`form_batch` runs the formation model of :func:`fastblur.sbdd.synthesize_pair` on
-the whole batch where its arrays live: one :func:`fastblur.smooth_masks_batch`, one
-:func:`fastblur.blur_masked_batch`, and element-wise response curves. Only the 8-bit
+A pair's random choices are drawn on the CPU into a :class:`CropRecipe`
+(:meth:`fastblur.sbdd.CropSampler.recipe`); :func:`stack_recipes` pads a list of them
+into a :class:`RecipeBatch`, and :func:`form_batch` forms it where its arrays live with
+the formation model of :func:`fastblur.sbdd.synthesize_pair`
+(:func:`fastblur.sbdd.pipeline.form`, with the batch primitives). Only the 8-bit
 windows, the masks packed eight objects to a byte and the kernels cross to the device.
 
 Without noise a formed pair equals :meth:`~fastblur.sbdd.CropSampler.sample`'s to
@@ -24,7 +23,7 @@ import numpy as np
 from .._array_module import get_array_module
 from .._validation import as_kernel_stack, check_instance, check_positive
 from . import formation
-from .pipeline import check_options, form
+from .pipeline import check_options, form, to_unit_range
 
 __all__ = ["CropRecipe", "RecipeBatch", "form_batch", "stack_recipes", "unpack_masks"]
 
@@ -321,11 +320,4 @@ def _form(batch, xp, options, quantize, backend):
     masks = unpack_masks(xp.asarray(batch.packed_masks), batch.kernels.shape[1] - 1)
     formed = form(xp.asarray(batch.windows), xp.asarray(batch.kernels), masks, batch.gains, BatchDraws(batch),
                   backend=backend, **options)
-    blurry, sharp = formed.blurry, formed.sharp
-    if quantize:
-        blurry, sharp = (xp.floor(xp.clip(image, 0, 255)) for image in (blurry, sharp))
-    else:
-        sharp = xp.minimum(sharp, np.float32(255.0))
-    blurry *= np.float32(1 / 255)
-    sharp *= np.float32(1 / 255)
-    return blurry, sharp
+    return to_unit_range(formed.blurry, formed.sharp, quantize)

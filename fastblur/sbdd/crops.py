@@ -15,7 +15,7 @@ from .batch import CropRecipe, form_batch, stack_recipes
 from .config import DatasetConfig
 from .dataset import find_sources, read_image
 from .pair import synthesize_pair
-from .pipeline import PairDraws
+from .pipeline import PairDraws, to_unit_range
 from .sources import PairInputs
 
 
@@ -112,18 +112,13 @@ class CropSampler:
         """
         window, kernels, masks, gain, rng = self._draw(index, epoch)
         result = synthesize_pair(window, kernels, masks, illumination_gain=gain, rng=rng, **self._maker.options)
-        if self.quantize:
-            blurry, sharp = (array.astype(np.float32) for array in result.to_uint8())
-        else:
-            blurry, sharp = result.blurry, np.minimum(result.sharp, 255.0)
-        blurry *= np.float32(1 / 255)
-        sharp *= np.float32(1 / 255)
-        return blurry, sharp
+        return to_unit_range(result.blurry, result.sharp, self.quantize)
 
     def recipe(self, index, epoch=0):
         """The random choices of pair ``index`` of ``epoch``, for :func:`form_batch`.
 
-        Draws what :meth:`sample` draws, in its order, so that a formed pair equals the
+        Draws what :meth:`sample` draws, in its order (:meth:`PairDraws.recipe
+        <fastblur.sbdd.pipeline.PairDraws.recipe>`), so that a formed pair equals the
         sampled one; noise is left to the batch (see :mod:`fastblur.sbdd.batch`). With
         noise on, :meth:`sample` draws the factor of the blurry image's saturation boost
         after the noise, so that factor differs too.

@@ -25,7 +25,7 @@ from ..primitives import blur_masked, blur_masked_batch, smooth_masks, smooth_ma
 from . import formation
 from .formation import NoiseConfig, SaturationConfig, StreakConfig
 
-__all__ = ["Formed", "PairDraws", "check_options", "form", "valid_offset"]
+__all__ = ["Formed", "PairDraws", "check_options", "form", "to_unit_range", "valid_offset"]
 
 
 def valid_offset(kernel_shape):
@@ -53,20 +53,11 @@ def check_options(crf="gamma", gamma=2.2, exponential_factor=7.0, saturation=Non
 
 @dataclass
 class Formed:
-    """What :func:`form` returns (arrays on the inputs' device).
-
-    Attributes
-    ----------
-    blurry : ndarray, shape (B, Ho, Wo, C), float32
-        sRGB, 0-255 scale, clipped.
-    sharp : ndarray, shape (B, Ho, Wo, C), float32
-        sRGB target, 0-255 scale, not clipped.
-    weights : ndarray, shape (B, N, Ho, Wo), float32
-    fractions : numpy.ndarray, shape (B,), or None
-        Saturated fraction of each pair (None without ``saturation``).
-    saturation_boosts, blurry_boosts : numpy.ndarray, shape (B,), float64
-        The factors applied, NaN where none was.
-    """
+    """What :func:`form` returns: ``blurry`` (clipped) and ``sharp`` (not clipped), sRGB
+    ``(B, Ho, Wo, C)`` float32 in the 0-255 scale, and ``weights`` ``(B, N, Ho, Wo)``, on
+    the inputs' device; on the host, the saturated ``fractions`` ``(B,)`` (None without
+    saturation) and the ``saturation_boosts`` and ``blurry_boosts`` ``(B,)`` applied
+    (NaN where none was)."""
 
     blurry: object
     sharp: object
@@ -74,6 +65,20 @@ class Formed:
     fractions: object
     saturation_boosts: np.ndarray
     blurry_boosts: np.ndarray
+
+
+def to_unit_range(blurry, sharp, quantize):
+    """``(blurry, sharp)`` of the 0-255 scale as float32 in [0, 1], in place where it
+    can: quantised to 8 bits as ``fastblur-gen`` writes them (clip, truncate), or with
+    the target's highlights clipped."""
+    xp = get_array_module(blurry)
+    if quantize:
+        blurry, sharp = (xp.floor(xp.clip(image, 0, 255)) for image in (blurry, sharp))
+    else:
+        sharp = xp.minimum(sharp, np.float32(255.0))
+    blurry *= np.float32(1 / 255)
+    sharp *= np.float32(1 / 255)
+    return blurry, sharp
 
 
 class PairDraws:
