@@ -243,7 +243,8 @@ def lookup(table, codes):
     xp = get_array_module(codes)
     if table.ndim == 2:
         if xp is np:
-            return np.stack([lookup(one, image) for one, image in zip(table, codes)])
+            return np.stack([lookup(one, image) for one, image in zip(table, codes)]) if len(codes) > 1 \
+                else lookup(table[0], codes[0])[None]
         flat = codes.astype(np.int32) + (256 * xp.arange(len(codes), dtype=np.int32))[:, None, None, None]
         return xp.take(xp.asarray(table).reshape(-1), flat)
     import cv2
