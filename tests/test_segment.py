@@ -245,3 +245,45 @@ def test_packed_masks_are_saved_as_the_unpacked_ones(tmp_path):
             assert a[key].dtype == plain[key].dtype
             np.testing.assert_array_equal(a[key], plain[key])
             np.testing.assert_array_equal(b[key], plain[key])
+
+
+def test_fastblur_gen_segments_on_the_fly_and_caches(tmp_path, capsys):
+    import json
+
+    from fastblur.cli.gen import main
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(folder / f"p{i}.png"), _image(72, 96, i))
+    out = tmp_path / "out"
+    argv = ["--input", str(folder), "--out", str(out), "--masks", "maskrcnn", "--segment-weights", "none",
+            "--kernel-size", "9", "--min-object-area", "10", "--workers", "1", "--no-progress"]
+    torch.manual_seed(0)
+    assert main(argv) == 0, capsys.readouterr().err
+    assert sorted(os.listdir(out / "masks")) == ["p0.npz", "p1.npz"]
+    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [r["masks"]["source"] for r in records] == ["maskrcnn", "maskrcnn"]
+    for record in records:  # the cached file, read with fastblur-gen's detectron2 selection
+        expected = detectron2_masks(out / "masks" / f"{record['name'][:-2]}.npz", min_area=10,
+                                    max_objects=5, return_ids=True)[1]
+        assert record["masks"]["ids"] == expected
+    stamps = {name: os.stat(out / "masks" / name).st_mtime_ns for name in os.listdir(out / "masks")}
+    assert main(argv + ["--count", "4"]) == 0  # more pairs: the masks are not segmented again
+    assert {name: os.stat(out / "masks" / name).st_mtime_ns for name in os.listdir(out / "masks")} == stamps
+
+
+def test_fastblur_gen_maskrcnn_without_weights_exits_2(tmp_path, monkeypatch, capsys):
+    from fastblur.cli.gen import main
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    status = main(["--out", str(tmp_path / "out"), "--masks", "maskrcnn", "--count", "1", "--no-progress"])
+    assert status == 2 and "--download" in capsys.readouterr().err
+
+
+def test_crop_sampler_needs_a_mask_cache_folder():
+    from fastblur.sbdd import CropSampler
+    from fastblur.sbdd.config import DatasetConfig
+
+    with pytest.raises(ValueError, match="masks_path"):
+        CropSampler(DatasetConfig(masks="maskrcnn", segment_weights="none", progress=False))

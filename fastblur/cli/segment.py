@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 
-from .gen import _classes
+from .gen import parse_classes
 
 logger = logging.getLogger("fastblur")
 
@@ -41,7 +41,7 @@ def build_parser():
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default 1)")
     parser.add_argument("--score-threshold", type=float, default=0.5,
                         help="drop detections scoring below (default 0.5)")
-    parser.add_argument("--classes", type=_classes, help="comma-separated COCO class names or ids to keep")
+    parser.add_argument("--classes", type=parse_classes, help="comma-separated COCO class names or ids to keep")
     parser.add_argument("--max-size", type=int, default=1333,
                         help="long side at which images are segmented (default 1333)")
     parser.add_argument("--input-layout", choices=("auto", "folder", "gopro"), default="auto",

@@ -24,7 +24,9 @@ from .formation import NoiseConfig, SaturationConfig, StreakConfig
 
 __all__ = ["DatasetConfig", "load_config", "MASK_SOURCES", "LAYOUTS", "FORMATS", "INPUT_LAYOUTS"]
 
-MASK_SOURCES = ("classical", "shapes", "detectron2", "coco", "labels", "none")
+MASK_SOURCES = ("classical", "shapes", "detectron2", "coco", "labels", "maskrcnn", "none")
+#: Networks of ``masks="maskrcnn"`` (:data:`fastblur.sbdd.segment.MODELS`).
+SEGMENT_MODELS = ("maskrcnn_resnet50_fpn_v2", "maskrcnn_resnet50_fpn")
 LAYOUTS = ("sbdd", "gopro", "basicsr")
 FORMATS = ("png", "jpg")
 INPUT_LAYOUTS = ("auto", "folder", "gopro")
@@ -74,6 +76,8 @@ FIELD_RULES = (
     (("out", "input", "masks_path", "kernels_root", "preview", "kernels"), check_path),
     (("input_layout",), _choice(INPUT_LAYOUTS)),
     (("masks",), _choice(MASK_SOURCES)),
+    (("segment_model",), _choice(SEGMENT_MODELS)),
+    (("segment_weights",), check_path),
     (("layout",), _choice(LAYOUTS)),
     (("format",), _choice(FORMATS)),
     (("crf",), _choice(("gamma", "exponential", "none"))),
@@ -105,7 +109,10 @@ class DatasetConfig:
     Masks
         ``masks`` (one of :data:`MASK_SOURCES`), ``masks_path`` (folder of ``NAME.npz`` /
         ``NAME.png``, or a COCO JSON), ``score_threshold``, ``min_object_area``,
-        ``max_objects``, ``classes``, ``random_masks`` (masks of a random input image).
+        ``max_objects``, ``classes``, ``random_masks`` (masks of a random input image);
+        for ``masks="maskrcnn"`` (segmented on the fly into ``masks_path``, default
+        ``OUT/masks``, then read as ``detectron2``): ``segment_model`` and
+        ``segment_weights`` (see :mod:`fastblur.sbdd.segment`).
     Kernels
         ``kernels`` (``"generated"`` or a list file / folder), ``kernels_root``,
         ``kernel_size``, ``exposure``, ``focal_length``.
@@ -142,6 +149,8 @@ class DatasetConfig:
     max_objects: int = 5
     classes: list = None
     random_masks: bool = False
+    segment_model: str = "maskrcnn_resnet50_fpn_v2"
+    segment_weights: str = "default"
 
     kernels: str = "generated"
     kernels_root: str = None

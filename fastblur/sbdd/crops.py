@@ -16,7 +16,7 @@ from .config import DatasetConfig
 from .dataset import find_sources, read_image
 from .pair import synthesize_pair
 from .pipeline import PairDraws, to_unit_range
-from .sources import PairInputs
+from .sources import PairInputs, segment_missing
 
 
 class CropSampler:
@@ -44,6 +44,7 @@ class CropSampler:
         self.config = check_instance(config, DatasetConfig, "config") or DatasetConfig()
         self.quantize = bool(quantize)
         self.sources = find_sources(self.config)
+        segment_missing(self.config, self.sources)
         self.window = self.crop_size + self.config.kernel_size - 1
         # the masks, kernels and gain of a pair, chosen as the dataset writer chooses them
         self._maker = PairInputs(self.config, self.sources, cached_segmentations=self._cache_images)

@@ -37,7 +37,7 @@ from .._atomic import remove_temporaries, write_atomic
 from .._memory import keep_freed_memory
 from .config import RUN_ONLY_FIELDS, DatasetConfig, pinned_backend
 from .pair import synthesize_pair
-from .sources import PairInputs
+from .sources import PairInputs, segment_missing
 
 __all__ = ["GenerateSummary", "Source", "find_sources", "generate", "make_pair", "read_image", "write_atomic"]
 
@@ -437,6 +437,8 @@ def generate(config):
     config = replace(config, backend=pinned_backend(config.backend))
     if config.out is None:
         raise ValueError("out must name the output folder (--out)")
+    if config.masks == "maskrcnn" and config.masks_path is None:
+        config = replace(config, masks_path=os.path.join(config.out, "masks"))
     sources = find_sources(config)
     total = config.count if config.count is not None else len(sources) * config.n_images
     maker = PairMaker(config, sources)  # fails early on a bad kernel source
@@ -444,6 +446,7 @@ def generate(config):
     _check_settings(config)
     remove_temporaries(config.out)
     _write_settings(config)
+    segment_missing(config, sources)
     records = _read_manifest(config)
     _write_manifest(config, records)
     summary = GenerateSummary(out=config.out, total=total)

@@ -25,7 +25,8 @@ import numpy as np
 
 from .._atomic import write_atomic
 from .._validation import check_choice, check_count, check_real
-from .masks import _class_ids
+from .config import SEGMENT_MODELS
+from .masks import class_ids
 
 __all__ = [
     "MODELS",
@@ -38,7 +39,7 @@ __all__ = [
 ]
 
 #: torchvision COCO Mask R-CNN builders this module knows.
-MODELS = ("maskrcnn_resnet50_fpn_v2", "maskrcnn_resnet50_fpn")
+MODELS = SEGMENT_MODELS
 
 #: COCO category ids (torchvision's labels) of the 80 object classes, in detectron2's
 #: contiguous order: label ``COCO_CATEGORY_IDS[i]`` is class ``i``. The other labels of
@@ -242,7 +243,7 @@ def _segment(images, model, score_threshold, classes, max_size, batch_size, devi
     score_threshold = check_real(score_threshold, "score_threshold", 0.0, 1.0)
     max_size = check_count(max_size, "max_size", 1)
     batch_size = check_count(batch_size, "batch_size", 1)
-    wanted = _class_ids(classes)
+    wanted = class_ids(classes)
     if device is None:
         parameter = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
         device = parameter.device if parameter is not None else "cpu"

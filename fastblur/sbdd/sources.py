@@ -14,7 +14,7 @@ from . import masks as mask_sources
 from .config import pinned_backend
 from .kernel_sources import kernel_source
 
-__all__ = ["PairInputs"]
+__all__ = ["PairInputs", "segment_missing"]
 
 
 class PairInputs:
@@ -62,7 +62,7 @@ class PairInputs:
             other = image if mask_index == source_index else read_image(source.path)
             masks, ids = mask_sources.classical_masks(
                 other, rng=rng, regions=self._segment(mask_index, other), **common)
-        elif config.masks == "detectron2":
+        elif config.masks in ("detectron2", "maskrcnn"):  # maskrcnn: segment_missing wrote them
             masks, ids = mask_sources.detectron2_masks(
                 os.path.join(config.masks_path, source.name + ".npz"),
                 score_threshold=config.score_threshold, classes=config.classes, **common)
@@ -87,3 +87,28 @@ class PairInputs:
         if not self.config.augment_illumination:
             return None
         return 1.0 + 2.0 * self.config.jitter_illumination * float(rng.random())
+
+
+def segment_missing(config, sources):
+    """For ``masks="maskrcnn"``: segment the ``sources`` that have no ``NAME.npz`` in
+    ``config.masks_path`` yet (:func:`fastblur.sbdd.segment.segment_sources`), so that
+    their masks are then read as ``detectron2`` ones. Does nothing for other sources.
+
+    Raises
+    ------
+    ValueError
+        No ``masks_path``.
+    fastblur.sbdd.segment.WeightsNotFoundError
+        The network's weights are not in torchvision's cache.
+    """
+    if config.masks != "maskrcnn":
+        return None
+    if config.masks_path is None:
+        raise ValueError("masks='maskrcnn' needs masks_path, the folder its .npz files are cached in")
+    import torch
+
+    from .segment import build_model, segment_sources
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = build_model(config.segment_model, config.segment_weights, device=device)
+    return segment_sources(sources, config.masks_path, model, progress=config.progress, device=device)
