@@ -35,6 +35,7 @@ try:
 except ImportError as error:  # pragma: no cover - depends on the machine
     raise ImportError(f"CuPy is not installed (pip install 'fastblur[gpu]', or 'fastblur[gpu-cuda13]' for CUDA 13): {error}") from None
 
+from .._validation import check_choice, check_count_text
 from .base import ZERO_WEIGHT, Backend, zero_fft_roundoff
 from .cost_model import Decision, Estimate, activity_stride, scale_constants
 
@@ -155,7 +156,7 @@ def _grid(items):
 
 
 def _chunk_bytes():
-    return int(os.environ.get("FASTBLUR_GPU_CHUNK_BYTES", str(1 << 30)))
+    return check_count_text(os.environ.get("FASTBLUR_GPU_CHUNK_BYTES", str(1 << 30)), "FASTBLUR_GPU_CHUNK_BYTES", low=1)
 
 
 def _fft_shape(height, width):
@@ -187,9 +188,7 @@ def decide_method(images, kernels, weights):
         ``backend`` is ``"cupy"``, ``method`` ``"direct"`` or ``"fft"``; ``estimates``
         holds both methods' (cheapest first) when the choice was estimated.
     """
-    forced = os.environ.get(METHOD_ENV_VAR, "auto")
-    if forced not in ("auto", "direct", "fft"):
-        raise ValueError(f"{METHOD_ENV_VAR} must be 'auto', 'direct' or 'fft', got {forced!r}")
+    forced = check_choice(os.environ.get(METHOD_ENV_VAR, "auto"), ("auto", "direct", "fft"), METHOD_ENV_VAR)
     batch, height, width, channels = images.shape
     count = kernels.shape[1]
     out_h, out_w = weights.shape[2:]
@@ -225,8 +224,12 @@ def decide_method(images, kernels, weights):
 
 
 def choose_method(images, kernels, weights):
-    """``"direct"`` or ``"fft"``: :func:`decide_method`'s choice."""
-    return decide_method(images, kernels, weights).method
+    """``"direct"`` or ``"fft"``: :func:`decide_method`'s choice (logged at DEBUG level on
+    the ``fastblur`` logger, as the CPU's ``auto`` decisions are)."""
+    decision = decide_method(images, kernels, weights)
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("%s", decision.summary())
+    return decision.method
 
 
 def _taps_fit(kernel_hw, width, channels):
@@ -322,10 +325,7 @@ class CupyBackend(Backend):
             raise TypeError(f"images, kernels and weights must share float32 or float64, got "
                             f"{images.dtype}, {kernels.dtype}, {weights.dtype}")
         images, kernels, weights = (cupy.ascontiguousarray(a) for a in (images, kernels, weights))
-        decision = decide_method(images, kernels, weights)
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("%s", decision.summary())
-        if decision.method == "direct":
+        if choose_method(images, kernels, weights) == "direct":
             return self._blur_masked_taps(images, kernels, weights)
         return self._blur_masked_fft(images, kernels, weights)
 
