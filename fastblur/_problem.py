@@ -15,7 +15,7 @@ from ._array_module import get_array_module
 OPERATIONS = ("convolve", "blur_masked", "blur_product", "smooth_masks")
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class Problem:
     """A validated call of one primitive, reduced to a ``valid`` convolution.
 
@@ -33,8 +33,6 @@ class Problem:
         float dtype (masks: bool).
     mode, boundary : str
         As passed to the primitive, validated.
-    out_shape : tuple of int
-        Spatial shape ``(Ho, Wo)`` of the result.
     was_2d : bool
         Whether the image(s) had no channel axis (the result drops it again).
     batch : int or None
@@ -48,10 +46,19 @@ class Problem:
     arrays: tuple
     mode: str
     boundary: str
-    out_shape: tuple
     was_2d: bool = False
     batch: int = None
     eps: float = None
+
+    @property
+    def out_shape(self):
+        """Spatial shape ``(Ho, Wo)`` of the result: the ``valid`` grid of the extended arrays."""
+        first, kernels = self.arrays[0], self.arrays[1]
+        if self.call == "convolve_masks_valid":
+            spatial = first.shape[1:]
+        else:
+            spatial = first.shape[-3:-1]
+        return tuple(n - k + 1 for n, k in zip(spatial, kernels.shape[-2:]))
 
     @property
     def dtype(self):
@@ -84,18 +91,18 @@ def convolve(image, kernel, mode="same", boundary="reflect", kernel_name="kernel
     """The Problem of :func:`fastblur.convolve`."""
     image3d, was_2d = _validation.as_image(image)
     kernel = _validation.as_kernel(kernel, image3d.dtype, kernel_name)
-    extended, out_shape = _extend_image(image3d, kernel.shape, mode, boundary, kernel_name)
-    return Problem("convolve", "convolve_valid", (extended, kernel), mode, boundary, out_shape, was_2d)
+    extended = _extend_image(image3d, kernel.shape, mode, boundary, kernel_name)
+    return Problem("convolve", "convolve_valid", (extended, kernel), mode, boundary, was_2d)
 
 
 def blur_masked(image, kernels, weights, mode="valid", boundary="reflect"):
     """The Problem of :func:`fastblur.blur_masked`."""
     image3d, was_2d = _validation.as_image(image)
     kernels = _validation.as_kernel_stack(kernels, image3d.dtype)
-    extended, out_shape = _extend_image(image3d, kernels.shape[1:], mode, boundary, "kernels")
+    extended = _extend_image(image3d, kernels.shape[1:], mode, boundary, "kernels")
+    out_shape = _geometry.output_shape(image3d.shape[:2], kernels.shape[1:], mode)
     weights = _validation.as_weights(weights, len(kernels), out_shape, image3d.dtype)
-    return Problem("blur_masked", "blur_masked_valid", (extended, kernels, weights), mode, boundary,
-                   out_shape, was_2d)
+    return Problem("blur_masked", "blur_masked_valid", (extended, kernels, weights), mode, boundary, was_2d)
 
 
 def blur_masked_batch(images, kernels, weights, mode="valid", boundary="reflect"):
@@ -110,7 +117,7 @@ def blur_masked_batch(images, kernels, weights, mode="valid", boundary="reflect"
     weights = _validation.as_weights(weights, kernels.shape[1], out_shape, images.dtype, batch=batch)
     extended = _geometry.extend(images, kernel_hw, mode, boundary, first_axis=1)
     return Problem("blur_masked", "blur_masked_batch_valid", (extended, kernels, weights), mode, boundary,
-                   out_shape, were_2d, batch)
+                   were_2d, batch)
 
 
 def blur_product(image, kernels, weights, mode="valid", boundary="reflect"):
@@ -118,11 +125,10 @@ def blur_product(image, kernels, weights, mode="valid", boundary="reflect"):
     image3d, was_2d = _validation.as_image(image)
     kernels = _validation.as_kernel_stack(kernels, image3d.dtype)
     kernel_hw = kernels.shape[1:]
-    extended, out_shape = _extend_image(image3d, kernel_hw, mode, boundary, "kernels")
+    extended = _extend_image(image3d, kernel_hw, mode, boundary, "kernels")
     weights = _validation.as_weights(weights, len(kernels), image3d.shape[:2], image3d.dtype, grid="input")
     weights = _geometry.extend(weights, kernel_hw, mode, boundary, first_axis=1)
-    return Problem("blur_product", "blur_product_valid", (extended, kernels, weights), mode, boundary,
-                   out_shape, was_2d)
+    return Problem("blur_product", "blur_product_valid", (extended, kernels, weights), mode, boundary, was_2d)
 
 
 def smooth_masks(object_masks, kernels, mode="valid", boundary="reflect", eps=1e-6):
@@ -132,9 +138,7 @@ def smooth_masks(object_masks, kernels, mode="valid", boundary="reflect", eps=1e
     eps = _check_smoothing(masks.shape, kernels.shape, mode, boundary, eps)
     all_masks = _with_background(masks, axis=0)
     all_masks = _geometry.extend(all_masks, kernels.shape[1:], mode, boundary, first_axis=1)
-    out_shape = _geometry.output_shape(masks.shape[1:], kernels.shape[1:], mode)
-    return Problem("smooth_masks", "convolve_masks_valid", (all_masks, kernels), mode, boundary,
-                   out_shape, eps=eps)
+    return Problem("smooth_masks", "convolve_masks_valid", (all_masks, kernels), mode, boundary, eps=eps)
 
 
 def smooth_masks_batch(object_masks, kernels, mode="valid", boundary="reflect", eps=1e-6):
@@ -148,9 +152,8 @@ def smooth_masks_batch(object_masks, kernels, mode="valid", boundary="reflect", 
     all_masks = _geometry.extend(all_masks, kernel_hw, mode, boundary, first_axis=2)
     all_masks = all_masks.reshape((batch * count,) + all_masks.shape[2:])
     kernels = kernels.reshape((batch * count,) + kernel_hw)
-    out_shape = _geometry.output_shape(masks.shape[2:], kernel_hw, mode)
     return Problem("smooth_masks", "convolve_masks_valid", (all_masks, kernels), mode, boundary,
-                   out_shape, batch=batch, eps=eps)
+                   batch=batch, eps=eps)
 
 
 def describe(operation, image, kernels, weights=None, mode="valid", boundary="reflect"):
@@ -174,11 +177,10 @@ def _check_names(mode, boundary):
 
 
 def _extend_image(image3d, kernel_hw, mode, boundary, kernel_name):
-    """``image3d`` extended for ``mode``, and the output's spatial shape."""
+    """``image3d`` extended for ``mode`` (checked: names, and the kernel's fit in ``valid``)."""
     _check_names(mode, boundary)
     _validation.check_fits(image3d.shape[:2], kernel_hw, mode, kernel_name)
-    out_shape = _geometry.output_shape(image3d.shape[:2], kernel_hw, mode)
-    return _geometry.extend(image3d, kernel_hw, mode, boundary), out_shape
+    return _geometry.extend(image3d, kernel_hw, mode, boundary)
 
 
 def _check_smoothing(masks_shape, kernels_shape, mode, boundary, eps):

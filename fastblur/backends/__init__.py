@@ -102,6 +102,9 @@ def get_backend(name):
     BackendUnavailableError
         (a ``ValueError``) if it is registered but cannot run here.
     """
+    backend = _loaded.get(name) if isinstance(name, str) else None
+    if backend is not None:  # the common case, checked
+        return backend
     _validation.check_choice(name, ["auto", *_MODULES], "backend")
     if name == "auto":
         raise ValueError("backend 'auto' is chosen per call: see select_backend")

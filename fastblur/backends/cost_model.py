@@ -445,7 +445,8 @@ def decide(operation, image=None, kernels=None, weights=None, masks=None):
         return decide(operation.operation, **operation.workload)
     from . import get_backend
 
-    _validation.check_choice(operation, OPERATIONS, "operation")
+    if operation not in OPERATIONS:
+        _validation.check_choice(operation, OPERATIONS, "operation")
     kernels = np.asarray(kernels)
     threads = _threads.num_threads()
     if operation == "smooth_masks":
