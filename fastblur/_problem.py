@@ -7,12 +7,25 @@ and :meth:`Problem.finish` turns the backend's ``valid`` result into the public 
 :func:`fastblur.explain` builds its Problem through the same builders.
 """
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import _geometry, _validation
 from ._array_module import get_array_module
 
 #: What the cost model distinguishes; the batched primitives count as their items.
 OPERATIONS = ("convolve", "blur_masked", "blur_product", "smooth_masks")
+
+
+class Workload(NamedTuple):
+    """The arrays :func:`fastblur.backends.cost_model.decide` reads (their shapes, taps and
+    where weights are non-zero): ``image`` ``(H, W, C)`` extended for the mode, ``kernels``
+    ``(N, kh, kw)``, and ``weights`` ``(N, Ho, Wo)``/``(N, H, W)`` or, for
+    ``smooth_masks``, ``masks`` ``(N, H, W)`` (background first, extended)."""
+
+    image: object
+    kernels: object
+    weights: object = None
+    masks: object = None
 
 
 @dataclass(eq=False)
@@ -67,16 +80,15 @@ class Problem:
 
     @property
     def workload(self):
-        """What the cost model reads: ``image`` ``(H, W, C)`` (extended), ``kernels``
-        ``(N, kh, kw)``, ``weights`` or ``masks`` ``(N, H, W)``; a batch's first item."""
+        """What the cost model reads (a batch's first item), as a :class:`Workload`."""
         first, kernels = self.arrays[0], self.arrays[1]
         if self.call == "convolve_valid":
-            return {"image": first, "kernels": kernels[None]}
+            return Workload(first, kernels[None])
         if self.call == "convolve_masks_valid":
-            return {"masks": first, "kernels": kernels}
+            return Workload(None, kernels, masks=first)
         if self.batch is not None:
-            return {"image": first[0], "kernels": kernels[0], "weights": self.arrays[2][0]}
-        return {"image": first, "kernels": kernels, "weights": self.arrays[2]}
+            return Workload(first[0], kernels[0], self.arrays[2][0])
+        return Workload(first, kernels, self.arrays[2])
 
     def finish(self, out):
         """The public result from the backend's ``valid`` result ``out``."""

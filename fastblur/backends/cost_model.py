@@ -414,10 +414,7 @@ def _activity(operation, image_hw, kernels, weights, masks, plan):
     return {"edge_fraction": edge, "tile_active": tile_mixed}
 
 
-def _first_available(names):
-    from . import available_backends
-
-    available = available_backends()
+def _first_available(names, available):
     return next((name for name in names if name in available), None)
 
 
@@ -442,8 +439,9 @@ def decide(operation, image=None, kernels=None, weights=None, masks=None):
     Decision
     """
     if isinstance(operation, _problem.Problem):
-        return decide(operation.operation, **operation.workload)
-    from . import get_backend
+        image, kernels, weights, masks = operation.workload
+        operation = operation.operation
+    from . import available_backends, get_backend
 
     if operation not in OPERATIONS:
         _validation.check_choice(operation, OPERATIONS, "operation")
@@ -454,8 +452,9 @@ def decide(operation, image=None, kernels=None, weights=None, masks=None):
     else:
         image_hw, channels, dtype = image.shape[:2], image.shape[2], image.dtype
     taps = np.count_nonzero(kernels.reshape(len(kernels), -1), axis=1)
-    direct_name = _first_available(METHODS["direct"])
-    fft_name = _first_available(METHODS["fft"])
+    available = available_backends()
+    direct_name = _first_available(METHODS["direct"], available)
+    fft_name = _first_available(METHODS["fft"], available)
     if direct_name is None and fft_name is None:
         raise RuntimeError("no CPU backend is available for backend='auto'")
 
