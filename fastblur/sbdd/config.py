@@ -20,6 +20,7 @@ import os
 from dataclasses import asdict, dataclass, fields
 
 from .._validation import check_choice, check_count, check_flag, check_instance, check_path, check_real
+from ..backends import GENERATION_BACKENDS, pinned_backend  # noqa: F401 (the policy lives with the backends)
 from .formation import NoiseConfig, SaturationConfig, StreakConfig
 
 __all__ = ["DatasetConfig", "load_config", "MASK_SOURCES", "LAYOUTS", "FORMATS", "INPUT_LAYOUTS"]
@@ -33,22 +34,6 @@ INPUT_LAYOUTS = ("auto", "folder", "gopro")
 
 #: Fields that do not change the pairs: a rerun may change them and resume.
 RUN_ONLY_FIELDS = ("out", "count", "workers", "preview", "preview_count", "progress", "overwrite")
-
-#: What ``backend="auto"`` means when making pairs: the first available of these, fixed
-#: for the whole run. The per-call ``auto`` choice depends on the thread count (and on
-#: the machine's calibration), and backends differ in the last bits, so a pair's bytes
-#: would depend on how many workers made it; the direct backends suit motion PSFs.
-GENERATION_BACKENDS = ("native", "numba", "numpy")
-
-
-def pinned_backend(name):
-    """``name``, or for ``"auto"`` the backend every pair of a run is made with."""
-    if name != "auto":
-        return name
-    from ..backends import available_backends
-
-    available = available_backends()
-    return next(candidate for candidate in GENERATION_BACKENDS if candidate in available)
 
 
 def _count(low, high=None):
