@@ -61,7 +61,12 @@ std::pair<std::string, std::string> choose_variant(const std::string& requested,
 const Variant& active_variant();
 void set_active_variant(const Variant& variant);
 
+// The active level's entry points for dtype T (float or double).
 template <typename T>
 const Kernels<T>& kernels();
+template <>
+const Kernels<float>& kernels<float>();
+template <>
+const Kernels<double>& kernels<double>();
 
 }  // namespace fastblur

@@ -47,8 +47,8 @@ py::array_t<T> convolve_valid(CArray<T> image, CArray<T> kernel, int num_threads
   T* out_ptr = out.mutable_data();
   {
     py::gil_scoped_release release;
-    fastblur::kernels<T>().convolve_valid(in_ptr, height, width, channels, k_ptr, kh, kw, out_ptr,
-                             num_threads);
+    fastblur::kernels<T>().convolve_valid(
+        in_ptr, height, width, channels, k_ptr, kh, kw, out_ptr, num_threads);
   }
   return out;
 }
@@ -79,8 +79,9 @@ py::array_t<T> blur_masked_valid(CArray<T> image, CArray<T> kernels, CArray<T> w
   T* out_ptr = out.mutable_data();
   {
     py::gil_scoped_release release;
-    fastblur::kernels<T>().blur_masked_valid(in_ptr, height, width, channels, k_ptr, count, kh, kw, w_ptr,
-                                static_cast<T>(zero_weight), out_ptr, num_threads);
+    fastblur::kernels<T>().blur_masked_valid(
+        in_ptr, height, width, channels, k_ptr, count, kh, kw, w_ptr,
+        static_cast<T>(zero_weight), out_ptr, num_threads);
   }
   return out;
 }
@@ -98,8 +99,9 @@ py::array_t<T> blur_product_valid(CArray<T> image, CArray<T> kernels, CArray<T> 
   T* out_ptr = out.mutable_data();
   {
     py::gil_scoped_release release;
-    fastblur::kernels<T>().blur_product_valid(in_ptr, height, width, channels, k_ptr, count, kh, kw, w_ptr,
-                                 static_cast<T>(zero_weight), out_ptr, num_threads);
+    fastblur::kernels<T>().blur_product_valid(
+        in_ptr, height, width, channels, k_ptr, count, kh, kw, w_ptr,
+        static_cast<T>(zero_weight), out_ptr, num_threads);
   }
   return out;
 }
@@ -120,8 +122,8 @@ py::array_t<T> convolve_masks_valid(py::array_t<std::uint8_t, py::array::c_style
   T* out_ptr = out.mutable_data();
   {
     py::gil_scoped_release release;
-    fastblur::kernels<T>().convolve_masks_valid(m_ptr, count, height, width, k_ptr, kh, kw, out_ptr,
-                                   num_threads);
+    fastblur::kernels<T>().convolve_masks_valid(
+        m_ptr, count, height, width, k_ptr, kh, kw, out_ptr, num_threads);
   }
   return out;
 }
