@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+import scipy.ndimage
 
 import fastblur
 from conftest import PACKAGE_ROOT, TOLERANCE
@@ -145,8 +146,6 @@ def _weights(rng, count, shape, dtype):
         r, c = rng.integers(0, shape[0]), rng.integers(0, shape[1])
         labels[max(0, r - 15):r + 15, max(0, c - 40):c + 40] = i
     weights = np.stack([(labels == i).astype(float) for i in range(count)])
-    import scipy.ndimage
-
     weights = scipy.ndimage.uniform_filter(weights, size=(1, 5, 5))
     return (weights / weights.sum(axis=0)).astype(dtype)
 
