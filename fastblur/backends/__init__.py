@@ -69,15 +69,30 @@ def _load(name):
     return backend
 
 
-def backend_info():
+def backend_info(variants=False):
     """Every registered backend and whether it can run here.
+
+    Parameters
+    ----------
+    variants : bool, optional
+        Also name the code variant an available backend runs, where it has several
+        (the ``native`` backend's instruction-set level): ``"available (avx512)"``.
 
     Returns
     -------
     dict
         ``{name: "available" | reason it is not}``.
     """
-    return {name: ("available" if _load(name) else _failures[name]) for name in _MODULES}
+    variants = _validation.check_flag(variants, "variants")
+    return {name: _status(name, variants) for name in _MODULES}
+
+
+def _status(name, variants):
+    backend = _load(name)
+    if backend is None:
+        return _failures[name]
+    variant = getattr(backend, "variant", None)
+    return f"available ({variant})" if variants and variant is not None else "available"
 
 
 def available_backends():

@@ -179,7 +179,8 @@ def machine_notes(height, width):
     try:
         from .. import _native
 
-        lines.append(f"native build: {8 * _native.simd_bytes}-bit vectors, OpenMP {'on' if _native.has_openmp else 'off'}")
+        lines.append(f"native build: {_native.variant} kernels ({8 * _native.simd_bytes}-bit vectors; compiled: "
+                     f"{', '.join(_native.compiled_variants)}), OpenMP {'on' if _native.has_openmp else 'off'}")
     except ImportError as error:
         lines.append(f"native build: unavailable ({error})")
     image, kernels, weights = sbdd_case(height, width)
