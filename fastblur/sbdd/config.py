@@ -19,9 +19,10 @@ import numbers
 import os
 from dataclasses import asdict, dataclass, fields
 
+from .codecs import PNG_COMPRESSIONS
 from .formation import NoiseConfig, SaturationConfig, StreakConfig, check_crf
 
-__all__ = ["DatasetConfig", "load_config", "MASK_SOURCES", "LAYOUTS", "FORMATS", "INPUT_LAYOUTS"]
+__all__ = ["DatasetConfig", "load_config", "MASK_SOURCES", "LAYOUTS", "FORMATS", "INPUT_LAYOUTS", "PNG_COMPRESSIONS"]
 
 MASK_SOURCES = ("classical", "shapes", "detectron2", "coco", "labels", "none")
 LAYOUTS = ("sbdd", "gopro", "basicsr")
@@ -29,7 +30,9 @@ FORMATS = ("png", "jpg")
 INPUT_LAYOUTS = ("auto", "folder", "gopro")
 
 #: Fields that do not change the pairs: a rerun may change them and resume.
-RUN_ONLY_FIELDS = ("out", "count", "workers", "preview", "preview_count", "progress", "overwrite")
+#: ``png_compression`` changes the files' bytes, never their pixels.
+RUN_ONLY_FIELDS = ("out", "count", "workers", "preview", "preview_count", "progress", "overwrite",
+                   "png_compression", "timings")
 
 #: What ``backend="auto"`` means when making pairs: the first available of these, fixed
 #: for the whole run. The per-call ``auto`` choice depends on the thread count (and on
@@ -74,11 +77,14 @@ class DatasetConfig:
         ``min_saturated_fraction``); noise (``gaussian_noise`` with ``noise_std``,
         ``poisson_peak``).
     Output
-        ``out``, ``layout``, ``format``, ``quality``, ``preview``, ``preview_count``.
+        ``out``, ``layout``, ``format``, ``quality``, ``png_compression`` (``"fast"`` or
+        ``"small"``, both lossless: :mod:`fastblur.sbdd.codecs`), ``preview``,
+        ``preview_count``.
     Run
         ``seed``, ``workers`` (``None``: all cores), ``backend`` (``"auto"`` is pinned to
         one backend for the whole run, :data:`GENERATION_BACKENDS`, so that bytes do not
-        depend on the number of workers), ``progress``, ``overwrite``.
+        depend on the number of workers), ``progress``, ``overwrite``, ``timings``
+        (measure the stages of each pair: ``GenerateSummary.timings``).
     """
 
     out: str = None
@@ -126,11 +132,13 @@ class DatasetConfig:
     layout: str = "sbdd"
     format: str = "png"
     quality: int = 95
+    png_compression: str = "fast"
     preview: str = None
     preview_count: int = 4
     backend: str = "auto"
     progress: bool = True
     overwrite: bool = False
+    timings: bool = False
 
     def __post_init__(self):
         self.validate()
@@ -180,6 +188,7 @@ class DatasetConfig:
         choice("masks", MASK_SOURCES)
         choice("layout", LAYOUTS)
         choice("format", FORMATS)
+        choice("png_compression", PNG_COMPRESSIONS)
         if self.crf not in ("gamma", "exponential", "none"):
             raise ValueError(f"crf must be one of ['gamma', 'exponential', 'none'], got {self.crf!r}")
         for name, low in (("min_image_size", 0), ("n_images", 1), ("seed", 0), ("min_object_area", 0),
@@ -195,7 +204,7 @@ class DatasetConfig:
             real(name, 0)
         real("poisson_peak", 0, optional=True)
         for name in ("random_masks", "augment_illumination", "random_white_streaks", "saturation_streaks",
-                     "sat_augmentation_in_blurry", "gaussian_noise", "progress", "overwrite"):
+                     "sat_augmentation_in_blurry", "gaussian_noise", "progress", "overwrite", "timings"):
             flag(name)
         if self.masks in ("detectron2", "coco", "labels") and self.masks_path is None:
             raise ValueError(f"masks={self.masks!r} needs masks_path (--masks-path)")

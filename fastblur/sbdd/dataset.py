@@ -29,15 +29,16 @@ import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .._atomic import remove_temporaries, write_atomic
 from .._memory import keep_freed_memory
+from .codecs import DecodedCache, decode_image, encode_image
 from .config import RUN_ONLY_FIELDS, DatasetConfig, pinned_backend
 from .pair import synthesize_pair
+from .timings import StageTimer
 
 __all__ = ["GenerateSummary", "Source", "find_sources", "generate", "make_pair", "read_image", "write_atomic"]
 
@@ -48,6 +49,8 @@ EMBEDDED_IMAGES = (
 )
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 _PREVIEW_HEIGHT = 160
+#: Bytes of decoded images and segmentations a worker keeps (11 decoded 720p images).
+CACHE_BYTES = 32 * 2**20
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,7 @@ class GenerateSummary:
     failures: list = field(default_factory=list)
     interrupted: bool = False
     seconds: float = 0.0
+    timings: StageTimer = None
 
     @property
     def pairs_per_second(self):
@@ -203,16 +207,11 @@ def find_sources(config):
 
 def read_image(path):
     """An RGB ``(H, W, 3)`` uint8 image; ``ValueError`` naming the file if it cannot be read."""
-    import cv2
-
     try:
         data = np.fromfile(path, np.uint8)
     except OSError as error:
         raise ValueError(f"cannot read image {path!r}: {error}") from error
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise ValueError(f"cannot decode image {path!r} (corrupt or not an image)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return decode_image(data, os.fspath(path))
 
 
 # -- outputs ----------------------------------------------------------------------------
@@ -238,28 +237,20 @@ def pair_paths(config, source, variant):
 
 
 def _encode(image, config):
-    import cv2
-
-    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    if config.format == "jpg":
-        ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(config.quality)])
-    else:
-        ok, data = cv2.imencode(".png", bgr)
-    if not ok:
-        raise ValueError(f"cannot encode a {config.format} image")
-    return data.tobytes()
+    return encode_image(image, config.format, compression=config.png_compression, quality=config.quality)
 
 
 # -- one pair ---------------------------------------------------------------------------
 class PairMaker:
     """Makes pairs of one run in one process (holds the kernel source and caches).
 
-    ``cached_segmentations`` bounds the classical segmentations kept (least recently
-    used are dropped): a few suffice for a run that takes images in turn, random crops
-    of many images need as many as the decoded images they keep.
+    Decoded sharp images and their classical segmentations share one least-recently-used
+    cache of ``cache_bytes`` (:class:`~fastblur.sbdd.codecs.DecodedCache`): the
+    consecutive variants of an image are made from one decode. ``cached_segmentations``
+    is accepted for compatibility and unused (the cache is bounded in bytes).
     """
 
-    def __init__(self, config, sources, cached_segmentations=4):
+    def __init__(self, config, sources, cached_segmentations=None, cache_bytes=CACHE_BYTES):
         from .kernel_sources import kernel_source
 
         self.config = config
@@ -267,19 +258,17 @@ class PairMaker:
         self.kernels = kernel_source(config.kernels, config.kernel_size, config.kernels_root,
                                      config.exposure, config.focal_length)
         self.options = dict(config.formation_options(), backend=pinned_backend(config.backend))
-        self._regions = OrderedDict()
-        self._cached_segmentations = cached_segmentations
+        self.cache = DecodedCache(cache_bytes)
+        self.timer = StageTimer(enabled=config.timings)
+
+    def image(self, source_index):
+        """The decoded sharp image ``source_index`` (cached, read-only)."""
+        return self.cache.get(("image", source_index), lambda: read_image(self.sources[source_index].path))
 
     def _segment(self, source_index, image):
         from .masks import segment_regions
 
-        if source_index in self._regions:
-            self._regions.move_to_end(source_index)
-        else:
-            if len(self._regions) >= self._cached_segmentations:
-                self._regions.popitem(last=False)
-            self._regions[source_index] = segment_regions(image)
-        return self._regions[source_index]
+        return self.cache.get(("regions", source_index), lambda: segment_regions(image))
 
     def object_masks(self, source_index, image, rng):
         """``(masks (n, H, W), manifest entry)`` for the pair's image."""
@@ -296,7 +285,7 @@ class PairMaker:
         mask_index = int(rng.integers(len(self.sources))) if config.random_masks else source_index
         source = self.sources[mask_index]
         if config.masks == "classical":
-            other = image if mask_index == source_index else read_image(source.path)
+            other = image if mask_index == source_index else self.image(mask_index)
             masks, ids = sources_of_masks.classical_masks(
                 other, rng=rng, regions=self._segment(mask_index, other), **common)
         elif config.masks == "detectron2":
@@ -333,17 +322,22 @@ class PairMaker:
         source = self.sources[source_index]
         name, blurry_path, sharp_path = pair_paths(config, source, variant)
         mask_seed, kernel_seed, formation_seed = np.random.SeedSequence([config.seed, index]).spawn(3)
-        image = read_image(source.path)
+        timer = self.timer
+        with timer.stage("read"):
+            image = self.image(source_index)
         smallest = max(config.min_image_size, config.kernel_size)
         if min(image.shape[:2]) <= smallest:
             raise ValueError(f"image {source.label!r} of size {image.shape[:2]} is too small: "
                              f"its shorter side must exceed {smallest}")
-        masks, mask_entry = self.object_masks(source_index, image, np.random.default_rng(mask_seed))
-        kernels, kernel_ids = self.kernels.draw(len(masks) + 1, np.random.default_rng(kernel_seed))
-        rng = np.random.default_rng(formation_seed)
-        gain = self.illumination_gain(rng)
-        result = synthesize_pair(image, kernels, masks, illumination_gain=gain, rng=rng, **self.options)
-        blurry, sharp = result.to_uint8()
+        with timer.stage("masks"):
+            masks, mask_entry = self.object_masks(source_index, image, np.random.default_rng(mask_seed))
+        with timer.stage("kernels"):
+            kernels, kernel_ids = self.kernels.draw(len(masks) + 1, np.random.default_rng(kernel_seed))
+        with timer.stage("synthesis"):
+            rng = np.random.default_rng(formation_seed)
+            gain = self.illumination_gain(rng)
+            result = synthesize_pair(image, kernels, masks, illumination_gain=gain, rng=rng, **self.options)
+            blurry, sharp = result.to_uint8()
         params = result.params
         out = config.out if config.out is not None else "."
         record = {
@@ -382,16 +376,21 @@ class PairMaker:
             if write:
                 blurry_path = os.path.join(self.config.out, record["blurry"])
                 sharp_path = os.path.join(self.config.out, record["sharp"])
-                blurry_bytes, sharp_bytes = _encode(blurry, self.config), _encode(sharp, self.config)
-                os.makedirs(os.path.dirname(blurry_path), exist_ok=True)
-                os.makedirs(os.path.dirname(sharp_path), exist_ok=True)
-                write_atomic(blurry_path, blurry_bytes)
-                write_atomic(sharp_path, sharp_bytes)
+                with self.timer.stage("encode"):
+                    blurry_bytes, sharp_bytes = _encode(blurry, self.config), _encode(sharp, self.config)
+                with self.timer.stage("write"):
+                    os.makedirs(os.path.dirname(blurry_path), exist_ok=True)
+                    os.makedirs(os.path.dirname(sharp_path), exist_ok=True)
+                    write_atomic(blurry_path, blurry_bytes)
+                    write_atomic(sharp_path, sharp_bytes)
             answer = {"index": index, "ok": True, "record": record}
+            if self.timer.enabled:
+                answer["timings"] = self.timer.take()
             if preview:
                 answer["preview"] = preview_row(sharp, blurry, result.weights, kernels, _PREVIEW_HEIGHT)
             return answer
         except Exception as error:  # a bad image/mask/kernel file: reported, the run goes on
+            self.timer.take()
             source_index, variant = pair_location(index, len(self.sources), self.config.n_images)
             name = f"{self.sources[source_index].name}_{variant}"
             return {"index": index, "ok": False, "name": name, "message": f"{type(error).__name__}: {error}"}
@@ -518,6 +517,7 @@ def generate(config):
     records = _read_manifest(config)
     _write_manifest(config, records)
     summary = GenerateSummary(out=config.out, total=total)
+    timer = summary.timings = StageTimer(enabled=config.timings)
     summary.skipped = sum(1 for i in records if i < total)
     todo = [i for i in range(total) if i not in records]
     preview_indices = set(range(min(config.preview_count, total))) if config.preview else set()
@@ -533,8 +533,10 @@ def generate(config):
         if answer["ok"]:
             record = answer["record"]
             records[record["index"]] = record
-            manifest.write(json.dumps(record) + "\n")
-            manifest.flush()
+            with timer.stage("manifest"):
+                manifest.write(json.dumps(record) + "\n")
+                manifest.flush()
+            timer.add(answer.get("timings", {}))
             summary.written += 1
         else:
             summary.failed += 1
