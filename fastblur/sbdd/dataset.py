@@ -97,6 +97,9 @@ class GenerateSummary:
     interrupted : bool
         Ctrl-C stopped the run early.
     seconds : float
+    timings : StageTimer or None
+        With ``timings``: the seconds of each stage over the pairs made
+        (:meth:`~fastblur.sbdd.timings.StageTimer.mean_ms`, ``.report()``).
     """
 
     out: str
@@ -517,7 +520,8 @@ def generate(config):
     records = _read_manifest(config)
     _write_manifest(config, records)
     summary = GenerateSummary(out=config.out, total=total)
-    timer = summary.timings = StageTimer(enabled=config.timings)
+    timer = StageTimer(enabled=config.timings)
+    summary.timings = timer if config.timings else None
     summary.skipped = sum(1 for i in records if i < total)
     todo = [i for i in range(total) if i not in records]
     preview_indices = set(range(min(config.preview_count, total))) if config.preview else set()

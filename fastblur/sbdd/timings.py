@@ -51,6 +51,8 @@ class StageTimer:
 
     def add(self, seconds, pairs=1):
         """Add another timer's ``seconds`` (a worker's, one pair's) covering ``pairs`` pairs."""
+        if not self.enabled:
+            return
         for name, value in seconds.items():
             self.seconds[name] = self.seconds.get(name, 0.0) + float(value)
         self.pairs += pairs
