@@ -235,3 +235,61 @@ def test_config_checks():
         DatasetConfig(png_compression="best")
     with pytest.raises(TypeError, match="timings"):
         DatasetConfig(timings=1)
+
+
+# -- JPEG XL ----------------------------------------------------------------------------
+def _needs_jxl():
+    imagecodecs = pytest.importorskip("imagecodecs")
+    if not getattr(imagecodecs.JPEGXL, "available", False):
+        pytest.skip("imagecodecs without libjxl")
+
+
+def test_jxl_is_lossless_and_read_back():
+    _needs_jxl()
+    import imagecodecs
+
+    image = _photo()
+    data = encode_image(image, "jxl")
+    np.testing.assert_array_equal(imagecodecs.jpegxl_decode(data), image)  # an independent reader
+    np.testing.assert_array_equal(decode_image(data), image)
+    assert encode_image(image, "jxl") == data
+    grey = image[..., 2].copy()
+    np.testing.assert_array_equal(decode_image(encode_image(grey, "jxl")), np.repeat(grey[..., None], 3, axis=2))
+    with pytest.raises(ValueError, match="cannot decode JPEG XL image 'cut.jxl'"):
+        decode_image(data[: len(data) // 2], "cut.jxl")
+
+
+def test_generate_jxl_pairs_and_jxl_inputs(tmp_path, images):
+    _needs_jxl()
+    from fastblur.sbdd.dataset import find_sources, read_image
+
+    generate(_config(tmp_path / "png", images, masks="shapes", count=3))
+    generate(_config(tmp_path / "jxl", images, masks="shapes", count=3, format="jxl"))
+    names = sorted(p.relative_to(tmp_path / "jxl") for p in (tmp_path / "jxl").rglob("*.jxl"))
+    assert len(names) == 6
+    for name in names:
+        png = np.asarray(Image.open((tmp_path / "png" / name).with_suffix(".png")))
+        np.testing.assert_array_equal(read_image(tmp_path / "jxl" / name), png)
+    # .jxl files are inputs too (fastblur-gen and fastblur.torch read them through read_image)
+    config = _config(tmp_path / "again", tmp_path / "jxl" / "sharp", masks="shapes", count=1)
+    assert [s.name for s in find_sources(config)] == ["a_0", "a_1", "a_2"]
+    assert generate(config).written == 1
+
+
+def test_torch_reads_jxl_inputs(tmp_path, images):
+    _needs_jxl()
+    torch_module = pytest.importorskip("fastblur.torch")
+    from fastblur.sbdd.dataset import read_image
+
+    folder = tmp_path / "jxl_inputs"
+    folder.mkdir()
+    for path in sorted(Path(images).glob("*.png")):
+        (folder / (path.stem + ".jxl")).write_bytes(encode_image(read_image(path), "jxl"))
+    dataset = torch_module.SBDDMapDataset(2, images=str(folder), crop_size=32, kernel_size=KERNEL,
+                                          masks="shapes", min_object_area=50, seed=0)
+    blurry, sharp = dataset[1]
+    assert tuple(blurry.shape) == tuple(sharp.shape) == (3, 32, 32)
+    reference = torch_module.SBDDMapDataset(2, images=str(images), crop_size=32, kernel_size=KERNEL,
+                                            masks="shapes", min_object_area=50, seed=0)
+    for ours, theirs in zip(dataset[1], reference[1]):  # same pixels in, same pair out
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))

@@ -39,7 +39,8 @@ def build_parser():
     io.add_argument("--n-images", type=int, help="pairs per sharp image (default 1)")
     io.add_argument("--min-image-size", type=int, help="skip images whose shorter side is not larger (default 0)")
     io.add_argument("--layout", choices=LAYOUTS, help="output layout (default sbdd: OUT/blurry, OUT/sharp)")
-    io.add_argument("--format", choices=FORMATS, help="image format (default png)")
+    io.add_argument("--format", choices=FORMATS,
+                    help="image format (default png; jxl: lossless JPEG XL, ~30%% smaller, few loaders read it)")
     io.add_argument("--quality", type=int, help="JPEG quality (default 95)")
     io.add_argument("--png-compression", choices=PNG_COMPRESSIONS,
                     help="lossless PNG writer: fast (default) or small (about 20%% smaller, about 7x slower)")

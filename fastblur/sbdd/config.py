@@ -26,7 +26,7 @@ __all__ = ["DatasetConfig", "load_config", "MASK_SOURCES", "LAYOUTS", "FORMATS",
 
 MASK_SOURCES = ("classical", "shapes", "detectron2", "coco", "labels", "none")
 LAYOUTS = ("sbdd", "gopro", "basicsr")
-FORMATS = ("png", "jpg")
+FORMATS = ("png", "jpg", "jxl")
 INPUT_LAYOUTS = ("auto", "folder", "gopro")
 
 #: Fields that do not change the pairs: a rerun may change them and resume.

@@ -47,7 +47,7 @@ EMBEDDED_IMAGES = (
     "astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
     "hubble_deep_field.jpg",
 )
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".jxl")
 _PREVIEW_HEIGHT = 160
 #: Bytes of decoded images and segmentations a worker keeps (11 decoded 720p images).
 CACHE_BYTES = 32 * 2**20
