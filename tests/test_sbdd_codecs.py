@@ -194,6 +194,25 @@ def test_each_source_is_decoded_and_segmented_once(tmp_path, images, monkeypatch
     assert decoded == ["a.png", "b.png"] and len(segmented) == 2  # three variants each
 
 
+def test_mask_files_are_read_once_per_source(tmp_path, images, monkeypatch):
+    from fastblur.sbdd import masks
+
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    for path in sorted(Path(images).glob("*.png")):
+        height, width = np.asarray(Image.open(path)).shape[:2]
+        label = np.zeros((height, width), np.uint8)
+        label[10:60, 20:90], label[70:100, 5:40] = 1, 2
+        Image.fromarray(label).save(labels / path.name)
+    read = []
+    original = masks.label_map_masks
+    monkeypatch.setattr(masks, "label_map_masks", lambda path, **kw: read.append(Path(path).name) or original(path, **kw))
+    generate(_config(tmp_path / "cached", images, masks="labels", masks_path=str(labels)))
+    assert read == ["a.png", "b.png"]
+    manifest = [json.loads(line) for line in (tmp_path / "cached" / "manifest.jsonl").read_text().splitlines()]
+    assert [r["masks"]["ids"] for r in manifest] == [[1, 2]] * 6
+
+
 def test_small_png_has_the_same_pixels_and_workers_the_same_bytes(tmp_path, images):
     fast = _config(tmp_path / "fast", images, masks="classical")
     generate(fast)

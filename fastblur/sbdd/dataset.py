@@ -247,8 +247,8 @@ def _encode(image, config):
 class PairMaker:
     """Makes pairs of one run in one process (holds the kernel source and caches).
 
-    Decoded sharp images and their classical segmentations share one least-recently-used
-    cache of ``cache_bytes`` (:class:`~fastblur.sbdd.codecs.DecodedCache`): the
+    Decoded sharp images, their classical segmentations and mask files share one
+    least-recently-used cache of ``cache_bytes`` (:class:`~fastblur.sbdd.codecs.DecodedCache`): the
     consecutive variants of an image are made from one decode. ``cached_segmentations``
     is accepted for compatibility and unused (the cache is bounded in bytes).
     """
@@ -291,16 +291,17 @@ class PairMaker:
             other = image if mask_index == source_index else self.image(mask_index)
             masks, ids = sources_of_masks.classical_masks(
                 other, rng=rng, regions=self._segment(mask_index, other), **common)
+        # mask files: read once for all the variants of a source (cached with the images)
         elif config.masks == "detectron2":
-            masks, ids = sources_of_masks.detectron2_masks(
+            masks, ids = self.cache.get(("masks", mask_index), lambda: sources_of_masks.detectron2_masks(
                 os.path.join(config.masks_path, source.name + ".npz"),
-                score_threshold=config.score_threshold, classes=config.classes, **common)
+                score_threshold=config.score_threshold, classes=config.classes, **common))
         elif config.masks == "labels":
-            masks, ids = sources_of_masks.label_map_masks(
-                os.path.join(config.masks_path, source.name + ".png"), **common)
+            masks, ids = self.cache.get(("masks", mask_index), lambda: sources_of_masks.label_map_masks(
+                os.path.join(config.masks_path, source.name + ".png"), **common))
         else:
-            masks, ids = sources_of_masks.coco_masks(
-                config.masks_path, os.path.basename(source.path), categories=config.classes, **common)
+            masks, ids = self.cache.get(("masks", mask_index), lambda: sources_of_masks.coco_masks(
+                config.masks_path, os.path.basename(source.path), categories=config.classes, **common))
         if masks.shape[1:] != shape:
             if mask_index == source_index:
                 raise ValueError(
