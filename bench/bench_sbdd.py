@@ -322,6 +322,10 @@ def main(argv=None):
         block = lambda: [peer() for _ in range(10)]  # noqa: E731  a mean over calls, as a pair's
         reference = _best(block, 2, time.process_time)[0] / 10
         print(f"  peer: one 720p 65x65 fftconvolve (720x1280x3 float32, valid) {1e3 * reference:.1f} ms")
+        from fastblur.sbdd import generate
+
+        generate(DatasetConfig(input=inputs, masks="shapes", count=2, workers=1, progress=False,  # warm-up: JIT
+                               backend=options.backend, out=os.path.join(folder, "warm-up")))
         rows = []
         for masks in options.masks.split(","):
             for fmt in options.formats.split(","):
@@ -354,8 +358,6 @@ def main(argv=None):
                 for count in (16, 64):
                     run = replace(config, count=count, workers=workers, overwrite=True,
                                   out=os.path.join(folder, f"w{workers}_{count}"))
-                    from fastblur.sbdd import generate
-
                     seconds[count] = generate(run).seconds
                 print(f"  generate --masks shapes, {workers} worker(s): {48 / (seconds[64] - seconds[16]):.2f} "
                       f"pairs/s steady ({64 / seconds[64]:.2f} pairs/s over 64 pairs with process start-up)")

@@ -206,7 +206,8 @@ def test_mask_files_are_read_once_per_source(tmp_path, images, monkeypatch):
         Image.fromarray(label).save(labels / path.name)
     read = []
     original = masks.label_map_masks
-    monkeypatch.setattr(masks, "label_map_masks", lambda path, **kw: read.append(Path(path).name) or original(path, **kw))
+    monkeypatch.setattr(masks, "label_map_masks",
+                        lambda path, **kw: read.append(Path(path).name) or original(path, **kw))
     generate(_config(tmp_path / "cached", images, masks="labels", masks_path=str(labels)))
     assert read == ["a.png", "b.png"]
     manifest = [json.loads(line) for line in (tmp_path / "cached" / "manifest.jsonl").read_text().splitlines()]
