@@ -67,6 +67,18 @@ def test_encode_image_png(compression):
     np.testing.assert_array_equal(colour, image)
 
 
+def test_check_format(monkeypatch):
+    from fastblur.sbdd.codecs import check_format
+
+    check_format("png"), check_format("jpg")
+    with pytest.raises(ValueError, match="format"):
+        check_format("gif")
+    imagecodecs = pytest.importorskip("imagecodecs")
+    monkeypatch.setattr(imagecodecs.JPEGXL, "available", False, raising=False)
+    with pytest.raises(ValueError, match="libjxl"):
+        check_format("jxl")
+
+
 def test_png_writer_choice(monkeypatch):
     assert png_writer("fast", 2) != "fpng"
     monkeypatch.setattr(codecs, "_installed", lambda module: False)

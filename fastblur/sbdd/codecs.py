@@ -22,7 +22,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-__all__ = ["DecodedCache", "PNG_COMPRESSIONS", "decode_image", "encode_image", "png_writer"]
+__all__ = ["DecodedCache", "PNG_COMPRESSIONS", "check_format", "decode_image", "encode_image", "png_writer"]
 
 _JXL_SIGNATURES = (b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n")
 
@@ -86,6 +86,20 @@ def png_writer(compression="fast", image_ndim=3):
         if name == "opencv" or (_installed(name) and not (name == "fpng" and image_ndim != 3)):
             return name
     raise AssertionError("unreachable")
+
+
+def check_format(format):
+    """Raise ``ValueError`` if files of ``format`` cannot be written here (JPEG XL needs
+    ``imagecodecs`` with libjxl); before a run rather than at each pair."""
+    if format not in ("png", "jpg", "jxl"):
+        raise ValueError(f"format must be 'png', 'jpg' or 'jxl', got {format!r}")
+    if format == "jxl":
+        try:
+            import imagecodecs
+        except ImportError:
+            imagecodecs = None
+        if imagecodecs is None or not getattr(imagecodecs.JPEGXL, "available", False):
+            raise ValueError("format 'jxl' needs imagecodecs built with libjxl (pip install imagecodecs)")
 
 
 def encode_image(image, format="png", *, compression="fast", quality=95):

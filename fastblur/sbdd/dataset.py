@@ -35,7 +35,7 @@ import numpy as np
 
 from .._atomic import remove_temporaries, write_atomic
 from .._memory import keep_freed_memory
-from .codecs import DecodedCache, decode_image, encode_image
+from .codecs import DecodedCache, check_format, decode_image, encode_image
 from .config import RUN_ONLY_FIELDS, DatasetConfig, pinned_backend
 from .pair import synthesize_pair
 from .timings import StageTimer
@@ -261,6 +261,7 @@ class PairMaker:
         self.kernels = kernel_source(config.kernels, config.kernel_size, config.kernels_root,
                                      config.exposure, config.focal_length)
         self.options = dict(config.formation_options(), backend=pinned_backend(config.backend))
+        check_format(config.format)
         self.cache = DecodedCache(cache_bytes)
         self.timer = StageTimer(enabled=config.timings)
 
