@@ -43,7 +43,7 @@ def build_parser():
                     help="image format (default png; jxl: lossless JPEG XL, ~30%% smaller, few loaders read it)")
     io.add_argument("--quality", type=int, help="JPEG quality (default 95)")
     io.add_argument("--png-compression", choices=PNG_COMPRESSIONS,
-                    help="lossless PNG writer: fast (default) or small (about 20%% smaller, about 7x slower)")
+                    help="lossless PNG writer: fast (default) or small (15-26%% smaller, about 7x slower)")
     io.add_argument("--preview", metavar="FILE.png", help="write a contact sheet of the first pairs")
     io.add_argument("--preview-count", type=int, help="pairs on the contact sheet (default 4)")
     io.add_argument("--config", metavar="FILE.toml", help="settings file (options given here win)")

@@ -112,7 +112,7 @@ def encode_image(image, format="png", *, compression="fast", quality=95):
     format : {"png", "jpg", "jxl"}
     compression : {"fast", "small"}, optional
         PNG only: ``"fast"`` (about 3-4 ms for a 720p image with ``fpng``) or ``"small"``
-        (about 20% smaller files, about 7x the time). Both are lossless.
+        (15-26% smaller files, about 7x the time). Both are lossless.
     quality : int, optional
         JPEG quality, 0-100.
 
