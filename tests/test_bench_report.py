@@ -2,6 +2,7 @@
 import os
 
 import numpy as np
+import pytest
 
 from fastblur.cli import bench
 from fastblur.cli.bench_cases import motion_kernel, sbdd_case
@@ -68,3 +69,38 @@ def test_report_times_the_gpu_with_data_on_it(monkeypatch, cupy_host_kernels):
     assert "FASTBLUR_GPU_METHOD" not in os.environ and {"fft", "direct"} <= set(chosen)
     assert len(synchronised) == 8  # warm-up and one timed call, for each on-GPU row
     assert all(row["ms"] > 0 for row in results)
+
+
+def test_plot_writes_the_report_as_bars(tmp_path):
+    """--plot writes a PNG; the bars are the report's ratios, one panel per case and threads."""
+    import json
+
+    pytest.importorskip("matplotlib")
+    png, rows_file = tmp_path / "bench.png", tmp_path / "bench.json"
+    assert bench.main(["--height", "96", "--width", "128", "--repeat", "1", "--threads", "1",
+                       "--backends", "numpy", "auto", "--cases", "sbdd", "uniform15",
+                       "--plot", str(png), "--json", str(rows_file)]) == 0
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    results = json.loads(rows_file.read_text())
+    figure = bench.plot(results, 96, 128)
+    panels = [ax for ax in figure.axes if ax.patches]
+    assert [ax.get_title() for ax in panels] == ["sbdd, 1 thread(s)", "uniform15, 1 thread(s)"]
+    for ax, case in zip(panels, ("sbdd", "uniform15")):
+        rows = [row for row in results if row["case"] == case]
+        widths = [bar.get_width() for bar in ax.patches]
+        np.testing.assert_allclose(widths, [row["ratio"] for row in rows], rtol=1e-12)
+        assert [tick.get_text() for tick in ax.get_yticklabels()] == [row["method"] for row in rows]
+    assert widths[0] == 1.0  # the peer's own bar
+
+
+def test_plot_groups_cases_and_thread_counts():
+    rows = [{"case": case, "threads": threads, "method": method, "ms": ms, "ratio": ms / 2.0}
+            for threads in (1, 2) for case in ("sbdd", "uniform65")
+            for method, ms in (("fftconvolve", 2.0), ("convolve[auto]", 0.5 * threads))]
+    figure = bench.plot(rows)
+    panels = [ax for ax in figure.axes if ax.patches]
+    assert [ax.get_title() for ax in panels] == ["sbdd, 1 thread(s)", "uniform65, 1 thread(s)",
+                                                 "sbdd, 2 thread(s)", "uniform65, 2 thread(s)"]
+    assert [[bar.get_width() for bar in ax.patches] for ax in panels] == [[1.0, 0.25], [1.0, 0.25],
+                                                                          [1.0, 0.5], [1.0, 0.5]]

@@ -197,7 +197,59 @@ def markdown(results, height, width):
     return "\n".join(lines)
 
 
-def main(argv=None):
+def _groups(results):
+    """``{(case, threads): [row, ...]}`` in the report's order."""
+    groups = {}
+    for row in results:
+        groups.setdefault((row["case"], row["threads"]), []).append(row)
+    return groups
+
+
+def plot(results, height=720, width=1280):
+    """The report as a bar chart: one panel per case and thread count, a bar per row.
+
+    Parameters
+    ----------
+    results : list of dict
+        Rows of :func:`run` (``case``, ``threads``, ``method``, ``ms``, ``ratio``).
+    height, width : int
+        The image size the rows were measured at (for the title).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Drawn on the Agg canvas (no pyplot, no display); bar ``i`` of panel ``j`` is the
+        ``ratio`` of row ``i`` of group ``j``, against the peer's 1.0 (dotted line).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    groups = _groups(results)
+    rows = max((len(group) for group in groups.values()), default=1)
+    figure = Figure(figsize=(7, 0.35 * rows * max(1, len(groups)) + 1.2 * max(1, len(groups))),
+                    layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(max(1, len(groups)), 1, squeeze=False)[:, 0]
+    for ax, ((case, threads), group) in zip(axes, groups.items()):
+        ratios = [row["ratio"] for row in group]
+        labels = [row["method"] for row in group]
+        positions = np.arange(len(group))[::-1]
+        colours = ["tab:gray" if "[" not in label else
+                   "tab:orange" if label.endswith("[auto]") else "tab:blue" for label in labels]
+        bars = ax.barh(positions, ratios, color=colours)
+        ax.bar_label(bars, labels=[f"{row['ratio']:.2f}x  {row['ms']:.1f} ms" for row in group],
+                     padding=3, fontsize=7)
+        ax.axvline(1.0, color="black", linestyle=":", linewidth=1)
+        ax.set_yticks(positions, labels, fontsize=8)
+        ax.set_xlim(0, 1.35 * max(ratios))
+        ax.set_title(f"{case}, {threads} thread(s)", fontsize=9)
+        ax.set_xlabel("time / fftconvolve (lower is faster)", fontsize=8)
+    figure.suptitle(f"fastblur-bench: {height}x{width}x3 float32", fontsize=10)
+    return figure
+
+
+def build_parser():
+    """The argument parser of ``fastblur-bench``."""
     parser = argparse.ArgumentParser(prog="fastblur-bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--height", type=int, default=720)
     parser.add_argument("--width", type=int, default=1280)
@@ -208,7 +260,15 @@ def main(argv=None):
     parser.add_argument("--cases", nargs="+", default=["sbdd", "uniform15", "uniform65"],
                         choices=["sbdd", "uniform15", "uniform65"])
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    parser.add_argument("--plot", metavar="FILE.png",
+                        help="also draw the report as a bar chart of the ratios (matplotlib), one panel "
+                             "per case and thread count")
     parser.add_argument("--explain", action="store_true", help="also print the build and auto's decisions")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         for name, value, low in (("--repeat", args.repeat, 1), ("--height", args.height, 80),
@@ -224,6 +284,8 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=1)
+    if args.plot:
+        plot(results, args.height, args.width).savefig(args.plot, dpi=100)
     return 0
 
 

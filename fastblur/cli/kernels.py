@@ -34,7 +34,8 @@ SHEET_FILE = "contact_sheet.png"
 SHEET_KERNELS = 64
 
 
-def _parser():
+def build_parser():
+    """The argument parser of ``fastblur-kernels``."""
     parser = argparse.ArgumentParser(
         prog="fastblur-kernels",
         description="Generate a dataset of blur kernels (PSFs) in the SBDD layout.",
@@ -159,8 +160,11 @@ def _check_existing(params, out):
     return None
 
 
+_parser = build_parser  # the name before issue 19
+
+
 def main(argv=None):
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     params = _params(args, parser)
 
