@@ -114,3 +114,31 @@ def test_gallery_examples_are_titled_scripts():
         text = path.read_text(encoding="utf-8")
         title = text.split('"""', 2)[1].strip().splitlines()
         assert len(title) >= 2 and set(title[1]) == {"="} and len(title[1]) >= len(title[0]), path.name
+
+
+def _code_blocks(path, language="python"):
+    """The ``.. code-block:: language`` blocks of a reST page, dedented."""
+    import textwrap
+
+    blocks, lines = [], path.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() == f".. code-block:: {language}":
+            body = []
+            for following in lines[i + 1:]:
+                if following.strip() and not following.startswith("   "):
+                    break
+                body.append(following)
+            blocks.append(textwrap.dedent("\n".join(body)).strip() + "\n")
+    return blocks
+
+
+def test_conventions_example_runs_and_shows_its_shapes():
+    """The primitives example of the conventions page (the README's, moved) runs."""
+    code = _code_blocks(DOCS / "guide" / "conventions.rst")[0]
+    namespace = {}
+    exec(compile(code, "conventions.rst", "exec"), namespace)
+    assert namespace["blurry"].shape == (656, 1216, 3)
+    assert namespace["spread"].shape == (656, 1216, 3)
+    assert namespace["batch"].shape == (1, 656, 1216, 3)
+    assert namespace["batch_weights"].shape == (1, 3, 656, 1216)
+    assert "(656, 1216, 3)" in code
