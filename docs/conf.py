@@ -36,6 +36,7 @@ exclude_patterns = ["_build", "examples", "sg_execution_times.rst"]
 templates_path = []
 default_role = "py:obj"
 nitpicky = False
+smartquotes = False  # option names such as --input stay as written (help texts are reST)
 
 # API reference: pages written by apigen from __all__; numpydoc renders the docstrings.
 autosummary_generate = False
