@@ -6,6 +6,7 @@ The primitives (see :mod:`fastblur.primitives`)::
     blur_masked(image, kernels, weights)     sum_i w_i (k_i * x)     gather: SBDD
     blur_product(image, kernels, weights)    sum_i k_i * (w_i x)     scatter
     smooth_masks(object_masks, kernels)      SBDD soft weights
+    projective_blur(image, homographies)     mean_s image(H_s^-1 x): camera rotation
 
 and their batched forms :func:`blur_masked_batch` and :func:`smooth_masks_batch`.
 
@@ -13,6 +14,7 @@ Every function takes ``backend=`` (``"auto"`` by default); :func:`available_back
 lists what runs here and :func:`backend_info` why the others do not.
 """
 from .backends import available_backends, backend_info, explain
+from .projective import projective_blur, psf_field
 from .primitives import (
     blur_masked,
     blur_masked_batch,
@@ -32,6 +34,8 @@ __all__ = [
     "blur_product",
     "convolve",
     "explain",
+    "projective_blur",
+    "psf_field",
     "smooth_masks",
     "smooth_masks_batch",
 ]
