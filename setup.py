@@ -88,6 +88,7 @@ setup(
         "gpu": ["cupy-cuda12x>=13"],
         "gpu-cuda13": ["cupy-cuda13x>=14"],
         "torch": ["torch>=2.0"],
+        "segment": ["torch>=2.0", "torchvision>=0.15"],
     },
     entry_points={
         "console_scripts": [
@@ -95,6 +96,7 @@ setup(
             "fastblur-kernels=fastblur.cli.kernels:main",
             "fastblur-eval=fastblur.cli.eval:main",
             "fastblur-bench=fastblur.cli.bench:main",
+            "fastblur-segment=fastblur.cli.segment:main",
         ]
     },
     zip_safe=False,

@@ -213,3 +213,40 @@ def check_positive_number(value, name):
     if not (value > 0 and np.isfinite(value)):
         raise ValueError(f"{name} must be positive and finite, got {value!r}")
     return float(value)
+
+
+# -- added for sbdd --
+def check_flag(value, name):
+    """``value`` if it is a bool (``True``/``False``), else a TypeError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be true or false, got {value!r}")
+    return bool(value)
+
+
+def check_path(value, name):
+    """``value`` as a ``str`` path (``os.PathLike`` accepted), else a TypeError."""
+    import os
+
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path, got {value!r}")
+    return os.fspath(value)
+
+
+def check_instance(value, kind, name, optional=True):
+    """``value`` if it is a ``kind`` (or None when ``optional``), else a TypeError."""
+    if not isinstance(value, kind) and not (optional and value is None):
+        raise TypeError(f"{name} must be {'None or ' if optional else ''}a {kind.__name__}, "
+                        f"got {type(value).__name__}")
+    return value
+
+
+def check_positive(value, name, integer=False):
+    """A positive integer (numpy integers too, not a bool), or with ``integer=False`` a
+    positive finite real number; errors say "``name`` must be a positive integer" (or
+    "finite number")."""
+    kind = "integer" if integer else "finite number"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral if integer else numbers.Real):
+        raise TypeError(f"{name} must be a positive {kind}, got {value!r}")
+    if not (value > 0 and (integer or np.isfinite(value))):
+        raise ValueError(f"{name} must be a positive {kind}, got {value!r}")
+    return int(value) if integer else float(value)

@@ -15,10 +15,11 @@ written), 2 bad settings, 130 interrupted.
 import argparse
 import sys
 
-from ..sbdd.config import FORMATS, INPUT_LAYOUTS, LAYOUTS, MASK_SOURCES, DatasetConfig, load_config
+from ..sbdd.config import FORMATS, INPUT_LAYOUTS, LAYOUTS, MASK_SOURCES, SEGMENT_MODELS, DatasetConfig, load_config
 
 
-def _classes(text):
+def parse_classes(text):
+    """``--classes`` text: comma-separated COCO class names or integer ids."""
     items = [item.strip() for item in text.split(",") if item.strip()]
     return [int(item) if item.isdigit() else item for item in items]
 
@@ -48,12 +49,18 @@ def build_parser():
     masks = parser.add_argument_group("object masks")
     masks.add_argument("--masks", choices=MASK_SOURCES, help="mask source (default classical)")
     masks.add_argument("--masks-path", "--segmentation-dir",
-                       help="folder of NAME.npz (detectron2) / NAME.png (labels), or a COCO json")
+                       help="folder of NAME.npz (detectron2; maskrcnn's cache, default OUT/masks) / "
+                            "NAME.png (labels), or a COCO json")
     masks.add_argument("--score-threshold", type=float, help="detectron2 minimum score (default 0.9)")
     masks.add_argument("--min-object-area", type=int, help="minimum object area in pixels (default 4000)")
     masks.add_argument("--max-objects", type=int, help="at most this many moving objects (default 5)")
-    masks.add_argument("--classes", type=_classes, help="comma-separated COCO class names or ids to keep")
+    masks.add_argument("--classes", type=parse_classes, help="comma-separated COCO class names or ids to keep")
     masks.add_argument("--random-masks", action="store_true", help="use the masks of a random input image")
+    masks.add_argument("--segment-model", choices=SEGMENT_MODELS,
+                       help="--masks maskrcnn: the network (default maskrcnn_resnet50_fpn_v2)")
+    masks.add_argument("--segment-weights",
+                       help="--masks maskrcnn: 'default' (torchvision's cache, see fastblur-segment), "
+                            "'none' or a checkpoint file")
 
     kernels = parser.add_argument_group("kernels")
     kernels.add_argument("--kernels", help="'generated' (default) or a kernel list file / folder")

@@ -29,7 +29,6 @@ import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -38,6 +37,7 @@ from .._atomic import remove_temporaries, write_atomic
 from .._memory import keep_freed_memory
 from .config import RUN_ONLY_FIELDS, DatasetConfig, pinned_backend
 from .pair import synthesize_pair
+from .sources import PairInputs, segment_missing
 
 __all__ = ["GenerateSummary", "Source", "find_sources", "generate", "make_pair", "read_image", "write_atomic"]
 
@@ -251,80 +251,9 @@ def _encode(image, config):
 
 
 # -- one pair ---------------------------------------------------------------------------
-class PairMaker:
-    """Makes pairs of one run in one process (holds the kernel source and caches).
-
-    ``cached_segmentations`` bounds the classical segmentations kept (least recently
-    used are dropped): a few suffice for a run that takes images in turn, random crops
-    of many images need as many as the decoded images they keep.
-    """
-
-    def __init__(self, config, sources, cached_segmentations=4):
-        from .kernel_sources import kernel_source
-
-        self.config = config
-        self.sources = sources
-        self.kernels = kernel_source(config.kernels, config.kernel_size, config.kernels_root,
-                                     config.exposure, config.focal_length)
-        self.options = dict(config.formation_options(), backend=pinned_backend(config.backend))
-        self._regions = OrderedDict()
-        self._cached_segmentations = cached_segmentations
-
-    def _segment(self, source_index, image):
-        from .masks import segment_regions
-
-        if source_index in self._regions:
-            self._regions.move_to_end(source_index)
-        else:
-            if len(self._regions) >= self._cached_segmentations:
-                self._regions.popitem(last=False)
-            self._regions[source_index] = segment_regions(image)
-        return self._regions[source_index]
-
-    def object_masks(self, source_index, image, rng):
-        """``(masks (n, H, W), manifest entry)`` for the pair's image."""
-        from . import masks as sources_of_masks
-
-        config = self.config
-        shape = image.shape[:2]
-        common = dict(max_objects=config.max_objects, min_area=config.min_object_area, return_ids=True)
-        if config.masks == "none" or config.max_objects == 0:
-            return np.zeros((0,) + shape, bool), {"source": "none", "ids": []}
-        if config.masks == "shapes":
-            masks, ids = sources_of_masks.random_shape_masks(shape, rng=rng, **common)
-            return masks, {"source": "shapes", "ids": ids}
-        mask_index = int(rng.integers(len(self.sources))) if config.random_masks else source_index
-        source = self.sources[mask_index]
-        if config.masks == "classical":
-            other = image if mask_index == source_index else read_image(source.path)
-            masks, ids = sources_of_masks.classical_masks(
-                other, rng=rng, regions=self._segment(mask_index, other), **common)
-        elif config.masks == "detectron2":
-            masks, ids = sources_of_masks.detectron2_masks(
-                os.path.join(config.masks_path, source.name + ".npz"),
-                score_threshold=config.score_threshold, classes=config.classes, **common)
-        elif config.masks == "labels":
-            masks, ids = sources_of_masks.label_map_masks(
-                os.path.join(config.masks_path, source.name + ".png"), **common)
-        else:
-            masks, ids = sources_of_masks.coco_masks(
-                config.masks_path, os.path.basename(source.path), categories=config.classes, **common)
-        if masks.shape[1:] != shape:
-            if mask_index == source_index:
-                raise ValueError(
-                    f"the {config.masks} masks of {source.label!r} are {masks.shape[1:]}, "
-                    f"the image is {shape}"
-                )
-            masks = sources_of_masks.resize_masks(masks, shape)
-        return masks, {"source": config.masks, "from": source.label, "ids": ids}
-
-    def illumination_gain(self, rng):
-        """The gain ``1 + 2 j u`` drawn from ``rng`` (DESIGN step 3), or None without the
-        augmentation (nothing drawn)."""
-        config = self.config
-        if not config.augment_illumination:
-            return None
-        return 1.0 + 2.0 * config.jitter_illumination * float(rng.random())
+class PairMaker(PairInputs):
+    """Makes (and writes) the pairs of one run in one process; their inputs come from
+    :class:`~fastblur.sbdd.sources.PairInputs`."""
 
     def make(self, index):
         """Synthesise pair ``index``: ``(record, blurry uint8, sharp uint8, result, kernels)``."""
@@ -508,6 +437,8 @@ def generate(config):
     config = replace(config, backend=pinned_backend(config.backend))
     if config.out is None:
         raise ValueError("out must name the output folder (--out)")
+    if config.masks == "maskrcnn" and config.masks_path is None:
+        config = replace(config, masks_path=os.path.join(config.out, "masks"))
     sources = find_sources(config)
     total = config.count if config.count is not None else len(sources) * config.n_images
     maker = PairMaker(config, sources)  # fails early on a bad kernel source
@@ -515,6 +446,7 @@ def generate(config):
     _check_settings(config)
     remove_temporaries(config.out)
     _write_settings(config)
+    segment_missing(config, sources)
     records = _read_manifest(config)
     _write_manifest(config, records)
     summary = GenerateSummary(out=config.out, total=total)

@@ -26,6 +26,7 @@ from .._validation import check_count, check_real
 
 __all__ = [
     "COCO_CLASSES",
+    "class_ids",
     "classical_masks",
     "coco_masks",
     "decode_rle",
@@ -75,8 +76,11 @@ def resize_masks(masks, shape):
 
 
 # -- detectron2 -------------------------------------------------------------------------
-def _class_ids(classes):
-    """Class filter as a set of contiguous ids (names are looked up in COCO_CLASSES)."""
+def class_ids(classes):
+    """A COCO class filter as a set of detectron2 contiguous ids, or None for all.
+
+    ``classes`` holds class names (looked up in :data:`COCO_CLASSES`) or ids; a single
+    name or id is accepted."""
     if classes is None:
         return None
     if isinstance(classes, (str, numbers.Integral)):
@@ -132,7 +136,7 @@ def detectron2_masks(path, *, score_threshold=0.9, min_area=4000, max_objects=5,
     score_threshold = check_real(score_threshold, "score_threshold")
     min_area = check_count(min_area, "min_area")
     max_objects = check_count(max_objects, "max_objects")
-    wanted = _class_ids(classes)
+    wanted = class_ids(classes)
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in ("pred_masks", "scores", "pred_classes") if k not in data]
