@@ -102,3 +102,15 @@ def test_camera_errors():
         ProjectiveCamera(0.0, np.zeros((2, 3)))
     with pytest.raises(ValueError, match="projective"):
         ProjectiveCamera.from_record({"model": "uniform"})
+
+
+def test_gen_command_line_options():
+    from fastblur.cli.gen import build_parser
+
+    options = vars(build_parser().parse_args(["--out", "x", "--camera-model", "projective", "--camera-roll", "2",
+                                              "--camera-roll-spread", "0.3", "--camera-exposure-spread", "0.2"]))
+    options.pop("config", None)
+    config = DatasetConfig.from_dict(options)
+    assert (config.camera_model, config.camera_roll, config.camera_roll_spread, config.camera_exposure_spread) == (
+        "projective", 2.0, 0.3, 0.2)
+    assert DatasetConfig.from_dict({"out": "x"}).camera_model == "uniform"
