@@ -54,6 +54,10 @@ __all__ = ["projective_blur", "psf_field", "DEFAULT_TOL"]
 DEFAULT_TOL = 0.2
 #: Points per side of the grid the displacement field's derivatives are probed on.
 PROBES = 17
+#: Displacement values computed at once while planning (bounds the plan's memory).
+BLOCK_VALUES = 1 << 21
+#: Closest node spacing (pixels), whatever ``tol`` asks (nodes on every pixel: exact).
+MIN_SPACING = 1
 #: Output pixels per tile side (about): tiles hold whole grid cells.
 TILE_ROWS = 96
 TILE_COLS = 384
@@ -107,7 +111,8 @@ def _node_count(extent, slope, tol):
     """
     if extent <= 0 or slope * extent / 2.0 <= tol * tol / 8.0:
         return 1
-    return int(math.ceil(slope * extent / tol)) + 1
+    # Nodes closer than MIN_SPACING pixels would not make PSFs any more exact.
+    return int(min(math.ceil(slope * extent / tol), extent // MIN_SPACING)) + 1
 
 
 def _nodes(extent, slope, tol):
@@ -220,12 +225,21 @@ class _Plan:
         slope_x, slope_y = _slopes(inverses, x_range, y_range)
         self.node_x = _nodes(x_range, slope_x, tol)
         self.node_y = _nodes(y_range, slope_y, tol)
-        nx_, ny_ = np.meshgrid(self.node_x, self.node_y)
-        u = _displacements(inverses, nx_.ravel(), ny_.ravel())  # (S, N, 2)
-        self.node_u = np.ascontiguousarray(u.transpose(1, 0, 2)).reshape(
-            len(self.node_y), len(self.node_x), len(inverses), 2)
-        self.kernel_reach = int(math.ceil(np.abs(u).max())) + 1
+        self.inverses = inverses
+        # Node displacements are made per tile (memory: a tile's nodes); the reach is
+        # their largest, found a node row at a time.
+        step = max(1, BLOCK_VALUES // (len(self.node_x) * len(inverses)))
+        largest = max(np.abs(self.displacements(slice(j, j + step), slice(None))).max()
+                      for j in range(0, len(self.node_y), step))
+        self._band = (None, None)
+        self.kernel_reach = int(math.ceil(largest)) + 1
         self.pad = self.kernel_reach + max(0, -offset)
+
+    def displacements(self, rows, cols):
+        """``u_s`` at node rows ``rows`` x node columns ``cols``: (rows, cols, S, 2)."""
+        gx, gy = np.meshgrid(self.node_x[cols], self.node_y[rows])
+        u = _displacements(self.inverses, gx.ravel(), gy.ravel())  # (S, N, 2)
+        return u.transpose(1, 0, 2).reshape(gx.shape + u.shape[:1] + (2,))
 
     @staticmethod
     def _probe_points(x_range, y_range):
@@ -238,7 +252,9 @@ class _Plan:
 
     def kernels(self, rows, cols, dtype=np.float64):
         """Node PSFs of node rows ``rows`` x node columns ``cols``."""
-        u = self.node_u[rows][:, cols]
+        if self._band[0] != (rows.start, rows.stop):  # tiles come a band of node rows at a time
+            self._band = ((rows.start, rows.stop), self.displacements(rows, slice(None)))
+        u = self._band[1][:, cols]
         return _splat(u.reshape(-1, *u.shape[2:]), self.kernel_size, dtype)
 
     def tiles(self):
