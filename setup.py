@@ -84,7 +84,9 @@ setup(
         "tomli>=1.1; python_version < '3.11'",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "pytest-benchmark>=4"],
+        "test": ["pytest>=7", "hypothesis>=6", "pytest-benchmark>=4", "fpng>=0.1", "imagecodecs>=2023.1"],
+        # fastblur-gen's PNG writers: fpng for --png-compression fast, imagecodecs for small
+        "codecs": ["fpng>=0.1", "imagecodecs>=2023.1"],
         "gpu": ["cupy-cuda12x>=13"],
         "gpu-cuda13": ["cupy-cuda13x>=14"],
         "torch": ["torch>=2.0"],

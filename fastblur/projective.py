@@ -46,7 +46,8 @@ from numba import njit
 from . import _geometry, _validation
 from ._array_module import get_array_module, to_numpy, torch_interop
 from .backends import select_backend
-from .primitives import _call_backend, convolve
+from ._problem import Problem
+from .primitives import _run, convolve
 
 __all__ = ["projective_blur", "psf_field", "DEFAULT_TOL"]
 
@@ -310,13 +311,11 @@ def _blend_tiles(padded, plan, backend, out):
         rows, cols = plan.input_window(r0, r1, c0, c1)
         window = scratch("window", (rows.stop - rows.start, cols.stop - cols.start, out.shape[2]))
         xp.copyto(window, padded[rows, cols])
+        # blur_masked's Problem, without re-validating arrays built valid here.
+        problem = Problem("blur_masked", "blur_masked_valid", (window, kernels, weights), "valid", "reflect")
         if chosen == "auto" and xp is np:  # decide once, for every tile alike
-            chosen = select_backend("auto", "blur_masked", image=window, kernels=kernels,
-                                    weights=weights).name
-        # blur_masked's engine, without re-validating arrays built valid here.
-        out[r0:r1, c0:c1] = _call_backend(chosen, "blur_masked", "blur_masked_valid",
-                                          (window, kernels, weights),
-                                          image=window, kernels=kernels, weights=weights)
+            chosen = select_backend("auto", problem).name
+        out[r0:r1, c0:c1] = _run(problem, chosen)
 
 
 @torch_interop
@@ -424,15 +423,14 @@ def psf_field(homographies, image_shape, grid=(5, 5), size=65):
     >>> fastblur.psf_field(h, (720, 1280), grid=(3, 4)).shape
     (3, 4, 65, 65)
     """
-    from .kernels._args import check_size
     from .kernels.camera_motion import _check_shape
 
     _, inverses = _as_homographies(homographies)
     height, width = _check_shape(image_shape)
     if isinstance(grid, (str, bytes)) or not hasattr(grid, "__len__") or len(grid) != 2:
         raise TypeError(f"grid must be a pair (ny, nx) of integers, got {grid!r}")
-    ny, nx = (check_size(n, "grid") for n in grid)
-    size = check_size(size)
+    ny, nx = (_validation.check_count(n, "grid", low=1) for n in grid)
+    size = _validation.check_count(size, "size", low=1)
     gx, gy = np.meshgrid(np.linspace(0, width - 1, nx), np.linspace(0, height - 1, ny))
     u = _displacements(inverses, gx.ravel(), gy.ravel()).transpose(1, 0, 2)
     return _splat(np.ascontiguousarray(u), size).astype(np.float32).reshape(ny, nx, size, size)

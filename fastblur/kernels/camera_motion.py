@@ -33,7 +33,7 @@ import numbers
 
 import numpy as np
 
-from ._args import as_rng, check_positive_number, check_real, check_size
+from .._validation import as_rng, check_count, check_positive_number, check_real
 from .rasterize import rasterize_centred, splat_polyline, kernel_centre, trajectory_centroid
 from .shake import (
     DRIFT_CORNER, DRIFT_RMS_VELOCITY, TREMOR_BAND, TREMOR_RMS, UNSTEADINESS_SIGMA,
@@ -119,7 +119,7 @@ def _check_shape(image_shape):
         raise TypeError(f"image_shape must be a tuple (H, W[, C]), got {image_shape!r}")
     if len(image_shape) not in (2, 3):
         raise ValueError(f"image_shape must be (H, W) or (H, W, C), got {tuple(image_shape)!r}")
-    return tuple(check_size(n, "image_shape") for n in image_shape[:2])
+    return tuple(check_count(n, "image_shape", low=1) for n in image_shape[:2])
 
 
 def _check_point(point, name):
@@ -237,7 +237,7 @@ class CameraMotion:
         ValueError
             ``centred=True`` and the path does not fit ``size``.
         """
-        size = check_size(size)
+        size = check_count(size, "size", low=1)
         k = _intrinsics(focal_length, image_shape, principal_point)
         at = (k[0, 2], k[1, 2]) if at is None else at
         points = self.path(focal_length, image_shape, at, principal_point)

@@ -20,35 +20,23 @@ import os
 from dataclasses import asdict, dataclass, fields
 
 from .._validation import check_choice, check_count, check_flag, check_instance, check_path, check_real
+from ..backends import GENERATION_BACKENDS, pinned_backend  # noqa: F401 (the policy lives with the backends)
+from .codecs import PNG_COMPRESSIONS
 from .formation import NoiseConfig, SaturationConfig, StreakConfig
 
-__all__ = ["DatasetConfig", "load_config", "MASK_SOURCES", "LAYOUTS", "FORMATS", "INPUT_LAYOUTS"]
+__all__ = ["DatasetConfig", "load_config", "MASK_SOURCES", "LAYOUTS", "FORMATS", "INPUT_LAYOUTS", "PNG_COMPRESSIONS"]
 
 MASK_SOURCES = ("classical", "shapes", "detectron2", "coco", "labels", "maskrcnn", "none")
 #: Networks of ``masks="maskrcnn"`` (:data:`fastblur.sbdd.segment.MODELS`).
 SEGMENT_MODELS = ("maskrcnn_resnet50_fpn_v2", "maskrcnn_resnet50_fpn")
 LAYOUTS = ("sbdd", "gopro", "basicsr")
-FORMATS = ("png", "jpg")
+FORMATS = ("png", "jpg", "jxl")
 INPUT_LAYOUTS = ("auto", "folder", "gopro")
 
 #: Fields that do not change the pairs: a rerun may change them and resume.
-RUN_ONLY_FIELDS = ("out", "count", "workers", "preview", "preview_count", "progress", "overwrite")
-
-#: What ``backend="auto"`` means when making pairs: the first available of these, fixed
-#: for the whole run. The per-call ``auto`` choice depends on the thread count (and on
-#: the machine's calibration), and backends differ in the last bits, so a pair's bytes
-#: would depend on how many workers made it; the direct backends suit motion PSFs.
-GENERATION_BACKENDS = ("native", "numba", "numpy")
-
-
-def pinned_backend(name):
-    """``name``, or for ``"auto"`` the backend every pair of a run is made with."""
-    if name != "auto":
-        return name
-    from ..backends import available_backends
-
-    available = available_backends()
-    return next(candidate for candidate in GENERATION_BACKENDS if candidate in available)
+#: ``png_compression`` changes the files' bytes, never their pixels.
+RUN_ONLY_FIELDS = ("out", "count", "workers", "preview", "preview_count", "progress", "overwrite",
+                   "png_compression", "timings")
 
 
 def _count(low, high=None):
@@ -80,6 +68,7 @@ FIELD_RULES = (
     (("segment_weights",), check_path),
     (("layout",), _choice(LAYOUTS)),
     (("format",), _choice(FORMATS)),
+    (("png_compression",), _choice(PNG_COMPRESSIONS)),
     (("crf",), _choice(("gamma", "exponential", "none"))),
     (("camera_model",), _choice(("uniform", "projective"))),
     (("camera_exposure_spread", "camera_roll_spread"), _real(0, high=0.999)),
@@ -91,7 +80,7 @@ FIELD_RULES = (
       "max_sat_increment", "min_saturated_fraction", "noise_std", "poisson_peak"), _real(0)),
     (("gamma", "exponential_factor"), _real(0, low_inclusive=False)),
     (("random_masks", "augment_illumination", "random_white_streaks", "saturation_streaks",
-      "sat_augmentation_in_blurry", "gaussian_noise", "progress", "overwrite"), check_flag),
+      "sat_augmentation_in_blurry", "gaussian_noise", "progress", "overwrite", "timings"), check_flag),
 )
 
 #: Fields that may be None.
@@ -133,11 +122,14 @@ class DatasetConfig:
         ``min_saturated_fraction``); noise (``gaussian_noise`` with ``noise_std``,
         ``poisson_peak``).
     Output
-        ``out``, ``layout``, ``format``, ``quality``, ``preview``, ``preview_count``.
+        ``out``, ``layout``, ``format``, ``quality``, ``png_compression`` (``"fast"`` or
+        ``"small"``, both lossless: :mod:`fastblur.sbdd.codecs`), ``preview``,
+        ``preview_count``.
     Run
         ``seed``, ``workers`` (``None``: all cores), ``backend`` (``"auto"`` is pinned to
         one backend for the whole run, :data:`GENERATION_BACKENDS`, so that bytes do not
-        depend on the number of workers), ``progress``, ``overwrite``.
+        depend on the number of workers), ``progress``, ``overwrite``, ``timings``
+        (measure the stages of each pair: ``GenerateSummary.timings``).
     """
 
     out: str = None
@@ -191,11 +183,13 @@ class DatasetConfig:
     layout: str = "sbdd"
     format: str = "png"
     quality: int = 95
+    png_compression: str = "fast"
     preview: str = None
     preview_count: int = 4
     backend: str = "auto"
     progress: bool = True
     overwrite: bool = False
+    timings: bool = False
 
     def __post_init__(self):
         self.validate()

@@ -35,11 +35,13 @@ import numpy as np
 
 from .._atomic import remove_temporaries, write_atomic
 from .._memory import keep_freed_memory
+from .codecs import DecodedCache, check_format, decode_image, encode_image
 from .config import RUN_ONLY_FIELDS, DatasetConfig, pinned_backend
 from ..projective import psf_field
 from .camera import draw_camera
 from .pair import synthesize_pair
-from .sources import PairInputs, segment_missing
+from .sources import CACHE_BYTES, PairInputs, segment_missing
+from .timings import StageTimer
 
 __all__ = ["GenerateSummary", "Source", "find_sources", "generate", "make_pair", "read_image", "write_atomic"]
 
@@ -48,7 +50,7 @@ EMBEDDED_IMAGES = (
     "astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
     "hubble_deep_field.jpg",
 )
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".jxl")
 _PREVIEW_HEIGHT = 160
 
 
@@ -96,6 +98,9 @@ class GenerateSummary:
     interrupted : bool
         Ctrl-C stopped the run early.
     seconds : float
+    timings : StageTimer or None
+        With ``timings``: the seconds of each stage over the pairs made
+        (:meth:`~fastblur.sbdd.timings.StageTimer.mean_ms`, ``.report()``).
     """
 
     out: str
@@ -106,6 +111,7 @@ class GenerateSummary:
     failures: list = field(default_factory=list)
     interrupted: bool = False
     seconds: float = 0.0
+    timings: StageTimer = None
 
     @property
     def pairs_per_second(self):
@@ -205,16 +211,11 @@ def find_sources(config):
 
 def read_image(path):
     """An RGB ``(H, W, 3)`` uint8 image; ``ValueError`` naming the file if it cannot be read."""
-    import cv2
-
     try:
         data = np.fromfile(path, np.uint8)
     except OSError as error:
         raise ValueError(f"cannot read image {path!r}: {error}") from error
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise ValueError(f"cannot decode image {path!r} (corrupt or not an image)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return decode_image(data, os.fspath(path))
 
 
 # -- outputs ----------------------------------------------------------------------------
@@ -240,22 +241,20 @@ def pair_paths(config, source, variant):
 
 
 def _encode(image, config):
-    import cv2
-
-    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    if config.format == "jpg":
-        ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(config.quality)])
-    else:
-        ok, data = cv2.imencode(".png", bgr)
-    if not ok:
-        raise ValueError(f"cannot encode a {config.format} image")
-    return data.tobytes()
+    return encode_image(image, config.format, compression=config.png_compression, quality=config.quality)
 
 
 # -- one pair ---------------------------------------------------------------------------
 class PairMaker(PairInputs):
     """Makes (and writes) the pairs of one run in one process; their inputs come from
-    :class:`~fastblur.sbdd.sources.PairInputs`."""
+    :class:`~fastblur.sbdd.sources.PairInputs` (which caches decoded images, their
+    segmentations and mask files in ``cache_bytes``), the time of each stage goes to
+    ``timer`` when ``config.timings`` is set."""
+
+    def __init__(self, config, sources, cached_segmentations=None, cache_bytes=CACHE_BYTES):
+        super().__init__(config, sources, cached_segmentations, cache_bytes)
+        check_format(config.format)
+        self.timer = StageTimer(enabled=config.timings)
 
     def make(self, index):
         """Synthesise pair ``index``: ``(record, blurry uint8, sharp uint8, result, kernels)``."""
@@ -265,19 +264,24 @@ class PairMaker(PairInputs):
         name, blurry_path, sharp_path = pair_paths(config, source, variant)
         # spawn(4)[:3] are spawn(3): the uniform model's streams do not change.
         mask_seed, kernel_seed, formation_seed, camera_seed = np.random.SeedSequence([config.seed, index]).spawn(4)
-        image = read_image(source.path)
+        timer = self.timer
+        with timer.stage("read"):
+            image = self.image(source_index)
         smallest = max(config.min_image_size, config.kernel_size)
         if min(image.shape[:2]) <= smallest:
             raise ValueError(f"image {source.label!r} of size {image.shape[:2]} is too small: "
                              f"its shorter side must exceed {smallest}")
-        masks, mask_entry = self.object_masks(source_index, image, np.random.default_rng(mask_seed))
-        kernels, kernel_ids = self.kernels.draw(len(masks) + 1, np.random.default_rng(kernel_seed))
-        rng = np.random.default_rng(formation_seed)
-        gain = self.illumination_gain(rng)
-        camera = self.camera(np.random.default_rng(camera_seed))
-        result = synthesize_pair(image, kernels, masks, illumination_gain=gain, rng=rng, camera=camera,
-                                 **self.options)
-        blurry, sharp = result.to_uint8()
+        with timer.stage("masks"):
+            masks, mask_entry = self.object_masks(source_index, image, np.random.default_rng(mask_seed))
+        with timer.stage("kernels"):
+            kernels, kernel_ids = self.kernels.draw(len(masks) + 1, np.random.default_rng(kernel_seed))
+        with timer.stage("synthesis"):
+            rng = np.random.default_rng(formation_seed)
+            gain = self.illumination_gain(rng)
+            camera = self.camera(np.random.default_rng(camera_seed))
+            result = synthesize_pair(image, kernels, masks, illumination_gain=gain, rng=rng, camera=camera,
+                                     **self.options)
+            blurry, sharp = result.to_uint8()
         params = result.params
         out = config.out if config.out is not None else "."
         record = {
@@ -329,16 +333,21 @@ class PairMaker(PairInputs):
             if write:
                 blurry_path = os.path.join(self.config.out, record["blurry"])
                 sharp_path = os.path.join(self.config.out, record["sharp"])
-                blurry_bytes, sharp_bytes = _encode(blurry, self.config), _encode(sharp, self.config)
-                os.makedirs(os.path.dirname(blurry_path), exist_ok=True)
-                os.makedirs(os.path.dirname(sharp_path), exist_ok=True)
-                write_atomic(blurry_path, blurry_bytes)
-                write_atomic(sharp_path, sharp_bytes)
+                with self.timer.stage("encode"):
+                    blurry_bytes, sharp_bytes = _encode(blurry, self.config), _encode(sharp, self.config)
+                with self.timer.stage("write"):
+                    os.makedirs(os.path.dirname(blurry_path), exist_ok=True)
+                    os.makedirs(os.path.dirname(sharp_path), exist_ok=True)
+                    write_atomic(blurry_path, blurry_bytes)
+                    write_atomic(sharp_path, sharp_bytes)
             answer = {"index": index, "ok": True, "record": record}
+            if self.timer.enabled:
+                answer["timings"] = self.timer.take()
             if preview:
                 answer["preview"] = preview_row(sharp, blurry, result.weights, kernels, _PREVIEW_HEIGHT)
             return answer
         except Exception as error:  # a bad image/mask/kernel file: reported, the run goes on
+            self.timer.take()
             source_index, variant = pair_location(index, len(self.sources), self.config.n_images)
             name = f"{self.sources[source_index].name}_{variant}"
             return {"index": index, "ok": False, "name": name, "message": f"{type(error).__name__}: {error}"}
@@ -469,6 +478,8 @@ def generate(config):
     records = _read_manifest(config)
     _write_manifest(config, records)
     summary = GenerateSummary(out=config.out, total=total)
+    timer = StageTimer(enabled=config.timings)
+    summary.timings = timer if config.timings else None
     summary.skipped = sum(1 for i in records if i < total)
     todo = [i for i in range(total) if i not in records]
     preview_indices = set(range(min(config.preview_count, total))) if config.preview else set()
@@ -484,8 +495,10 @@ def generate(config):
         if answer["ok"]:
             record = answer["record"]
             records[record["index"]] = record
-            manifest.write(json.dumps(record) + "\n")
-            manifest.flush()
+            with timer.stage("manifest"):
+                manifest.write(json.dumps(record) + "\n")
+                manifest.flush()
+            timer.add(answer.get("timings", {}))
             summary.written += 1
         else:
             summary.failed += 1

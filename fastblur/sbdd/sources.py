@@ -6,48 +6,51 @@ and the crop sampler (:class:`fastblur.sbdd.CropSampler`), so that their pairs c
 the same sources.
 """
 import os
-from collections import OrderedDict
 
 import numpy as np
 
 from . import masks as mask_sources
+from .codecs import DecodedCache
 from .config import pinned_backend
 from .kernel_sources import kernel_source
 
-__all__ = ["PairInputs", "segment_missing"]
+__all__ = ["CACHE_BYTES", "PairInputs", "segment_missing"]
+
+#: Bytes of decoded images, segmentations and mask files a worker keeps (11 decoded
+#: 720p images).
+CACHE_BYTES = 32 * 2**20
 
 
 class PairInputs:
     """The mask source, kernel source (``kernels``), gain draw and formation ``options``
     (backend pinned) of the run ``config`` over the sharp images ``sources``.
 
-    ``cached_segmentations`` bounds the classical segmentations kept (least recently
-    used are dropped): a few suffice for a run that takes images in turn, random crops
-    of many images need as many as the decoded images they keep.
+    Decoded sharp images, their classical segmentations and mask files share one
+    least-recently-used cache of ``cache_bytes`` (:class:`~fastblur.sbdd.codecs.DecodedCache`):
+    the consecutive variants of an image are made from one decode.
+    ``cached_segmentations`` is accepted for compatibility and unused (the cache is
+    bounded in bytes).
     """
 
-    def __init__(self, config, sources, cached_segmentations=4):
+    def __init__(self, config, sources, cached_segmentations=None, cache_bytes=CACHE_BYTES):
         self.config = config
         self.sources = sources
         self.kernels = kernel_source(config.kernels, config.kernel_size, config.kernels_root,
                                      config.exposure, config.focal_length)
         self.options = dict(config.formation_options(), backend=pinned_backend(config.backend))
-        self._regions = OrderedDict()
-        self._cached_segmentations = cached_segmentations
+        self.cache = DecodedCache(cache_bytes)
+
+    def image(self, source_index):
+        """The decoded sharp image ``source_index`` (cached, read-only)."""
+        from .dataset import read_image
+
+        return self.cache.get(("image", source_index), lambda: read_image(self.sources[source_index].path))
 
     def _segment(self, source_index, image):
-        if source_index in self._regions:
-            self._regions.move_to_end(source_index)
-        else:
-            if len(self._regions) >= self._cached_segmentations:
-                self._regions.popitem(last=False)
-            self._regions[source_index] = mask_sources.segment_regions(image)
-        return self._regions[source_index]
+        return self.cache.get(("regions", source_index), lambda: mask_sources.segment_regions(image))
 
     def object_masks(self, source_index, image, rng):
         """``(masks (n, H, W), manifest entry)`` for the pair's image."""
-        from .dataset import read_image
-
         config = self.config
         shape = image.shape[:2]
         common = dict(max_objects=config.max_objects, min_area=config.min_object_area, return_ids=True)
@@ -59,19 +62,20 @@ class PairInputs:
         mask_index = int(rng.integers(len(self.sources))) if config.random_masks else source_index
         source = self.sources[mask_index]
         if config.masks == "classical":
-            other = image if mask_index == source_index else read_image(source.path)
+            other = image if mask_index == source_index else self.image(mask_index)
             masks, ids = mask_sources.classical_masks(
                 other, rng=rng, regions=self._segment(mask_index, other), **common)
+        # mask files: read once for all the variants of a source (cached with the images)
         elif config.masks in ("detectron2", "maskrcnn"):  # maskrcnn: segment_missing wrote them
-            masks, ids = mask_sources.detectron2_masks(
+            masks, ids = self.cache.get(("masks", mask_index), lambda: mask_sources.detectron2_masks(
                 os.path.join(config.masks_path, source.name + ".npz"),
-                score_threshold=config.score_threshold, classes=config.classes, **common)
+                score_threshold=config.score_threshold, classes=config.classes, **common))
         elif config.masks == "labels":
-            masks, ids = mask_sources.label_map_masks(
-                os.path.join(config.masks_path, source.name + ".png"), **common)
+            masks, ids = self.cache.get(("masks", mask_index), lambda: mask_sources.label_map_masks(
+                os.path.join(config.masks_path, source.name + ".png"), **common))
         else:
-            masks, ids = mask_sources.coco_masks(
-                config.masks_path, os.path.basename(source.path), categories=config.classes, **common)
+            masks, ids = self.cache.get(("masks", mask_index), lambda: mask_sources.coco_masks(
+                config.masks_path, os.path.basename(source.path), categories=config.classes, **common))
         if masks.shape[1:] != shape:
             if mask_index == source_index:
                 raise ValueError(
