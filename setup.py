@@ -84,10 +84,12 @@ setup(
         "tomli>=1.1; python_version < '3.11'",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "pytest-benchmark>=4"],
+        "test": ["pytest>=7", "hypothesis>=6", "pytest-benchmark>=4", "pylops>=2.0"],
         "gpu": ["cupy-cuda12x>=13"],
         "gpu-cuda13": ["cupy-cuda13x>=14"],
         "torch": ["torch>=2.0"],
+        "operators": ["pylops>=2.0"],
+        "deepinv": ["torch>=2.0", "deepinv>=0.2"],
     },
     entry_points={
         "console_scripts": [
