@@ -24,7 +24,7 @@ the operator whose weights are zero there.
 import numpy as np
 
 from . import _geometry, _validation
-from ._array_module import get_array_module, torch_interop
+from ._array_module import get_array_module, to_numpy, torch_interop
 from .primitives import blur_masked, blur_product, convolve
 
 __all__ = ["blur_masked_adjoint", "blur_product_adjoint", "convolve_adjoint", "fold"]
@@ -110,6 +110,58 @@ def fold(extended, image_hw, kernel_hw, mode, boundary, first_axis=0):
         if sum(pads):
             extended = _fold_axis(extended, first_axis + axis, length, pads, boundary)
     return extended
+
+
+#: A kernel whose weights are non-zero on a box smaller than this fraction of the grid is
+#: scattered on that box alone (an SBDD object); the others go in one call on the grid.
+SMALL_BOX = 0.5
+
+
+def _nonzero_box(array):
+    """``(r0, r1, c0, c1)``: the smallest box holding every non-zero of a 2-D array, or None."""
+    xp = get_array_module(array)
+    rows = to_numpy(xp.flatnonzero(array.any(axis=1)))
+    if rows.size == 0:
+        return None
+    cols = to_numpy(xp.flatnonzero(array.any(axis=0)))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def _union(boxes):
+    return (min(b[0] for b in boxes), max(b[1] for b in boxes),
+            min(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def _scatter_full(y, kernels, weights, backend):
+    """``sum_i kernels[i] *full (weights[i] y)``, shape ``(Ho + kh - 1, Wo + kw - 1, C)``.
+
+    Exactly :func:`fastblur.blur_product` in ``full`` mode with zero boundary, computed
+    where it can be non-zero: a full convolution spreads each weighted pixel by the
+    kernel, so the ring of ``kh - 1`` rows and ``kw - 1`` columns that ``full`` adds
+    around each weight map's support costs as much as the support itself for an SBDD
+    object. Each kernel is trimmed to its non-zero taps, and a kernel whose weights are
+    non-zero on a small box (:data:`SMALL_BOX`) is scattered on that box alone.
+    """
+    xp = get_array_module(y)
+    kh, kw = kernels.shape[1:]
+    height, width = y.shape[:2]
+    out = xp.zeros((height + kh - 1, width + kw - 1, y.shape[2]), y.dtype)
+    large, small = [], []
+    for i, (kernel, w) in enumerate(zip(kernels, weights)):
+        box, taps = _nonzero_box(w), _nonzero_box(kernel)
+        if box is None or taps is None:
+            continue
+        area = (box[1] - box[0]) * (box[3] - box[2])
+        (small if area < SMALL_BOX * height * width else large).append((i, box, taps))
+    groups = [[item] for item in small] + ([large] if large else [])
+    for group in groups:
+        index = [i for i, _, _ in group]
+        r0, r1, c0, c1 = _union([box for _, box, _ in group])
+        t0, t1, s0, s1 = _union([taps for _, _, taps in group])
+        part = blur_product(y[r0:r1, c0:c1], kernels[index, t0:t1, s0:s1], weights[index, r0:r1, c0:c1],
+                            mode="full", boundary="constant", backend=backend)
+        out[r0 + t0 : r0 + t0 + part.shape[0], c0 + s0 : c0 + s0 + part.shape[1]] += part
+    return out
 
 
 def _prepare(y, kernel_hw, mode, boundary):
@@ -240,8 +292,7 @@ def blur_masked_adjoint(y, kernels, weights, mode="valid", boundary="reflect", b
     if _weights_grid(weights) is not None:
         _check_grid(y3d.shape[:2], _weights_grid(weights), "weights (output grid)")
     weights = _validation.as_weights(weights, len(kernels), y3d.shape[:2], dtype)
-    scattered = blur_product(y3d, _flipped(kernels), weights, mode="full", boundary="constant",
-                             backend=backend)
+    scattered = _scatter_full(y3d, _flipped(kernels), weights, backend)
     return _finish(fold(scattered, image_hw, kernels.shape[1:], mode, boundary), was_2d)
 
 

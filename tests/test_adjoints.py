@@ -24,11 +24,23 @@ def _output_hw(image_hw, kernel_hw, mode):
 
 
 def _weights(rng, count, hw, dtype):
-    """Weights in [0, 1] with an exact-zero band per kernel (so that skipping happens)."""
+    """Weights in [0, 1] with an exact-zero band per kernel (so that skipping happens), and
+    the last kernel's non-zero on a small box only (an SBDD object: cropped adjoints)."""
     weights = rng.random((count,) + hw)
     for i, w in enumerate(weights):
         w[i * hw[0] // (2 * count) : (i + 1) * hw[0] // (2 * count) + 1] = 0
+    box = np.zeros(hw, bool)
+    box[hw[0] // 3 : hw[0] // 3 + max(1, hw[0] // 3), 1 : 1 + max(1, hw[1] // 2)] = True
+    weights[-1][~box] = 0
     return weights.astype(dtype)
+
+
+def _kernels(rng, shape, dtype):
+    """Random kernels, the first with zero outer taps (trimmed by the adjoints)."""
+    kernels = rng.random(shape)
+    if shape[-2] > 2 and shape[-1] > 2:
+        kernels[0, 0], kernels[0, :, -1] = 0, 0
+    return kernels.astype(dtype)
 
 
 def _problem(operation, rng, image_shape, kernel_hw, mode, dtype, count=3):
@@ -36,10 +48,10 @@ def _problem(operation, rng, image_shape, kernel_hw, mode, dtype, count=3):
     image_hw = image_shape[:2]
     out_hw = _output_hw(image_hw, kernel_hw, mode)
     if operation == "convolve":
-        kernel = rng.random(kernel_hw).astype(dtype)
+        kernel = _kernels(rng, (1,) + kernel_hw, dtype)[0]
         return (lambda x, **o: fastblur.convolve(x, kernel, **o),
                 lambda y, **o: fastblur.convolve_adjoint(y, kernel, **o), out_hw)
-    kernels = rng.random((count,) + kernel_hw).astype(dtype)
+    kernels = _kernels(rng, (count,) + kernel_hw, dtype)
     if operation == "blur_masked":
         weights = _weights(rng, count, out_hw, dtype)
         return (lambda x, **o: fastblur.blur_masked(x, kernels, weights, **o),
@@ -100,10 +112,12 @@ def test_adjoint_is_the_transpose_of_the_reference_matrix(operation, mode, bound
             adjoint = lambda y: fastblur.convolve_adjoint(y, kernels[0], mode, boundary)  # noqa: E731
         elif operation == "blur_masked":
             weights = rng.standard_normal((2,) + out_hw)
+            weights[1, : out_hw[0] // 2], weights[1, :, : out_hw[1] // 2] = 0, 0  # a small box
             reference = lambda x: reference_blur_masked(x, kernels, weights, mode, boundary)  # noqa: E731
             adjoint = lambda y: fastblur.blur_masked_adjoint(y, kernels, weights, mode, boundary)  # noqa: E731
         else:
             weights = rng.standard_normal((2,) + image_shape[:2])
+            weights[1, :2], weights[1, :, :2] = 0, 0
             reference = lambda x: reference_blur_product(x, kernels, weights, mode, boundary)  # noqa: E731
             adjoint = lambda y: fastblur.blur_product_adjoint(y, kernels, weights, mode, boundary)  # noqa: E731
         matrix = _dense(reference, image_shape)
@@ -121,7 +135,6 @@ def test_fold_is_the_adjoint_of_the_extension(boundary, first_axis, rng):
         matrix = _dense(lambda x: extend_for_mode(x, kernel_hw, mode, boundary)
                         if first_axis == 0 else np.stack([extend_for_mode(v, kernel_hw, mode, boundary) for v in x]),
                         shape)
-        out_shape = lead + (matrix.shape[0] // int(np.prod(lead + (3,))) // 1,)
         extended_hw = tuple(n + sum(w) for n, w in zip(image_hw, _widths(kernel_hw, mode)))
         out_shape = lead + extended_hw + (3,)
         transpose = _dense(lambda z: fold(z, image_hw, kernel_hw, mode, boundary, first_axis), out_shape)
