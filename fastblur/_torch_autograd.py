@@ -104,6 +104,39 @@ def _extend(tensor, kernel_hw, mode, boundary):
     return tensor.index_select(-1, torch.as_tensor(cols, device=device))
 
 
+def _rows_cols(tensor):
+    """Index ranges ``(r0, r1, c0, c1)`` of the non-zero rows and columns of a
+    ``(B, C, H, W)`` tensor, or None where it is zero."""
+    nonzero = (tensor != 0).flatten(0, -3).any(0)
+    rows = torch.nonzero(nonzero.any(1)).flatten().tolist()
+    if not rows:
+        return None
+    cols = torch.nonzero(nonzero.any(0)).flatten().tolist()
+    return rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+
+
+def _correlation_lags(extended, grad, kernel_hw):
+    """``sum_c sum_p grad[p] extended[p + r]`` for ``r`` in ``[0, kh) x [0, kw)``, shape
+    (B, kh, kw), over the outputs ``p`` where both can be non-zero (an SBDD object's box).
+
+    A circular correlation of size >= the extended crop has no wrap-around at these lags.
+    """
+    kh, kw = kernel_hw
+    box_grad, box_map = _rows_cols(grad), _rows_cols(extended)
+    if box_grad is None or box_map is None:
+        return grad.new_zeros((grad.shape[0], kh, kw))
+    r0, r1 = max(box_grad[0], box_map[0] - kh + 1), min(box_grad[1], box_map[1])
+    c0, c1 = max(box_grad[2], box_map[2] - kw + 1), min(box_grad[3], box_map[3])
+    if r0 >= r1 or c0 >= c1:
+        return grad.new_zeros((grad.shape[0], kh, kw))
+    grad = grad[..., r0:r1, c0:c1]
+    extended = extended[..., r0 : r1 + kh - 1, c0 : c1 + kw - 1]
+    size = tuple(scipy.fft.next_fast_len(n, real=True) for n in extended.shape[-2:])
+    product = torch.fft.rfft2(grad, s=size).conj()
+    product *= torch.fft.rfft2(extended, s=size)
+    return torch.fft.irfft2(product.sum(1), s=size)[..., :kh, :kw]
+
+
 def _kernel_grad(extended, grad, kernel_hw):
     """``flip(sum_c corr_valid(extended, grad))``: the gradient of a ``valid`` convolution
     with respect to its kernel.
@@ -119,17 +152,9 @@ def _kernel_grad(extended, grad, kernel_hw):
     -------
     Tensor, shape (B, N, kh, kw)
     """
-    kh, kw = kernel_hw
-    height, width = extended.shape[-2:]
-    # Circular correlation of size >= (He, We) has no wrap-around at lags [0, kh) x [0, kw).
-    size = (scipy.fft.next_fast_len(height, real=True), scipy.fft.next_fast_len(width, real=True))
-    spectrum = torch.fft.rfft2(extended, s=size)
     count = max(extended.shape[1], grad.shape[1])
-    lags = []
-    for i in range(count):  # one kernel at a time: B * C spectra in memory, not B * N * C
-        product = torch.fft.rfft2(grad[:, min(i, grad.shape[1] - 1)], s=size).conj()
-        product *= spectrum[:, min(i, extended.shape[1] - 1)]
-        lags.append(torch.fft.irfft2(product.sum(1), s=size)[..., :kh, :kw])
+    lags = [_correlation_lags(extended[:, min(i, extended.shape[1] - 1)], grad[:, min(i, grad.shape[1] - 1)],
+                              kernel_hw) for i in range(count)]  # one kernel at a time: B * C maps in memory
     return torch.stack(lags, 1).flip(-2, -1)
 
 

@@ -82,21 +82,33 @@ def test_forward_and_adjoint_are_the_primitives(operation, shared):
             np.testing.assert_array_equal(result[b].detach().permute(1, 2, 0).numpy(), expected)
 
 
-def test_kernel_gradient_of_a_large_kernel_against_autograd_reference():
-    """Kernel and weight gradients (FFT path) against torch's own conv2d autograd, 9x8 kernels."""
-    image, kernels, weights = _problem("blur_masked", "valid", batch=2, channels=3, image_hw=(30, 27),
+@pytest.mark.parametrize("operation", ["blur_masked", "blur_product"])
+def test_gradients_of_large_kernels_against_autograd_reference(operation):
+    """Image, kernel (FFT path) and weight gradients against torch's own conv2d autograd,
+    9x8 kernels; one weight map zero but on a box (the kernel gradient's cropped path)."""
+    image, kernels, weights = _problem(operation, "valid", batch=2, channels=3, image_hw=(30, 27),
                                        kernel_hw=(9, 8), count=3)
+    with torch.no_grad():
+        weights[:, 1, :6] = 0
+        weights[:, 1, :, 12:] = 0
     grad = torch.rand(2, 3, 22, 20, dtype=torch.float64)
-    ft.blur_masked(image, kernels, weights).backward(grad)
+    getattr(ft, operation)(image, kernels, weights).backward(grad)
     expected = [t.grad.clone() for t in (image, kernels, weights)]
     for t in (image, kernels, weights):
         t.grad = None
-    # sum_i w_i (k_i * x): true convolution = conv2d (a correlation) with the flipped kernel
-    blurs = torch.stack([
-        torch.nn.functional.conv2d(image[b][:, None], kernels[b].flip(-2, -1)[:, None]).permute(1, 0, 2, 3)
-        for b in range(2)
-    ])  # (B, N, C, Ho, Wo)
-    (weights[:, :, None] * blurs).sum(1).backward(grad)
+
+    def true_convolution(x, k):  # (C, H, W) by (N, kh, kw) -> (N, C, Ho, Wo); conv2d correlates
+        return torch.nn.functional.conv2d(x[:, None], k.flip(-2, -1)[:, None]).permute(1, 0, 2, 3)
+
+    if operation == "blur_masked":  # sum_i w_i (k_i * x)
+        out = torch.stack([(weights[b][:, None] * true_convolution(image[b], kernels[b])).sum(0)
+                           for b in range(2)])
+    else:  # sum_i k_i * (w_i x)
+        out = torch.stack([
+            sum(true_convolution(weights[b, i][None] * image[b], kernels[b, i][None])[0] for i in range(3))
+            for b in range(2)
+        ])
+    out.backward(grad)
     for got, want in zip(expected, (image.grad, kernels.grad, weights.grad)):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
 
