@@ -53,6 +53,7 @@ def bench_blur_product_adjoint(benchmark, case):
 def crop():
     """The same case at 360x640 (deepinv takes seconds a call at 720p)."""
     torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
     image, kernels, weights = sbdd_case(360, 640)
     x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
     return x, torch.from_numpy(kernels), torch.from_numpy(weights)
@@ -70,8 +71,6 @@ def bench_fastblur_forward_adjoint(benchmark, crop):
 @pytest.mark.benchmark(group="forward+adjoint-sbdd-360p-6x65")
 def bench_deepinv_forward_adjoint(benchmark, crop):
     deepinv = pytest.importorskip("deepinv")
-    torch = pytest.importorskip("torch")
-    torch.set_num_threads(1)
     x, kernels, weights = crop
     physics = deepinv.physics.SpaceVaryingBlur(
         filters=kernels[None, None].expand(1, 3, -1, -1, -1),

@@ -44,7 +44,7 @@ __all__ = [
 # --- per-item operations on (H, W, C) tensors -------------------------------------------
 
 def _channels_last(tensor):
-    return tensor.permute(1, 2, 0)
+    return tensor.permute(1, 2, 0).contiguous()  # one transposing copy, not one per backend call
 
 
 def _channels_first(tensor):
