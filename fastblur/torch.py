@@ -21,11 +21,31 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from ._array_module import on_cuda_stream
+from ._torch_autograd import (  # noqa: F401  (differentiable primitives, issue 14)
+    SpaceVaryingBlur,
+    blur_masked,
+    blur_masked_adjoint,
+    blur_product,
+    blur_product_adjoint,
+    convolve,
+    convolve_adjoint,
+)
 from .sbdd.batch import RecipeBatch, check_device
 from .sbdd.config import DatasetConfig
 from .sbdd.crops import CropSampler
 
-__all__ = ["SBDDDataset", "SBDDLoader", "SBDDMapDataset"]
+__all__ = [
+    "SBDDDataset",
+    "SBDDLoader",
+    "SBDDMapDataset",
+    "SpaceVaryingBlur",
+    "blur_masked",
+    "blur_masked_adjoint",
+    "blur_product",
+    "blur_product_adjoint",
+    "convolve",
+    "convolve_adjoint",
+]
 
 
 def _make_sampler(images, crop_size, quantize, device, backend, options):
