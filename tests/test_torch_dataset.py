@@ -1,4 +1,7 @@
 """On-the-fly SBDD crops for PyTorch: shapes, ranges, reproducibility over workers and epochs."""
+import os
+import warnings
+
 import numpy as np
 import pytest
 
@@ -7,6 +10,7 @@ torch = pytest.importorskip("torch")
 from fastblur.sbdd import synthesize_pair  # noqa: E402
 from fastblur.sbdd.crops import CropSampler  # noqa: E402
 from fastblur.sbdd.config import DatasetConfig  # noqa: E402
+from fastblur.sbdd.dataset import read_image  # noqa: E402
 from fastblur.torch import SBDDDataset, SBDDMapDataset  # noqa: E402
 
 OPTIONS = dict(crop_size=48, kernel_size=15, max_objects=3, min_object_area=200, seed=5)
@@ -17,7 +21,7 @@ def _pairs(loader):
 
 
 def test_pairs_are_chw_floats_in_unit_range():
-    blurry, sharp = SBDDMapDataset(4, **OPTIONS)[1]
+    blurry, sharp = SBDDMapDataset(length=4, **OPTIONS)[1]
     assert blurry.shape == sharp.shape == (3, 48, 48)
     assert blurry.dtype == sharp.dtype == torch.float32
     for image in (blurry, sharp):
@@ -33,7 +37,7 @@ def test_same_pairs_with_any_number_of_workers():
     assert len(alone) == len(shared) == 6
     for (b0, s0), (b1, s1) in zip(alone, shared):
         assert torch.equal(b0, b1) and torch.equal(s0, s1)
-    mapped = SBDDMapDataset(6, **OPTIONS)
+    mapped = SBDDMapDataset(length=6, **OPTIONS)
     assert all(torch.equal(mapped[i][0], alone[i][0]) for i in range(6))
 
 
@@ -48,7 +52,7 @@ def test_same_batches_with_any_number_of_workers():
 
 
 def test_epochs_differ_and_repeat():
-    dataset = SBDDMapDataset(3, **OPTIONS)
+    dataset = SBDDMapDataset(length=3, **OPTIONS)
     first = dataset[0][0]
     dataset.set_epoch(1)
     assert not torch.equal(dataset[0][0], first)
@@ -56,7 +60,7 @@ def test_epochs_differ_and_repeat():
     assert torch.equal(dataset[0][0], first)
     with pytest.raises(IndexError):
         dataset[3]
-    with pytest.raises(ValueError, match="epoch must be a non-negative integer"):
+    with pytest.raises(ValueError, match="epoch must be >= 0"):
         dataset.set_epoch(-1)
 
 
@@ -80,22 +84,47 @@ def test_crop_is_the_formation_model_on_the_window():
     np.testing.assert_allclose(sharp * 255, np.minimum(pair.sharp, 255), atol=1e-4)
 
 
-def test_images_smaller_than_the_window_are_skipped(tmp_path):
+def _write_images(folder, sizes, rng):
     import cv2
 
+    folder.mkdir(exist_ok=True)
+    for name, shape in sizes.items():
+        cv2.imwrite(str(folder / name), rng.integers(0, 255, shape, dtype=np.uint8))
+
+
+def test_images_are_checked_when_the_dataset_is_made(tmp_path, monkeypatch):
+    """Sizes come from the headers when the dataset is made (only a file PIL cannot read is
+    decoded): one warning a skipped file, none later, a ValueError if none is large enough."""
+    import fastblur.torch as fastblur_torch
+
     rng = np.random.default_rng(0)
-    cv2.imwrite(str(tmp_path / "small.png"), rng.integers(0, 255, (30, 30, 3), dtype=np.uint8))
-    cv2.imwrite(str(tmp_path / "large.png"), rng.integers(0, 255, (90, 100, 3), dtype=np.uint8))
+    _write_images(tmp_path, {"small.png": (30, 40, 3), "large.png": (90, 100, 3)}, rng)
     (tmp_path / "broken.png").write_bytes(b"not a png")
-    dataset = SBDDMapDataset(8, images=str(tmp_path), masks="shapes", **OPTIONS)
-    with pytest.warns(RuntimeWarning, match="skipping"):
+    decoded = []
+    monkeypatch.setattr(fastblur_torch, "read_image", lambda path: decoded.append(path) or read_image(path))
+    with pytest.warns(RuntimeWarning) as caught:
+        dataset = SBDDMapDataset(str(tmp_path), length=8, masks="shapes", **OPTIONS)
+    messages = sorted(str(w.message) for w in caught)
+    assert len(messages) == 2 and all(w.filename == __file__ for w in caught)
+    assert messages[0].startswith("skipping sharp image 'broken.png': cannot decode image")
+    assert messages[1] == ("skipping sharp image 'small.png': it is 40×30 pixels and a crop reads a window of "
+                           "62×62 pixels (crop_size + kernel_size - 1 = 48 + 15 - 1)")
+    assert [os.path.basename(path) for path in decoded] == ["broken.png"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         pairs = [dataset[i] for i in range(8)]
     assert all(b.shape == (3, 48, 48) for b, _ in pairs)
+    (tmp_path / "large.png").unlink()
+    with pytest.raises(ValueError) as error:
+        SBDDDataset(tmp_path, length=8, masks="shapes", **{**OPTIONS, "crop_size": 20})
+    assert str(error.value) == (
+        "no sharp image is large enough: a crop needs 34×34 pixels (crop_size + kernel_size - 1 = 20 + 15 - 1); "
+        "the smallest image is 'small.png' (40×30). Lower crop_size or kernel_size, or use larger images")
 
 
 def test_bad_arguments_are_named():
-    with pytest.raises(ValueError, match="length must be a positive integer"):
-        SBDDMapDataset(0)
+    with pytest.raises(ValueError, match="length must be >= 1"):
+        SBDDMapDataset(length=0)
     with pytest.raises(ValueError, match="crop_size must be a positive integer"):
         SBDDDataset(crop_size=0)
     with pytest.raises(ValueError, match="device must be"):
@@ -114,7 +143,7 @@ def test_loader_batches_are_the_same_with_any_number_of_workers():
     for (b0, s0), (b1, s1) in zip(alone, shared, strict=True):
         assert torch.equal(b0, b1) and torch.equal(s0, s1)
     # batch k is pairs kB .. kB + B - 1, on a CPU the per-pair dataset's
-    mapped = SBDDMapDataset(10, **OPTIONS)
+    mapped = SBDDMapDataset(length=10, **OPTIONS)
     for index in range(3, 6):
         assert torch.equal(alone[1][0][index - 3], mapped[index][0])
         assert torch.equal(alone[1][1][index - 3], mapped[index][1])
@@ -151,7 +180,7 @@ def test_loader_bad_arguments_are_named():
                          (dict(device="tpu"), "device")]:
         with pytest.raises(ValueError, match=name):
             SBDDLoader(**{"device": "cpu", **kwargs})
-    with pytest.raises(ValueError, match="epoch must be a non-negative integer"):
+    with pytest.raises(TypeError, match="epoch must be an integer"):
         SBDDLoader(device="cpu").set_epoch(1.5)
 
 
@@ -187,7 +216,7 @@ def test_cuda_pairs_are_the_cpu_batches_on_the_gpu():
         for blurry in (b1.cpu(), b2.cpu()):
             assert float((blurry - b0).abs().max()) <= 1 / 255 + 1e-6
         assert torch.equal(s1.cpu(), s0) and torch.equal(s2.cpu(), s0)
-    blurry, sharp = SBDDMapDataset(6, device="cuda", **OPTIONS)[4]
+    blurry, sharp = SBDDMapDataset(length=6, device="cuda", **OPTIONS)[4]
     assert blurry.device.type == "cuda" and torch.equal(sharp.cpu(), cpu[1][1][1])
     with pytest.raises(ValueError, match="num_workers=0"):
         next(iter(torch.utils.data.DataLoader(dataset, batch_size=3, num_workers=1)))
