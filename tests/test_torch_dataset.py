@@ -220,3 +220,154 @@ def test_cuda_pairs_are_the_cpu_batches_on_the_gpu():
     assert blurry.device.type == "cuda" and torch.equal(sharp.cpu(), cpu[1][1][1])
     with pytest.raises(ValueError, match="num_workers=0"):
         next(iter(torch.utils.data.DataLoader(dataset, batch_size=3, num_workers=1)))
+
+
+# -- training-loop habits: persistent workers, len(), one argument order, safe defaults ----
+TINY = dict(crop_size=32, kernel_size=7, max_objects=2, min_object_area=100, seed=3)
+
+
+def _epochs(dataset, loader, epochs):
+    """The batches of each epoch, ``set_epoch`` called between them as a training loop does."""
+    result = []
+    for epoch in epochs:
+        dataset.set_epoch(epoch)
+        result.append(_pairs(loader))
+    return result
+
+
+def _assert_same_batches(first, second):
+    assert len(first) == len(second)
+    for (b0, s0), (b1, s1) in zip(first, second, strict=True):
+        assert torch.equal(b0, b1) and torch.equal(s0, s1)
+
+
+@pytest.mark.parametrize("kind", ["stream", "map"])
+def test_set_epoch_reaches_persistent_workers(kind):
+    """Epochs 0, 2, 1 give the same batches with num_workers 0, 2, and 2 persistent."""
+    if kind == "stream":
+        dataset = SBDDDataset(length=5, batch_size=2, **TINY)
+    else:
+        dataset = SBDDMapDataset(length=5, **TINY)
+    epochs = [0, 2, 1]
+    runs = [_epochs(dataset, torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=workers,
+                                                         persistent_workers=persistent), epochs)
+            for workers, persistent in [(0, False), (2, False), (2, True)]]
+    for run in runs[1:]:
+        for alone, shared in zip(runs[0], run, strict=True):
+            _assert_same_batches(alone, shared)
+    assert [b.shape[0] for b, _ in runs[0][0]] == [2, 2, 1]
+    assert not torch.equal(runs[0][0][0][0], runs[0][1][0][0])
+    assert not torch.equal(runs[0][1][0][0], runs[0][2][0][0])
+    # epoch e is pair i of SeedSequence([seed, e, i]), whichever way it was made
+    assert torch.equal(runs[2][1][1][0][1], dataset.pair(3, epoch=2)[0])
+
+
+def test_loader_with_persistent_workers():
+    from fastblur.torch import SBDDLoader
+
+    loader = SBDDLoader(length=5, batch_size=2, device="cpu", **TINY)
+    persistent = SBDDLoader(length=5, batch_size=2, device="cpu", num_workers=2, persistent_workers=True, **TINY)
+    for epoch in (1, 0):
+        loader.set_epoch(epoch)
+        persistent.set_epoch(epoch)
+        _assert_same_batches(_pairs(loader), _pairs(persistent))
+    assert persistent._loader is not None  # the workers were kept
+
+
+def test_len_counts_the_pairs_and_the_batches():
+    dataset = SBDDDataset(length=7, batch_size=3, **TINY)
+    assert len(dataset) == 7
+    loader = torch.utils.data.DataLoader(dataset, batch_size=3, num_workers=2)
+    assert len(loader) == len(_pairs(loader)) == 3
+    dropped = torch.utils.data.DataLoader(dataset, batch_size=3, drop_last=True)
+    assert len(dropped) == len(_pairs(dropped)) == 2
+    with pytest.raises(TypeError, match="endless SBDDDataset"):
+        len(SBDDDataset(**TINY))
+    with pytest.raises(TypeError, match="endless"):
+        len(torch.utils.data.DataLoader(SBDDDataset(**TINY), batch_size=3))
+
+
+def test_one_argument_order(tmp_path):
+    from fastblur.torch import SBDDLoader
+
+    _write_images(tmp_path, {"photo.png": (60, 70, 3)}, np.random.default_rng(1))
+    for cls in (SBDDDataset, SBDDMapDataset, SBDDLoader):
+        made = cls(tmp_path, 4, **({"device": "cpu"} if cls is SBDDLoader else {}), **TINY)
+        assert made.length == 4 and made.sampler.config.input == str(tmp_path)
+        with pytest.raises(TypeError, match="positional"):
+            cls(None, 4, 32)
+    with pytest.raises(TypeError, match=r"takes \(images=None, length=None, \*, \.\.\.\).*"
+                                        r"SBDDMapDataset\(length=6\) or SBDDMapDataset\(images, length=6\)"):
+        SBDDMapDataset(6, str(tmp_path))
+    with pytest.raises(TypeError, match="SBDDMapDataset needs length="):
+        SBDDMapDataset(str(tmp_path))
+    with pytest.raises(TypeError, match="images must be a folder path"):
+        SBDDDataset(["a.png"])
+    with pytest.raises(TypeError, match="length must be an integer"):
+        SBDDDataset(length=2.0)
+    assert SBDDDataset(length=np.int64(3), batch_size=np.int32(2), **TINY).length == 3
+
+
+def test_a_warning_once_when_workers_run_without_batch_size(monkeypatch):
+    import types
+
+    import fastblur.torch as fastblur_torch
+
+    dataset = SBDDDataset(length=4, **TINY)
+    worker = types.SimpleNamespace(id=0, num_workers=2)
+    monkeypatch.setattr(fastblur_torch, "get_worker_info", lambda: worker)
+    with pytest.warns(UserWarning, match=r"without batch_size is read by 2 DataLoader workers.*SBDDDataset\(batch_size=B\)"):
+        assert len(list(dataset)) == 2  # worker 0's pairs: 0 and 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        list(dataset)  # once (the flag is shared by the workers and the epochs)
+        worker.id = 1
+        list(SBDDDataset(length=4, **TINY))  # worker 0 alone warns
+        worker.id = 0
+        list(SBDDDataset(length=4, batch_size=1, **TINY))  # batch_size given
+        worker.num_workers = 1
+        list(SBDDDataset(length=4, **TINY))  # one worker keeps the order
+
+
+def test_device_auto_is_the_cpu_without_cuda(monkeypatch, caplog):
+    import logging
+
+    import fastblur.backends
+    from fastblur.backends import BackendUnavailableError
+    from fastblur.torch import SBDDLoader
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with caplog.at_level(logging.INFO, logger="fastblur"):
+        loader = SBDDLoader(length=2, batch_size=2, **TINY)
+    assert loader.device == "cpu"
+    assert "SBDDLoader(device='auto'): pairs are formed on 'cpu': PyTorch sees no CUDA device" in caplog.text
+    assert _pairs(loader)[0][0].shape == (2, 3, 32, 32)
+
+    def no_cupy(name):
+        raise BackendUnavailableError("backend 'cupy' is not available here: no CuPy")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(fastblur.backends, "get_backend", no_cupy)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="fastblur"):
+        assert SBDDLoader(length=2, batch_size=2, **TINY).device == "cpu"
+    assert "PyTorch sees a CUDA device but CuPy cannot run (backend 'cupy' is not available here" in caplog.text
+
+
+def test_grey_and_rgba_images_are_used_as_rgb(tmp_path):
+    """Grey: the grey value in all three channels; RGBA: the alpha channel dropped."""
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    grey = rng.integers(0, 256, (50, 60), dtype=np.uint8)
+    rgba = rng.integers(0, 256, (50, 60, 4), dtype=np.uint8)
+    for folder, image in [("grey", grey), ("grey_as_rgb", np.repeat(grey[..., None], 3, axis=2)),
+                          ("rgba", rgba), ("rgba_as_rgb", rgba[..., :3])]:
+        (tmp_path / folder).mkdir()
+        Image.fromarray(image).save(tmp_path / folder / "photo.png")
+    made = {folder.name: SBDDMapDataset(folder, length=2, masks="shapes", **TINY)[1]
+            for folder in tmp_path.iterdir()}
+    for name in ("grey", "rgba"):
+        assert torch.equal(made[name][0], made[name + "_as_rgb"][0])
+        assert torch.equal(made[name][1], made[name + "_as_rgb"][1])
+    assert torch.equal(made["grey"][1][0], made["grey"][1][2])
