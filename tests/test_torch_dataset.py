@@ -223,7 +223,7 @@ def test_cuda_pairs_are_the_cpu_batches_on_the_gpu():
 
 
 # -- training-loop habits: persistent workers, len(), one argument order, safe defaults ----
-TINY = dict(crop_size=32, kernel_size=7, max_objects=2, min_object_area=100, seed=3)
+TINY = dict(crop_size=32, kernel_size=7, masks="shapes", max_objects=2, min_object_area=100, seed=3)
 
 
 def _epochs(dataset, loader, epochs):
@@ -365,7 +365,7 @@ def test_grey_and_rgba_images_are_used_as_rgb(tmp_path):
                           ("rgba", rgba), ("rgba_as_rgb", rgba[..., :3])]:
         (tmp_path / folder).mkdir()
         Image.fromarray(image).save(tmp_path / folder / "photo.png")
-    made = {folder.name: SBDDMapDataset(folder, length=2, masks="shapes", **TINY)[1]
+    made = {folder.name: SBDDMapDataset(folder, length=2, **TINY)[1]
             for folder in tmp_path.iterdir()}
     for name in ("grey", "rgba"):
         assert torch.equal(made[name][0], made[name + "_as_rgb"][0])
