@@ -158,6 +158,7 @@ def _rank_main(rank, world_size, out):
         torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_gloo_processes(tmp_path, monkeypatch):
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.setenv("MASTER_PORT", str(_free_port()))
