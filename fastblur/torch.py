@@ -133,12 +133,14 @@ def _skip_small_images(sampler, stacklevel):
     if len(skipped) == len(sources):
         if not sizes:
             raise ValueError(f"none of the {len(sources)} sharp images can be read: {next(iter(skipped.values()))}")
+        def described(index):
+            return f"{sources[index].label!r} ({sizes[index][1]}×{sizes[index][0]})"
+
         smallest = min(sizes, key=lambda index: min(sizes[index]))
         largest = max(sizes, key=lambda index: min(sizes[index]))
-        describe = lambda index: f"{sources[index].label!r} ({sizes[index][1]}×{sizes[index][0]})"  # noqa: E731
         raise ValueError(
-            f"no sharp image is large enough: a crop needs {need}; the smallest image is {describe(smallest)}"
-            + (f" and the largest {describe(largest)}" if largest != smallest else "")
+            f"no sharp image is large enough: a crop needs {need}; the smallest image is {described(smallest)}"
+            + (f" and the largest {described(largest)}" if largest != smallest else "")
             + ". Lower crop_size or kernel_size, or use larger images")
     for message in skipped.values():
         if sampler.config.input is None:  # the embedded photographs: not the user's choice
@@ -381,7 +383,8 @@ class SBDDDataset(_PairsMixin, IterableDataset):
         needs. Default False: every pair is made; ranks differ by one batch at most.
     rank, world_size : int, optional
         This process's share of the pairs; default: torch.distributed's rank and world
-        size if it is initialised when the dataset is made, else 0 and 1.
+        size if it is initialised when the dataset is made, else 0 and 1
+        (``rank=0, world_size=1`` gives every rank the whole stream, for validation).
     **options
         Any :class:`fastblur.sbdd.DatasetConfig` field: ``masks``, ``masks_path``,
         ``kernels``, ``kernel_size``, ``augment_illumination``, ``gaussian_noise``,

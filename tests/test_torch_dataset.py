@@ -316,7 +316,8 @@ def test_a_warning_once_when_workers_run_without_batch_size(monkeypatch):
     dataset = SBDDDataset(length=4, **TINY)
     worker = types.SimpleNamespace(id=0, num_workers=2)
     monkeypatch.setattr(fastblur_torch, "get_worker_info", lambda: worker)
-    with pytest.warns(UserWarning, match=r"without batch_size is read by 2 DataLoader workers.*SBDDDataset\(batch_size=B\)"):
+    expected = r"without batch_size is read by 2 DataLoader workers.*SBDDDataset\(batch_size=B\)"
+    with pytest.warns(UserWarning, match=expected):
         assert len(list(dataset)) == 2  # worker 0's pairs: 0 and 2
     with warnings.catch_warnings():
         warnings.simplefilter("error")
