@@ -84,10 +84,13 @@ setup(
         "tomli>=1.1; python_version < '3.11'",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "pytest-benchmark>=4"],
+        "test": ["pytest>=7", "hypothesis>=6", "pytest-benchmark>=4", "fpng>=0.1", "imagecodecs>=2023.1"],
+        # fastblur-gen's PNG writers: fpng for --png-compression fast, imagecodecs for small
+        "codecs": ["fpng>=0.1", "imagecodecs>=2023.1"],
         "gpu": ["cupy-cuda12x>=13"],
         "gpu-cuda13": ["cupy-cuda13x>=14"],
         "torch": ["torch>=2.0"],
+        "segment": ["torch>=2.0", "torchvision>=0.15"],
     },
     entry_points={
         "console_scripts": [
@@ -95,6 +98,7 @@ setup(
             "fastblur-kernels=fastblur.cli.kernels:main",
             "fastblur-eval=fastblur.cli.eval:main",
             "fastblur-bench=fastblur.cli.bench:main",
+            "fastblur-segment=fastblur.cli.segment:main",
         ]
     },
     zip_safe=False,

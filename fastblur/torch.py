@@ -397,6 +397,9 @@ class SBDDDataset(_PairsMixin, IterableDataset):
 
     Examples
     --------
+    A training loop (its loop is not run as a doctest: it starts workers):
+
+    >>> from torch.utils.data import DataLoader
     >>> dataset = SBDDDataset(length=1000, seed=0, batch_size=8)
     >>> len(dataset), len(DataLoader(dataset, batch_size=8))
     (1000, 125)
@@ -557,6 +560,8 @@ class SBDDLoader:
 
     Examples
     --------
+    A training loop (its loop is not run as a doctest: on a GPU it needs CuPy and CUDA):
+
     >>> loader = SBDDLoader(length=64_000, batch_size=64, num_workers=8, seed=0)
     >>> len(loader)
     1000
