@@ -359,7 +359,7 @@ class SBDDDataset(_PairsMixin, IterableDataset):
         window a crop reads (``crop_size + kernel_size - 1``) or unreadable are skipped
         with a warning each, and a ``ValueError`` names the smallest if none is large
         enough. Grey images are used as RGB (the grey value in all three channels), the
-        alpha channel of RGBA images is dropped, 16-bit images are scaled to 8 bits.
+        alpha channel of RGBA images is dropped, 16-bit images keep their top 8 bits.
     length : int, optional
         Pairs per epoch, all ranks together; ``None`` streams forever.
     crop_size : int, optional
