@@ -462,6 +462,11 @@ class SBDDMapDataset(_PairsMixin, Dataset):
     ((3, 64, 64), torch.float32)
     """
 
+    def __new__(cls, *args, **kwargs):
+        if args and "images" in kwargs:  # the old SBDDMapDataset(length, images=...)
+            _check_images(args[0], cls.__name__)
+        return super().__new__(cls)
+
     def __init__(self, images=None, length=None, *, crop_size=256, quantize=True, device="cpu",
                  backend="auto", **options):
         images = _check_images(images, "SBDDMapDataset")

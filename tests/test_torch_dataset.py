@@ -1,5 +1,6 @@
 """On-the-fly SBDD crops for PyTorch: shapes, ranges, reproducibility over workers and epochs."""
 import os
+import pickle
 import warnings
 
 import numpy as np
@@ -299,6 +300,10 @@ def test_one_argument_order(tmp_path):
     with pytest.raises(TypeError, match=r"takes \(images=None, length=None, \*, \.\.\.\).*"
                                         r"SBDDMapDataset\(length=6\) or SBDDMapDataset\(images, length=6\)"):
         SBDDMapDataset(6, str(tmp_path))
+    with pytest.raises(TypeError, match=r"the integer 6 came as images.*SBDDMapDataset\(length=6\)"):
+        SBDDMapDataset(6, images=str(tmp_path))
+    dataset = SBDDMapDataset(length=2, images=str(tmp_path), **TINY)
+    assert pickle.loads(pickle.dumps(dataset)).length == 2
     with pytest.raises(TypeError, match="SBDDMapDataset needs length="):
         SBDDMapDataset(str(tmp_path))
     with pytest.raises(TypeError, match="images must be a folder path"):
