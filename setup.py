@@ -84,13 +84,16 @@ setup(
         "tomli>=1.1; python_version < '3.11'",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "pytest-benchmark>=4", "fpng>=0.1", "imagecodecs>=2023.1", "matplotlib>=3.7"],
+        "test": ["pytest>=7", "hypothesis>=6", "pytest-benchmark>=4", "fpng>=0.1", "imagecodecs>=2023.1",
+                 "pylops>=2.0", "matplotlib>=3.7"],
         # fastblur-gen's PNG writers: fpng for --png-compression fast, imagecodecs for small
         "codecs": ["fpng>=0.1", "imagecodecs>=2023.1"],
         "gpu": ["cupy-cuda12x>=13"],
         "gpu-cuda13": ["cupy-cuda13x>=14"],
         "torch": ["torch>=2.0"],
         "segment": ["torch>=2.0", "torchvision>=0.15"],
+        "operators": ["pylops>=2.0"],
+        "deepinv": ["torch>=2.0", "deepinv>=0.2"],
         # the documentation site (docs/): sphinx-build -W --keep-going -b html docs docs/_build/html
         "docs": ["sphinx>=7", "numpydoc>=1.6", "sphinx-gallery>=0.15", "pydata-sphinx-theme>=0.15",
                  "matplotlib>=3.7", "sphinx-argparse>=0.4"],

@@ -104,3 +104,23 @@ def test_plot_groups_cases_and_thread_counts():
                                                  "sbdd, 2 thread(s)", "uniform65, 2 thread(s)"]
     assert [[bar.get_width() for bar in ax.patches] for ax in panels] == [[1.0, 0.25], [1.0, 0.25],
                                                                           [1.0, 0.5], [1.0, 0.5]]
+
+
+def test_projective_rows_and_case():
+    from fastblur.cli.bench_cases import projective_case
+    from fastblur.kernels import camera_motion
+
+    image, homographies = projective_case(96, 128)
+    assert image.shape == (96, 128, 3) and homographies.shape == (96, 3, 3)
+    assert 0 <= image.min() and image.max() <= 1
+    centre = np.array([63.5, 47.5, 1.0])
+    path = homographies @ centre
+    path = path[:, :2] / path[:, 2:]
+    assert abs(np.ptp(path, axis=0).max() - 30) < 0.5  # about 30 px (tan is nearly linear)
+    roll = np.degrees(np.abs(np.arctan2(homographies[:, 1, 0] - homographies[:, 0, 1],
+                                        homographies[:, 0, 0] + homographies[:, 1, 1])).max())
+    assert 0.5 < roll < 0.7
+    results = bench.run(96, 128, 1, (1,), ["native"], ("projective",))
+    methods = [row["method"] for row in results]
+    assert methods[0] == "fftconvolve (65x65)" and "projective_blur[native]" in methods
+    assert any(line.endswith("faster than the cv2 warp-sum") for line in bench.warp_sum_speedups(results))
