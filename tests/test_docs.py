@@ -142,3 +142,21 @@ def test_conventions_example_runs_and_shows_its_shapes():
     assert namespace["batch"].shape == (1, 656, 1216, 3)
     assert namespace["batch_weights"].shape == (1, 3, 656, 1216)
     assert "(656, 1216, 3)" in code
+
+
+def test_guide_has_the_pages_of_the_issue():
+    index = (DOCS / "guide" / "index.rst").read_text(encoding="utf-8")
+    for page in ("conventions", "backends", "formation", "generating", "evaluation", "training", "benchmarks"):
+        assert (DOCS / "guide" / f"{page}.rst").exists(), page
+        assert re.search(rf"^   {page}$", index, re.M), f"{page} missing from the guide's toctree"
+
+
+@pytest.mark.skipif(not (ROOT / ".ci" / "run").exists() or not (ROOT / "README.md").exists(),
+                    reason="no .ci/run or README.md beside tests/")
+def test_ci_runs_the_readme_test_command_and_builds_the_docs():
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    command = re.search(r"&& (pytest tests [^\n#]*?)\s+#", readme).group(1)
+    assert re.search(rf"^{re.escape(command)}$", ci, re.M)
+    assert re.search(r"^sphinx-build -W --keep-going -b html docs docs/_build/html$", ci, re.M)
+    assert re.search(r'pip install .*"\.\[test,docs\]"', ci)
