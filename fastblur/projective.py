@@ -64,6 +64,9 @@ TILE_ROWS = 96
 TILE_COLS = 384
 #: Most grid cells a tile holds along (y, x) (bounds the weight maps of a tile).
 MAX_TILE_CELLS = (4, 4)
+#: Output rows per band of the native grid routine (about), and its most grid cells.
+BAND_ROWS = 128
+MAX_BAND_CELLS = 8
 
 
 def _as_homographies(homographies):
@@ -318,6 +321,29 @@ def _blend_tiles(padded, plan, backend, out):
         out[r0:r1, c0:c1] = _run(problem, chosen)
 
 
+def _native_grid():
+    """The native backend's grid routine, or None where the extension is unavailable."""
+    from .backends import available_backends, get_backend
+
+    if "native" not in available_backends():
+        return None
+    return getattr(get_backend("native"), "blur_grid_valid", None)
+
+
+def _blend_bands(padded, plan, grid, out):
+    """``out`` a band of grid cells at a time through the native grid routine: the hats
+    are computed on the fly, so only a band's node PSFs exist at a time."""
+    dtype = out.dtype
+    cells = _cells_per_tile(plan.node_y, BAND_ROWS, MAX_BAND_CELLS)
+    node_cols = plan.node_x - plan.xs[0]
+    for r0, r1, j0, j1 in _groups(plan.ys, plan.node_y, cells):
+        kernels = plan.kernels(slice(j0, j1), slice(None), dtype)
+        kernels = kernels.reshape(j1 - j0, len(plan.node_x), *kernels.shape[1:])
+        rows, cols = plan.input_window(r0, r1, 0, plan.out_hw[1])
+        node_rows = plan.node_y[j0:j1] - plan.ys[r0]
+        out[r0:r1] = grid(padded[rows, cols], kernels, node_rows, node_cols)
+
+
 @torch_interop
 def projective_blur(image, homographies, mode="same", boundary="reflect", tol=DEFAULT_TOL,
                     backend="auto"):
@@ -389,7 +415,11 @@ def projective_blur(image, homographies, mode="same", boundary="reflect", tol=DE
         out = convolve(padded[rows, cols], xp.asarray(kernel), mode="valid", backend=backend)
         return out[..., 0] if was_2d else out
     out = xp.empty(plan.out_hw + image3d.shape[2:], dtype=dtype)
-    _blend_tiles(padded, plan, backend, out)
+    grid = _native_grid() if xp is np and backend in ("auto", "native") else None
+    if grid is not None:
+        _blend_bands(padded, plan, grid, out)
+    else:
+        _blend_tiles(padded, plan, backend, out)
     return out[..., 0] if was_2d else out
 
 
