@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "parallel.hpp"
@@ -25,19 +28,57 @@ struct PairTaps {
   std::vector<T> top, bottom;
 };
 
+// Whether any of v[0:n] is non-zero (-0 counts as zero): an OR of the bit patterns
+// without the sign, which vectorises (a float sum would be a serial chain).
 template <typename T>
-PairTaps<T> make_pair_taps(const T* top, const T* bottom, std::int64_t kh, std::int64_t kw,
-                           std::int64_t row_stride, std::int64_t channels) {
+bool any_nonzero(const T* v, std::int64_t n) {
+  using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  constexpr Bits magnitude = ~Bits(0) >> 1;
+  Bits acc = 0;
+  for (std::int64_t k = 0; k < n; ++k) {
+    Bits bits;
+    std::memcpy(&bits, v + k, sizeof bits);
+    acc |= bits;
+  }
+  return (acc & magnitude) != 0;
+}
+
+// The non-zero taps of a (kh, kw) kernel in increasing (dy, dx) order: flat kernel index.
+template <typename T>
+void nonzero_taps(const T* kernel, std::int64_t kh, std::int64_t kw,
+                  std::vector<std::int32_t>& taps) {
+  taps.clear();
+  for (std::int64_t a = kh - 1; a >= 0; --a) {  // dy = kh - 1 - a increasing
+    const T* row = kernel + a * kw;
+    if (!any_nonzero(row, kw)) continue;
+    for (std::int64_t b = kw - 1; b >= 0; --b)
+      if (row[b] != T(0)) taps.push_back(static_cast<std::int32_t>(a * kw + b));
+  }
+}
+
+// The union of two kernels' taps (lists from nonzero_taps; `bottom` may be null).
+template <typename T>
+PairTaps<T> make_pair_taps(const T* top, const std::vector<std::int32_t>& top_taps,
+                           const T* bottom, const std::vector<std::int32_t>& bottom_taps,
+                           std::int64_t kh, std::int64_t kw, std::int64_t row_stride,
+                           std::int64_t channels) {
   PairTaps<T> taps;
-  for (std::int64_t dy = 0; dy < kh; ++dy) {
-    for (std::int64_t dx = 0; dx < kw; ++dx) {
-      const std::int64_t k = (kh - 1 - dy) * kw + (kw - 1 - dx);
-      const T a = top[k], b = bottom ? bottom[k] : T(0);
-      if (a == T(0) && b == T(0)) continue;
-      taps.offset.push_back(dy * row_stride + dx * channels);
-      taps.top.push_back(a);
-      taps.bottom.push_back(b);
-    }
+  const std::size_t reserve = top_taps.size() + (bottom ? bottom_taps.size() : 0);
+  taps.offset.reserve(reserve);
+  taps.top.reserve(reserve);
+  taps.bottom.reserve(reserve);
+  // Flat indices decrease as (dy, dx) increase: merge in decreasing index order.
+  std::size_t p = 0, q = 0;
+  const std::size_t np = top_taps.size(), nq = bottom ? bottom_taps.size() : 0;
+  while (p < np || q < nq) {
+    std::int32_t k;
+    if (q >= nq || (p < np && top_taps[p] > bottom_taps[q])) k = top_taps[p++];
+    else if (p >= np || bottom_taps[q] > top_taps[p]) k = bottom_taps[q++];
+    else { k = top_taps[p++]; ++q; }
+    const std::int64_t dy = kh - 1 - k / kw, dx = kw - 1 - k % kw;
+    taps.offset.push_back(dy * row_stride + dx * channels);
+    taps.top.push_back(top[k]);
+    taps.bottom.push_back(bottom ? bottom[k] : T(0));
   }
   return taps;
 }
@@ -66,11 +107,6 @@ struct Axis {
   }
 };
 
-// Runs [first, end) of consecutive positions in one cell.
-struct CellRun {
-  std::int64_t cell, first, end;
-};
-
 template <typename T>
 struct GridScratch {
   std::vector<Taps<T>> blended;  // a row's vertically blended kernel per node column
@@ -79,14 +115,18 @@ struct GridScratch {
 // taps = wt * pair.top + wb * pair.bottom, zero values dropped.
 template <typename T>
 void blend(const PairTaps<T>& pair, T wt, T wb, Taps<T>& taps) {
-  taps.offset.clear();
-  taps.value.clear();
-  for (std::size_t t = 0; t < pair.offset.size(); ++t) {
+  const std::size_t n = pair.offset.size();
+  taps.offset.resize(n);
+  taps.value.resize(n);
+  std::size_t kept = 0;
+  for (std::size_t t = 0; t < n; ++t) {
     const T v = wt * pair.top[t] + wb * pair.bottom[t];
-    if (v == T(0)) continue;
-    taps.offset.push_back(pair.offset[t]);
-    taps.value.push_back(v);
+    taps.offset[kept] = pair.offset[t];
+    taps.value[kept] = v;
+    kept += v != T(0);
   }
+  taps.offset.resize(kept);
+  taps.value.resize(kept);
 }
 
 }  // namespace
@@ -105,77 +145,75 @@ void blur_grid_valid(const T* image, std::int64_t height, std::int64_t width,
 
   // Taps of every vertical pair of nodes: row cell j, node column i.
   const std::int64_t row_cells = std::max<std::int64_t>(1, ny - 1);
+  std::vector<std::vector<std::int32_t>> nonzero(static_cast<std::size_t>(ny * nx));
+  parallel_for<char>(ny, num_threads, [&](std::int64_t j, char&) {
+    for (std::int64_t i = 0; i < nx; ++i)
+      nonzero_taps(kernels + (j * nx + i) * kernel_size, kh, kw, nonzero[j * nx + i]);
+  });
   std::vector<PairTaps<T>> pairs(static_cast<std::size_t>(row_cells * nx));
   parallel_for<char>(row_cells, num_threads, [&](std::int64_t j, char&) {
     for (std::int64_t i = 0; i < nx; ++i) {
-      const T* top = kernels + (j * nx + i) * kernel_size;
-      const T* bottom = ny > 1 ? top + nx * kernel_size : nullptr;
-      pairs[j * nx + i] = make_pair_taps(top, bottom, kh, kw, in_stride, C);
+      const std::int64_t below = ny > 1 ? (j + 1) * nx + i : j * nx + i;
+      pairs[j * nx + i] = make_pair_taps(
+          kernels + (j * nx + i) * kernel_size, nonzero[j * nx + i],
+          ny > 1 ? kernels + below * kernel_size : nullptr, nonzero[below], kh, kw, in_stride, C);
     }
   });
 
   const Axis rows(node_rows, ny, out_height);
   const Axis cols(node_cols, nx, out_width);
-  // Column runs of one cell each, and the hat weights repeated per channel.
-  std::vector<CellRun> runs;
-  for (std::int64_t x = 0; x < out_width; ++x) {
-    if (runs.empty() || runs.back().cell != cols.cell[x])
-      runs.push_back({cols.cell[x], x, x + 1});
-    else
-      runs.back().end = x + 1;
-  }
-  std::vector<T> left(static_cast<std::size_t>(out_width * C));
-  std::vector<T> right(static_cast<std::size_t>(out_width * C));
-  for (std::int64_t x = 0; x < out_width; ++x)
-    for (std::int64_t c = 0; c < C; ++c) {
-      left[x * C + c] = static_cast<T>(cols.low[x]);
-      right[x * C + c] = static_cast<T>(cols.high[x]);
+  // Columns [begin[k], begin[k + 1]) form cell k (cells are monotone in x).
+  const std::int64_t cells = std::max<std::int64_t>(1, nx - 1);
+  std::vector<std::int64_t> begin(static_cast<std::size_t>(cells + 1), out_width);
+  for (std::int64_t x = out_width - 1; x >= 0; --x) begin[cols.cell[x]] = x;
+  for (std::int64_t k = cells - 1; k >= 0; --k) begin[k] = std::min(begin[k], begin[k + 1]);
+  // Node column i weighs columns [support[i], support[i + 1]) (cells i - 1 and i) by its
+  // hat, stored per value from weight_at[i]: each pixel is two runs' sum, and a run
+  // spans two cells, so the row kernel works on runs twice as long as a cell.
+  std::vector<std::int64_t> first(static_cast<std::size_t>(nx)), last(static_cast<std::size_t>(nx));
+  std::vector<std::int64_t> weight_at(static_cast<std::size_t>(nx));
+  std::vector<T> weights;
+  for (std::int64_t i = 0; i < nx; ++i) {
+    first[i] = begin[std::max<std::int64_t>(0, i - 1)];
+    last[i] = begin[std::min(i, cells - 1) + 1];
+    weight_at[i] = static_cast<std::int64_t>(weights.size());
+    for (std::int64_t x = first[i]; x < last[i]; ++x) {
+      const T w = static_cast<T>(cols.cell[x] == i ? cols.low[x] : cols.high[x]);
+      for (std::int64_t c = 0; c < C; ++c) weights.push_back(w);
     }
-  const std::int64_t run_columns = std::max<std::int64_t>(1, out_width / static_cast<std::int64_t>(runs.size()));
-  const std::int64_t strip = std::max<std::int64_t>(1, kStripColumns / run_columns);
-  const auto tiles = make_tiles(out_height, static_cast<std::int64_t>(runs.size()), kBandRows, strip);
+  }
+  const std::int64_t cell_columns = std::max<std::int64_t>(1, out_width / cells);
+  const std::int64_t strip = std::max<std::int64_t>(1, kStripColumns / cell_columns);
+  const auto tiles = make_tiles(out_height, cells, kBandRows, strip);
 
   parallel_for<GridScratch<T>>(
       static_cast<std::int64_t>(tiles.size()), num_threads,
       [&](std::int64_t index, GridScratch<T>& scratch) {
         const Tile& tile = tiles[index];
-        // Node columns the tile's runs use: first .. last + 1 (within the grid).
-        const std::int64_t first_node = runs[tile.c0].cell;
-        const std::int64_t last_node = std::min(nx - 1, runs[tile.c1 - 1].cell + 1);
-        scratch.blended.resize(static_cast<std::size_t>(last_node - first_node + 1));
+        // The tile's columns, and the node columns weighing them.
+        const std::int64_t x0 = begin[tile.c0], x1 = begin[tile.c1];
+        if (x0 >= x1) return;
+        const std::int64_t i0 = tile.c0, i1 = std::min(nx - 1, tile.c1);
+        scratch.blended.resize(static_cast<std::size_t>(i1 - i0 + 1));
         for (std::int64_t y = tile.r0; y < tile.r1; ++y) {
           const std::int64_t j = rows.cell[y];
           const T wt = static_cast<T>(rows.low[y]), wb = static_cast<T>(rows.high[y]);
-          for (std::int64_t i = first_node; i <= last_node; ++i)
-            blend(pairs[j * nx + i], wt, wb, scratch.blended[i - first_node]);
           const T* in_row = image + y * in_stride;
           T* out_row = out + y * out_width * C;
-          for (std::int64_t r = tile.c0; r < tile.c1; ++r) {
-            const CellRun& run = runs[r];
-            const std::int64_t begin = run.first * C;
-            const std::int64_t n = (run.end - run.first) * C;
-            T* dst = out_row + begin;
-            const Taps<T>& low = scratch.blended[run.cell - first_node];
-            const T* wl = left.data() + begin;
-            if (low.empty()) {
-              std::fill_n(dst, n, T(0));
-            } else {
-              tap_sums(in_row + begin, low, n,
-                       [dst, wl](std::int64_t at, const T* sums, std::int64_t k) {
-                         T* __restrict o = dst + at;
-                         const T* __restrict w = wl + at;
-                         for (std::int64_t v = 0; v < k; ++v) o[v] = w[v] * sums[v];
-                       });
-            }
-            if (nx == 1) continue;
-            const Taps<T>& high = scratch.blended[run.cell + 1 - first_node];
-            if (high.empty()) continue;
-            const T* wr = right.data() + begin;
-            tap_sums(in_row + begin, high, n,
-                     [dst, wr](std::int64_t at, const T* sums, std::int64_t k) {
+          std::fill(out_row + x0 * C, out_row + x1 * C, T(0));
+          for (std::int64_t i = i0; i <= i1; ++i) {
+            const std::int64_t a = std::max(x0, first[i]), b = std::min(x1, last[i]);
+            if (a >= b) continue;
+            Taps<T>& taps = scratch.blended[i - i0];
+            blend(pairs[j * nx + i], wt, wb, taps);
+            if (taps.empty()) continue;
+            T* dst = out_row + a * C;
+            const T* w = weights.data() + weight_at[i] + (a - first[i]) * C;
+            tap_sums(in_row + a * C, taps, (b - a) * C,
+                     [dst, w](std::int64_t at, const T* sums, std::int64_t k) {
                        T* __restrict o = dst + at;
-                       const T* __restrict w = wr + at;
-                       for (std::int64_t v = 0; v < k; ++v) o[v] += w[v] * sums[v];
+                       const T* __restrict wv = w + at;
+                       for (std::int64_t v = 0; v < k; ++v) o[v] += wv[v] * sums[v];
                      });
           }
         }
