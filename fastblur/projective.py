@@ -231,11 +231,17 @@ class _Plan:
         self.node_y = _nodes(y_range, slope_y, tol)
         self.inverses = inverses
         # Node displacements are made per tile (memory: a tile's nodes); the reach is
-        # their largest, found a node row at a time.
+        # their largest, found a block of node rows at a time. A grid that fits in one
+        # block keeps it for the tiles.
         step = max(1, BLOCK_VALUES // (len(self.node_x) * len(inverses)))
-        largest = max(np.abs(self.displacements(slice(j, j + step), slice(None))).max()
-                      for j in range(0, len(self.node_y), step))
         self._band = (None, None)
+        if step >= len(self.node_y):
+            every = slice(0, len(self.node_y))
+            self._band = ((every.start, every.stop), self.displacements(every, slice(None)))
+            largest = np.abs(self._band[1]).max()
+        else:
+            largest = max(np.abs(self.displacements(slice(j, j + step), slice(None))).max()
+                          for j in range(0, len(self.node_y), step))
         self.kernel_reach = int(math.ceil(largest)) + 1
         self.pad = self.kernel_reach + max(0, -offset)
 
@@ -256,9 +262,12 @@ class _Plan:
 
     def kernels(self, rows, cols, dtype=np.float64):
         """Node PSFs of node rows ``rows`` x node columns ``cols``."""
-        if self._band[0] != (rows.start, rows.stop):  # tiles come a band of node rows at a time
+        held = self._band[0]
+        if held is not None and held[0] <= rows.start and rows.stop <= held[1]:
+            u = self._band[1][rows.start - held[0]:rows.stop - held[0], cols]
+        else:  # tiles come a band of node rows at a time
             self._band = ((rows.start, rows.stop), self.displacements(rows, slice(None)))
-        u = self._band[1][:, cols]
+            u = self._band[1][:, cols]
         return _splat(u.reshape(-1, *u.shape[2:]), self.kernel_size, dtype)
 
     def tiles(self):
