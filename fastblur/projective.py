@@ -350,7 +350,9 @@ def _blend_bands(padded, plan, grid, out):
         kernels = kernels.reshape(j1 - j0, len(plan.node_x), *kernels.shape[1:])
         rows, cols = plan.input_window(r0, r1, 0, plan.out_hw[1])
         node_rows = plan.node_y[j0:j1] - plan.ys[r0]
-        out[r0:r1] = grid(padded[rows, cols], kernels, node_rows, node_cols)
+        # Contiguous: the binding would otherwise convert a float64 window to float32.
+        window = np.ascontiguousarray(padded[rows, cols])
+        out[r0:r1] = grid(window, kernels, node_rows, node_cols)
 
 
 @torch_interop
