@@ -17,10 +17,17 @@ Near one pixel ``x0`` every sample is a translation by ``u_s(x0) = x0 - H_s^-1 x
 and the mean of bilinearly interpolated translations is a convolution with the
 bilinear splat of the points ``u_s(x0)`` (weight ``1/S`` each): that PSF is exact at
 ``x0``. :func:`projective_blur` computes these PSFs at the nodes of a regular grid and
-blends them with bilinear (hat) interpolation weights through
-:func:`fastblur.blur_masked` (the gather form: weights on the output grid). Each output
-pixel mixes the PSFs of the 4 nodes around it, so it costs about 4 sparse convolutions
-whatever the number of nodes.
+blends them with bilinear (hat) interpolation weights (the gather form of
+:func:`fastblur.blur_masked`: weights on the output grid), so each output pixel mixes the
+PSFs of the 4 nodes around it, whatever the number of nodes.
+
+With the native backend (``backend="native"``, or ``"auto"`` on NumPy arrays where it is
+available) a dedicated routine (``NativeBackend.blur_grid_valid``) does this a band of
+grid rows at a time: since the weights are bilinear, it blends each node column's two
+PSFs vertically once per output row, and a pixel then costs two sparse convolutions (the
+blended PSFs of the node columns on either side, weighted by their hats) instead of
+four; the hats are computed on the fly. Other backends run :func:`fastblur.blur_masked`
+tile by tile with the hat-weight maps of the tile's nodes.
 
 Accuracy is set by the grid spacing, chosen from ``tol`` (pixels): the largest
 distance by which a sample's displacement ``u_s`` may differ between two neighbouring
@@ -32,11 +39,12 @@ order, so it is used only where the field varies by less than ``tol^2 / 8``. At 
 default ``tol = 0.2`` px (rolls up to 1.5 degrees, natural images in [0, 1]) the error
 against the exact warp-sum, over the full frame, has a mean of at most about 1e-4 and a
 99.9th percentile of at most about 1.6e-3 (``tests/test_projective.py``); ``tol = 0.3``
-is about 20 % faster, with a 99.9th percentile up to about 3.5e-3.
+is about a third faster, with a 99.9th percentile up to about 3.5e-3.
 
-Memory: the image is processed in tiles of a few grid cells; only the PSFs of a tile's
-nodes and their weight maps over the tile exist at a time, so nothing full-size is
-allocated per node (peak: the padded image, the output, and one tile's weights).
+Memory: the image is processed in bands (native) or tiles of a few grid cells; only the
+PSFs of a band's or tile's nodes (and, for tiles, their weight maps over the tile) exist
+at a time, so nothing full-size is allocated per node (peak: the padded image, the
+output, the node displacements, and one band's PSFs).
 """
 import math
 
@@ -361,8 +369,8 @@ def projective_blur(image, homographies, mode="same", boundary="reflect", tol=DE
     """Blur by a camera's rotation: the mean of the image warped by each homography.
 
     ``out(x) = mean_s image(H_s^-1 x)``, bilinear, pixel centres at integer coordinates,
-    computed by product-convolution (PSFs at grid nodes blended through
-    :func:`fastblur.blur_masked`; see :mod:`fastblur.projective`).
+    computed by product-convolution (PSFs at grid nodes blended by bilinear weights, as
+    :func:`fastblur.blur_masked` would; see :mod:`fastblur.projective`).
 
     Parameters
     ----------
@@ -384,7 +392,9 @@ def projective_blur(image, homographies, mode="same", boundary="reflect", tol=DE
         accurate (error about proportional to ``tol^2``) and somewhat slower: a pixel
         always mixes 4 PSFs, but finer grids cut the image into shorter runs.
     backend : str, optional
-        Backend of :func:`fastblur.blur_masked`.
+        Backend of :func:`fastblur.blur_masked`. ``"native"``, and ``"auto"`` for NumPy
+        inputs where the native backend is available, run the native grid routine (two
+        sparse convolutions a pixel; equal to the blur_masked path to float rounding).
 
     Returns
     -------

@@ -5,7 +5,9 @@ values of each output row and threaded with OpenMP over output tiles
 (``FASTBLUR_NUM_THREADS`` caps the threads). ``blur_masked`` and ``blur_product``
 evaluate a kernel only where its weight exceeds :data:`~fastblur.backends.ZERO_WEIGHT`
 and accumulate into the output directly; ``convolve_masks_valid`` computes taps only
-near mask edges. The GIL is released during every call.
+near mask edges. ``blur_grid_valid`` (projective_blur's product-convolution) blends a grid
+of kernels with bilinear weights computed on the fly, at two sparse convolutions a pixel.
+The GIL is released during every call.
 
 The kernels are compiled for several instruction-set levels (``sse4``, ``avx2``,
 ``avx512`` on x86-64; ``baseline`` elsewhere; one ``native`` level when built with
