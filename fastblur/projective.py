@@ -161,14 +161,19 @@ def _splat_into(u, out):
                         out[m, r, c] += wr * (fx if dc else 1.0 - fx)
 
 
-def _splat(u, size, dtype=np.float64):
+def _splat(u, size, dtype=np.float64, buffer=None):
     """Bilinear splats of displacement sets: ``u`` (M, S, 2) -> (M, size, size).
 
     Tap ``(c + dy, c + dx)``, ``c = (size - 1) // 2``, receives the share ``1/S`` of
     each sample displaced by ``(dx, dy)``, split bilinearly; mass falling outside the
-    kernel is dropped.
+    kernel is dropped. ``buffer`` (a :class:`_Scratch`) reuses memory between calls.
     """
-    out = np.zeros((len(u), size, size), dtype=dtype)
+    shape = (len(u), size, size)
+    if buffer is None:
+        out = np.zeros(shape, dtype=dtype)
+    else:
+        out = buffer("kernels", shape)
+        out.fill(0)
     _splat_into(np.ascontiguousarray(u, dtype=np.float64), out)
     return out
 
@@ -257,7 +262,7 @@ class _Plan:
         """``u_s`` at node rows ``rows`` x node columns ``cols``: (rows, cols, S, 2)."""
         gx, gy = np.meshgrid(self.node_x[cols], self.node_y[rows])
         u = _displacements(self.inverses, gx.ravel(), gy.ravel())  # (S, N, 2)
-        return u.transpose(1, 0, 2).reshape(gx.shape + u.shape[:1] + (2,))
+        return np.ascontiguousarray(u.transpose(1, 0, 2)).reshape(gx.shape + u.shape[:1] + (2,))
 
     @staticmethod
     def _probe_points(x_range, y_range):
@@ -268,15 +273,16 @@ class _Plan:
     def kernel_size(self):
         return 2 * self.kernel_reach + 1
 
-    def kernels(self, rows, cols, dtype=np.float64):
-        """Node PSFs of node rows ``rows`` x node columns ``cols``."""
+    def kernels(self, rows, cols, dtype=np.float64, buffer=None):
+        """Node PSFs of node rows ``rows`` x node columns ``cols`` (in ``buffer``, a
+        :class:`_Scratch` of ``dtype``, if given)."""
         held = self._band[0]
         if held is not None and held[0] <= rows.start and rows.stop <= held[1]:
             u = self._band[1][rows.start - held[0]:rows.stop - held[0], cols]
         else:  # tiles come a band of node rows at a time
             self._band = ((rows.start, rows.stop), self.displacements(rows, slice(None)))
             u = self._band[1][:, cols]
-        return _splat(u.reshape(-1, *u.shape[2:]), self.kernel_size, dtype)
+        return _splat(u.reshape(-1, *u.shape[2:]), self.kernel_size, dtype, buffer)
 
     def tiles(self):
         """Output tiles of whole grid cells: ``((r0, r1, node_rows), (c0, c1, node_cols))``."""
@@ -353,8 +359,9 @@ def _blend_bands(padded, plan, grid, out):
     dtype = out.dtype
     cells = _cells_per_tile(plan.node_y, BAND_ROWS, MAX_BAND_CELLS)
     node_cols = plan.node_x - plan.xs[0]
+    scratch = _Scratch(np, dtype)
     for r0, r1, j0, j1 in _groups(plan.ys, plan.node_y, cells):
-        kernels = plan.kernels(slice(j0, j1), slice(None), dtype)
+        kernels = plan.kernels(slice(j0, j1), slice(None), dtype, scratch)
         kernels = kernels.reshape(j1 - j0, len(plan.node_x), *kernels.shape[1:])
         rows, cols = plan.input_window(r0, r1, 0, plan.out_hw[1])
         node_rows = plan.node_y[j0:j1] - plan.ys[r0]
