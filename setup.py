@@ -84,10 +84,14 @@ setup(
         "tomli>=1.1; python_version < '3.11'",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "pytest-benchmark>=4"],
+        "test": ["pytest>=7", "hypothesis>=6", "pytest-benchmark>=4", "distributed>=2024.1",
+                 "s3fs>=2024.1", "moto[server]>=5", "webdataset>=0.2"],
         "gpu": ["cupy-cuda12x>=13"],
         "gpu-cuda13": ["cupy-cuda13x>=14"],
         "torch": ["torch>=2.0"],
+        "dask": ["distributed>=2024.1", "fsspec>=2024.1"],
+        "s3": ["s3fs>=2024.1"],
+        "gcs": ["gcsfs>=2024.1"],
     },
     entry_points={
         "console_scripts": [

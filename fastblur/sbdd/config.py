@@ -24,12 +24,13 @@ from .formation import NoiseConfig, SaturationConfig, StreakConfig, check_crf
 __all__ = ["DatasetConfig", "load_config", "MASK_SOURCES", "LAYOUTS", "FORMATS", "INPUT_LAYOUTS"]
 
 MASK_SOURCES = ("classical", "shapes", "detectron2", "coco", "labels", "none")
-LAYOUTS = ("sbdd", "gopro", "basicsr")
+LAYOUTS = ("sbdd", "gopro", "basicsr", "webdataset")
 FORMATS = ("png", "jpg")
 INPUT_LAYOUTS = ("auto", "folder", "gopro")
 
 #: Fields that do not change the pairs: a rerun may change them and resume.
-RUN_ONLY_FIELDS = ("out", "count", "workers", "preview", "preview_count", "progress", "overwrite")
+RUN_ONLY_FIELDS = ("out", "count", "workers", "preview", "preview_count", "progress", "overwrite",
+                   "scheduler", "scheduler_file", "chunk_size", "timeout", "storage_options")
 
 #: What ``backend="auto"`` means when making pairs: the first available of these, fixed
 #: for the whole run. The per-call ``auto`` choice depends on the thread count (and on
@@ -132,6 +133,14 @@ class DatasetConfig:
     progress: bool = True
     overwrite: bool = False
 
+    # beyond one machine (fastblur.sbdd.distributed): none of these changes the pairs
+    scheduler: str = None
+    scheduler_file: str = None
+    chunk_size: int = None
+    timeout: float = 30.0
+    storage_options: dict = None
+    shard_size: int = None
+
     def __post_init__(self):
         self.validate()
 
@@ -205,6 +214,7 @@ class DatasetConfig:
             self.classes = list(self.classes)
         if not isinstance(self.backend, str):
             raise TypeError(f"backend must be a string, got {self.backend!r}")
+        _check_cluster_fields(self)
         check_crf(self.response_curve, self.gamma, self.exponential_factor)
         self.formation_options()  # the formation configs validate themselves
         return self
@@ -256,6 +266,30 @@ class DatasetConfig:
         return cls(**values)
 
 
+def _check_cluster_fields(config):
+    """The settings of :mod:`fastblur.sbdd.distributed`: scheduler, chunks, shards, storage."""
+    for name in ("scheduler", "scheduler_file"):
+        value = getattr(config, name)
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise TypeError(f"{name} must be a string, got {value!r}")
+    if config.scheduler is not None and config.scheduler_file is not None:
+        raise ValueError("give scheduler or scheduler_file, not both")
+    for name in ("chunk_size", "shard_size"):
+        value = getattr(config, name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an integer, got {value!r}")
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value!r}")
+    if isinstance(config.timeout, bool) or not isinstance(config.timeout, numbers.Real):
+        raise TypeError(f"timeout must be a number of seconds, got {config.timeout!r}")
+    if not config.timeout > 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {config.timeout!r}")
+    if config.storage_options is not None and not isinstance(config.storage_options, dict):
+        raise TypeError(f"storage_options must be a dict (JSON object), got {config.storage_options!r}")
+
+
 def _flatten(table, where="config"):
     flat = {}
     for key, value in table.items():
@@ -298,7 +332,8 @@ def load_config(path, **overrides):
     base = os.path.dirname(os.path.abspath(os.fspath(path)))
     for key in ("input", "out", "masks_path", "kernels", "kernels_root", "preview"):
         value = data.get(key)
-        if isinstance(value, str) and not (key == "kernels" and value in ("generated", "camera_shake")):
+        if isinstance(value, str) and "://" not in value and not (
+                key == "kernels" and value in ("generated", "camera_shake")):
             data[key] = os.path.join(base, os.path.expanduser(value))
     data.update(overrides)
     return DatasetConfig.from_dict(data)

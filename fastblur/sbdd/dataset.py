@@ -474,13 +474,17 @@ def _write_settings(config):
     write_atomic(os.path.join(config.out, "args.json"), (json.dumps(data, indent=2) + "\n").encode("utf-8"))
 
 
-def generate(config):
+def generate(config, client=None):
     """Write an SBDD dataset as ``config`` says (the ``fastblur-gen`` command).
 
     Parameters
     ----------
     config : DatasetConfig or dict
         ``out`` is required; see :class:`~fastblur.sbdd.config.DatasetConfig`.
+    client : distributed.Client, optional
+        Make the pairs on this Dask cluster (:mod:`fastblur.sbdd.distributed`). So do
+        runs with ``scheduler``/``scheduler_file``, ``layout="webdataset"`` or fsspec URLs
+        for paths; the others use a local process pool and never import Dask.
 
     Returns
     -------
@@ -508,6 +512,13 @@ def generate(config):
     config = replace(config, backend=pinned_backend(config.backend))
     if config.out is None:
         raise ValueError("out must name the output folder (--out)")
+    from .distributed import generate_chunked, needs_chunks
+
+    if client is not None or needs_chunks(config):
+        return generate_chunked(config, client)
+    if os.path.exists(config.out) and not os.path.isdir(config.out):
+        raise ValueError(f"out {config.out!r} exists and is not a folder; pass a folder (--out)")
+    config = replace(config, storage_options=None)  # nothing remote here; never in args.json
     sources = find_sources(config)
     total = config.count if config.count is not None else len(sources) * config.n_images
     maker = PairMaker(config, sources)  # fails early on a bad kernel source
