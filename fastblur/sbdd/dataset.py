@@ -513,7 +513,9 @@ def generate(config, client=None):
     if config.out is None:
         raise ValueError("out must name the output folder (--out)")
     from .distributed import generate_chunked, needs_chunks
+    from .storage import local_paths
 
+    config = local_paths(config)
     if client is not None or needs_chunks(config):
         return generate_chunked(config, client)
     if os.path.exists(config.out) and not os.path.isdir(config.out):

@@ -76,26 +76,39 @@ class Job:
 _state = {}
 
 
+def _configure_worker_process():
+    """One thread a worker, warm allocator pages (processes fastblur runs pairs in)."""
+    from .._memory import keep_freed_memory
+
+    os.environ.setdefault("FASTBLUR_NUM_THREADS", "1")
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:
+        pass
+    keep_freed_memory()
+
+
+def _install_maker(job):
+    """Make this process's ``(PairMaker, InputStager)`` for ``job``, dropping an earlier run's."""
+    from .dataset import PairMaker
+
+    config = DatasetConfig.from_dict(job.config)
+    stager = InputStager(config, job.sources, config.storage_options)
+    for _, old in _state.values():
+        old.close()
+    _state.clear()  # one run at a time per process
+    _state[job.token] = (PairMaker(replace(stager.config, out=None), stager.sources), stager)
+    return _state[job.token]
+
+
 def _worker_maker(job):
     """The process's ``(PairMaker, InputStager)`` for ``job`` (made on first use)."""
     found = _state.get(job.token)
     if found is None:
-        from .._memory import keep_freed_memory
-        from .dataset import PairMaker
-
-        os.environ.setdefault("FASTBLUR_NUM_THREADS", "1")
-        try:
-            import cv2
-
-            cv2.setNumThreads(1)
-        except ImportError:
-            pass
-        keep_freed_memory()
-        config = DatasetConfig.from_dict(job.config)
-        stager = InputStager(config, job.sources, config.storage_options)
-        found = (PairMaker(replace(stager.config, out=None), stager.sources), stager)
-        _state.clear()  # one run at a time per process
-        _state[job.token] = found
+        _configure_worker_process()
+        found = _install_maker(job)
     return found
 
 
@@ -245,7 +258,7 @@ def connect(scheduler=None, scheduler_file=None, workers=None, timeout=30.0):
             cluster.close()
         raise RuntimeError(f"cannot reach the Dask scheduler {where!r} within {timeout:g} s: {error}") from error
     try:
-        client.wait_for_workers(1, timeout=timeout)
+        client.wait_for_workers(len(cluster.workers) if cluster is not None else 1, timeout=timeout)
     except (OSError, TimeoutError) as error:
         client.close()
         if cluster is not None:
@@ -325,6 +338,7 @@ class _InlineEngine:
 
         self.job = job
         self.Future = Future
+        _install_maker(job)  # this process keeps its thread settings
 
     def workers(self):
         return 1
@@ -343,7 +357,9 @@ class _InlineEngine:
         return []
 
     def close(self):
-        pass
+        for _, stager in _state.values():
+            stager.close()
+        _state.clear()
 
 
 # -- the run ----------------------------------------------------------------------------
@@ -444,6 +460,33 @@ def _tasks(config, todo, total, workers):
     return [(chunk, None) for chunk in plan_chunks(todo, size)]
 
 
+def _drive(engine, tasks, pending, collect, progress):
+    """Keep about four chunks a worker in flight (the count followed as workers come and
+    go), collect each as it finishes."""
+    queue = iter(tasks)
+    if isinstance(engine, _InlineEngine):
+        window = len(tasks)
+    else:
+        window = max(8, 4 * engine.workers())
+    checked = time.monotonic()
+    while True:
+        while len(pending) < window:
+            task = next(queue, None)
+            if task is None:
+                break
+            pending.add(engine.submit(*task))
+        if not pending:
+            return
+        for future in engine.finished(pending):
+            pending.discard(future)
+            collect(_result(future))
+        if time.monotonic() - checked > 2.0 and not isinstance(engine, _InlineEngine):
+            workers = engine.workers()
+            window = max(8, 4 * workers)
+            progress.set_postfix(workers=workers, refresh=False)
+            checked = time.monotonic()
+
+
 def generate_chunked(config, client=None):
     """:func:`fastblur.sbdd.generate` in chunks (a Dask client, remote paths, tar shards).
 
@@ -536,25 +579,8 @@ def generate_chunked(config, client=None):
     pending = set()
     try:
         if engine is not None:
-            queue = iter(tasks)
-            window = max(4, 2 * workers) if isinstance(engine, _PoolEngine) else len(tasks)
             try:
-                for _ in range(window):
-                    task = next(queue, None)
-                    if task is None:
-                        break
-                    pending.add(engine.submit(*task))
-                last_count = time.monotonic()
-                while pending:
-                    for future in engine.finished(pending):
-                        pending.discard(future)
-                        collect(_result(future))
-                        task = next(queue, None)
-                        if task is not None:
-                            pending.add(engine.submit(*task))
-                    if time.monotonic() - last_count > 2.0:
-                        progress.set_postfix(workers=engine.workers(), refresh=False)
-                        last_count = time.monotonic()
+                _drive(engine, tasks, pending, collect, progress)
             except KeyboardInterrupt:
                 summary.interrupted = True
                 for future in engine.cancel(pending):  # the chunks in progress finish: no partial file
@@ -583,4 +609,6 @@ def generate_chunked(config, client=None):
 
     if config.preview and not summary.interrupted:
         _write_preview(config, maker, preview_indices, {})
+    if stager is not None:
+        stager.close()
     return summary

@@ -90,6 +90,10 @@ class InputStager:
         atexit.register(shutil.rmtree, self.folder, True)
         self.config = self._localize(config)
 
+    def close(self):
+        """Delete the local copies."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
     def _localize(self, config):
         changes = {}
         for name in ("kernels", "kernels_root"):

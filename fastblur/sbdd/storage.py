@@ -48,6 +48,16 @@ def join(base, *parts):
     return os.path.join(local_path(base), *parts)
 
 
+def local_paths(config):
+    """``config`` with its ``file://`` URLs made plain paths (the local behaviour)."""
+    from dataclasses import replace
+
+    changes = {name: local_path(getattr(config, name)) for name in ("out", "input", "masks_path", "kernels",
+                                                                     "kernels_root", "preview")
+               if isinstance(getattr(config, name), str) and _protocol(getattr(config, name)) in ("file", "local")}
+    return replace(config, **changes) if changes else config
+
+
 class LocalStorage:
     """A local folder (today's behaviour). Relative names use ``/``."""
 
