@@ -116,6 +116,35 @@ def test_local_cluster_gives_the_bytes_of_one_process(tmp_path, images, referenc
     assert (again.written, again.skipped) == (0, COUNT)
 
 
+def test_ctrl_c_cancels_the_chunks_and_a_rerun_finishes(tmp_path, images, reference, client, monkeypatch):
+    import tqdm
+
+    files, manifest = reference
+    update = tqdm.tqdm.update
+    calls = []
+
+    def interrupted(self, n=1):  # Ctrl-C as the first chunk comes back
+        calls.append(n)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return update(self, n)
+
+    monkeypatch.setattr(tqdm.tqdm, "update", interrupted)
+    out = tmp_path / "ds"
+    summary = generate(_config(out, images, chunk_size=1), client=client)
+    assert summary.interrupted and summary.written < COUNT
+    client.wait_for_workers(2)
+    time.sleep(0.5)  # chunks already running when cancelled finish on their workers
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    lines = (out / "manifest.jsonl").read_text().splitlines()
+    assert len(lines) == summary.written
+    monkeypatch.setattr(tqdm.tqdm, "update", update)
+    again = generate(_config(out, images, chunk_size=2), client=client)
+    assert again.skipped == summary.written and again.written == COUNT - summary.written
+    assert _files(out) == files
+    assert (out / "manifest.jsonl").read_text() == manifest
+
+
 def _free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -171,31 +200,35 @@ def dask_processes(tmp_path):
                 process.wait()
 
 
-def test_scheduler_and_workers_survive_a_killed_worker(tmp_path, images, reference, dask_processes):
+def test_scheduler_and_workers_survive_a_killed_worker(tmp_path, images, dask_processes):
     scheduler_file, workers = dask_processes
-    files, manifest = reference
+    count = 24
+    expected = tmp_path / "one_process"
+    generate(_config(expected, images, count=count, n_images=8))
     out = tmp_path / "ds"
-    killed = threading.Event()
+    made_before_kill = []
 
     def kill_when_started():
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            if list(out.glob("blurry/*.png")):  # pairs are being made: kill one worker mid-run
+            made = list(out.glob("blurry/*.png"))
+            if made:  # pairs are being made: kill one worker mid-run
                 workers[0].send_signal(signal.SIGKILL)
-                killed.set()
+                made_before_kill.append(len(made))
                 return
-            time.sleep(0.01)
+            time.sleep(0.005)
 
     watcher = threading.Thread(target=kill_when_started, daemon=True)
     watcher.start()
-    status = main(["--out", str(out), "--input", str(images), "--count", str(COUNT), "--n-images", "2",
+    status = main(["--out", str(out), "--input", str(images), "--count", str(count), "--n-images", "8",
                    "-K", str(KERNEL), "--min-object-area", "40", "--max-objects", "2", "--augment-illumination",
-                   "--no-progress", "--scheduler-file", str(scheduler_file), "--chunk-size", "1"])
+                   "--no-progress", "--scheduler-file", str(scheduler_file), "--chunk-size", "2"])
     watcher.join()
-    assert killed.is_set() and workers[0].wait(timeout=10) == -signal.SIGKILL
+    assert made_before_kill and made_before_kill[0] < count // 2
+    assert workers[0].wait(timeout=10) == -signal.SIGKILL
     assert status == 0
-    assert _files(out) == files
-    assert (out / "manifest.jsonl").read_text() == manifest  # one line a pair
+    assert _files(out) == _files(expected)
+    assert (out / "manifest.jsonl").read_text() == (expected / "manifest.jsonl").read_text()  # a line a pair
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
 
 
@@ -344,6 +377,27 @@ def test_s3_on_a_cluster_and_remote_inputs(images, reference, s3, client, monkey
     folder = generate(_config("s3://data/run3", "s3://data/inputs"))
     assert folder.written == COUNT
     assert {k: v for k, v in _objects(fs, "data/run3").items() if k.endswith(".png")} == files
+
+
+def test_s3_kernel_list_gives_the_local_pairs(tmp_path, images, s3):
+    from fastblur.kernels import camera_shake, save
+
+    endpoint, options = s3
+    fs = _fs(options)
+    kernels = tmp_path / "kernels"
+    (kernels / "train").mkdir(parents=True)
+    for i in range(3):
+        save(kernels / "train" / f"k{i}.npy", camera_shake(KERNEL, rng=10 + i))
+    (kernels / "list.txt").write_text("".join(f"train/k{i}.npy\n" for i in range(3)))
+    for path in sorted(p for p in kernels.rglob("*") if p.is_file()):
+        fs.put_file(str(path), f"data/kernels/{path.relative_to(kernels)}")
+    local = generate(_config(tmp_path / "local", images, count=3, kernels=str(kernels / "list.txt")))
+    remote = generate(_config(tmp_path / "remote", images, count=3, kernels="s3://data/kernels/list.txt",
+                              storage_options=options))
+    assert local.written == remote.written == 3
+    assert _files(tmp_path / "remote") == _files(tmp_path / "local")
+    records = [json.loads(line) for line in (tmp_path / "remote" / "manifest.jsonl").read_text().splitlines()]
+    assert {k for r in records for k in r["kernels"]} <= {f"s3://data/kernels/train/k{i}.npy" for i in range(3)}
 
 
 def test_s3_bad_urls_fail_before_any_pair(tmp_path, images, s3, monkeypatch, capsys):

@@ -112,13 +112,13 @@ def _worker_maker(job):
     return found
 
 
-def _make(maker, index):
+def _make(maker, stager, index):
     """``(record, blurry bytes, sharp bytes)`` or ``(index, name, message)`` on failure."""
     from .dataset import _encode, pair_location
 
     try:
         record, blurry, sharp, _, _ = maker.make(index)
-        return record, _encode(blurry, maker.config), _encode(sharp, maker.config)
+        return stager.restore(record), _encode(blurry, maker.config), _encode(sharp, maker.config)
     except Exception as error:  # a bad image/mask/kernel file: reported, the run goes on
         source_index, variant = pair_location(index, len(maker.sources), maker.config.n_images)
         return index, f"{maker.sources[source_index].name}_{variant}", f"{type(error).__name__}: {error}"
@@ -141,7 +141,7 @@ def run_chunk(job, indices, shard=None):
     records, failures = [], []
     if shard is None:
         for index in indices:
-            made = _make(maker, index)
+            made = _make(maker, stager, index)
             if isinstance(made[0], dict):
                 record, blurry, sharp = made
                 storage.write(record["blurry"], blurry)
@@ -154,7 +154,7 @@ def run_chunk(job, indices, shard=None):
 
         def pairs():
             for index in indices:
-                made = _make(maker, index)
+                made = _make(maker, stager, index)
                 if isinstance(made[0], dict):
                     made[0]["shard"] = name
                     records.append(made[0])

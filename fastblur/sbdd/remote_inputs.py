@@ -71,6 +71,13 @@ def find_remote_sources(config, storage_options):
     return sources
 
 
+def _is_file(url, storage_options):
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    return fs.isfile(path)
+
+
 class InputStager:
     """Local copies of a run's remote inputs, for one process.
 
@@ -86,9 +93,23 @@ class InputStager:
         self.sources = list(sources)
         self.keep = keep
         self.staged = OrderedDict()
+        self.mapped = []  # (local copy, URL) of the kernels
         self.folder = tempfile.mkdtemp(prefix="fastblur-inputs-")
         atexit.register(shutil.rmtree, self.folder, True)
         self.config = self._localize(config)
+
+    def restore(self, record):
+        """``record`` with the kernel files named by their URLs, not by this process's copies
+        (so that records do not depend on where the pair was made)."""
+        kernels = []
+        for name in record.get("kernels", []):
+            for local, url in self.mapped:
+                if name == local or name.startswith(local + os.sep):
+                    name = url + name[len(local):].replace(os.sep, "/")
+                    break
+            kernels.append(name)
+        record["kernels"] = kernels
+        return record
 
     def close(self):
         """Delete the local copies."""
@@ -100,7 +121,16 @@ class InputStager:
             if name in self.remote:
                 target = os.path.join(self.folder, name)
                 os.makedirs(target, exist_ok=True)
-                changes[name] = fetch_tree(getattr(config, name), target, self.options)
+                url = getattr(config, name)
+                if name == "kernels" and config.kernels_root is None and _is_file(url, self.options):
+                    # a list file's entries are relative to its folder: copy the folder
+                    folder, file = url.rstrip("/").rsplit("/", 1)
+                    fetch_tree(folder, target, self.options)
+                    changes[name] = os.path.join(target, file)
+                    self.mapped.append((target, folder))
+                else:
+                    changes[name] = fetch_tree(url, target, self.options)
+                    self.mapped.append((changes[name], url.rstrip("/")))
         if "masks_path" in self.remote:
             target = os.path.join(self.folder, "masks")
             os.makedirs(target, exist_ok=True)
