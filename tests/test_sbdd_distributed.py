@@ -438,6 +438,17 @@ def test_out_that_is_a_file_is_a_clear_error(tmp_path, images, capsys):
     assert target.read_text() == "not a folder"
 
 
+def test_cluster_settings_from_a_config_file(tmp_path):
+    from fastblur.sbdd import load_config
+
+    path = tmp_path / "run.toml"
+    path.write_text('out = "s3://bucket/run"\nscheduler = "tcp://127.0.0.1:8786"\nchunk_size = 16\n'
+                    '[storage_options]\nendpoint_url = "http://127.0.0.1:9000"\nanon = false\n')
+    config = load_config(path)
+    assert config.out == "s3://bucket/run" and config.scheduler == "tcp://127.0.0.1:8786"
+    assert config.storage_options == {"endpoint_url": "http://127.0.0.1:9000", "anon": False}
+
+
 def test_cluster_settings_are_checked():
     with pytest.raises(ValueError, match="chunk_size"):
         DatasetConfig(out="x", chunk_size=0)

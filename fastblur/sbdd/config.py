@@ -293,7 +293,7 @@ def _check_cluster_fields(config):
 def _flatten(table, where="config"):
     flat = {}
     for key, value in table.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and key != "storage_options":  # a table only groups, except that one
             for inner, item in _flatten(value, f"{where}.{key}").items():
                 if inner in flat:
                     raise ValueError(f"setting {inner!r} is given twice in {where}")

@@ -39,7 +39,8 @@ from .remote_inputs import InputStager, check_remote_inputs, find_remote_sources
 from .shards import shard_name, shard_range, write_shard
 from .storage import is_remote, open_storage
 
-__all__ = ["Job", "run_chunk", "generate_chunked", "plan_chunks", "default_chunk_size", "connect"]
+__all__ = ["Job", "connect", "default_chunk_size", "generate_chunked", "needs_chunks", "plan_chunks", "read_done",
+           "run_chunk"]
 
 #: Fields ``args.json`` never holds (credentials may sit in them).
 SECRET_FIELDS = ("storage_options",)
