@@ -84,11 +84,15 @@ setup(
         "tomli>=1.1; python_version < '3.11'",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "pytest-benchmark>=4", "distributed>=2024.1",
-                 "s3fs>=2024.1", "moto[server]>=5", "webdataset>=0.2"],
+        "test": ["pytest>=7", "hypothesis>=6", "pytest-benchmark>=4", "fpng>=0.1", "imagecodecs>=2023.1",
+                 "distributed>=2024.1", "s3fs>=2024.1", "moto[server]>=5", "webdataset>=0.2"],
+        # fastblur-gen's PNG writers: fpng for --png-compression fast, imagecodecs for small
+        "codecs": ["fpng>=0.1", "imagecodecs>=2023.1"],
         "gpu": ["cupy-cuda12x>=13"],
         "gpu-cuda13": ["cupy-cuda13x>=14"],
         "torch": ["torch>=2.0"],
+        "segment": ["torch>=2.0", "torchvision>=0.15"],
+        # fastblur-gen beyond one machine: Dask, object stores
         "dask": ["distributed>=2024.1", "fsspec>=2024.1"],
         "s3": ["s3fs>=2024.1"],
         "gcs": ["gcsfs>=2024.1"],
@@ -99,6 +103,7 @@ setup(
             "fastblur-kernels=fastblur.cli.kernels:main",
             "fastblur-eval=fastblur.cli.eval:main",
             "fastblur-bench=fastblur.cli.bench:main",
+            "fastblur-segment=fastblur.cli.segment:main",
         ]
     },
     zip_safe=False,

@@ -1,10 +1,8 @@
-// How the kernels were compiled (reported by fastblur._native for diagnostics).
+// How the kernels were compiled (reported by fastblur._native for diagnostics; the
+// instruction-set levels are in dispatch.hpp).
 #pragma once
 
 namespace fastblur {
-
-// Width in bytes of the vectors the inner loops use (0: no vector extension).
-int simd_bytes();
 
 // Whether the kernels were built with OpenMP (else every call runs on one thread).
 bool has_openmp();

@@ -6,6 +6,7 @@
 #include "taps.hpp"
 
 namespace fastblur {
+namespace FASTBLUR_VARIANT {
 
 namespace {
 
@@ -50,4 +51,5 @@ template void convolve_valid(const float*, std::int64_t, std::int64_t, std::int6
 template void convolve_valid(const double*, std::int64_t, std::int64_t, std::int64_t,
                              const double*, std::int64_t, std::int64_t, double*, int);
 
+}  // namespace FASTBLUR_VARIANT
 }  // namespace fastblur

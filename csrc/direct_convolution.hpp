@@ -9,11 +9,15 @@
 
 #include <cstdint>
 
+#include "variant.hpp"
+
 namespace fastblur {
+namespace FASTBLUR_VARIANT {
 
 template <typename T>
 void convolve_valid(const T* image, std::int64_t height, std::int64_t width,
                     std::int64_t channels, const T* kernel, std::int64_t kh,
                     std::int64_t kw, T* out, int num_threads);
 
+}  // namespace FASTBLUR_VARIANT
 }  // namespace fastblur

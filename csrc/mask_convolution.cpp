@@ -7,6 +7,7 @@
 #include "taps.hpp"
 
 namespace fastblur {
+namespace FASTBLUR_VARIANT {
 
 namespace {
 
@@ -137,4 +138,5 @@ template void convolve_masks_valid(const std::uint8_t*, std::int64_t, std::int64
                                    std::int64_t, const double*, std::int64_t, std::int64_t,
                                    double*, int);
 
+}  // namespace FASTBLUR_VARIANT
 }  // namespace fastblur

@@ -10,11 +10,15 @@
 
 #include <cstdint>
 
+#include "variant.hpp"
+
 namespace fastblur {
+namespace FASTBLUR_VARIANT {
 
 template <typename T>
 void convolve_masks_valid(const std::uint8_t* masks, std::int64_t count, std::int64_t height,
                           std::int64_t width, const T* kernels, std::int64_t kh,
                           std::int64_t kw, T* out, int num_threads);
 
+}  // namespace FASTBLUR_VARIANT
 }  // namespace fastblur

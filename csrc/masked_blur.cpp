@@ -9,6 +9,7 @@
 #include "taps.hpp"
 
 namespace fastblur {
+namespace FASTBLUR_VARIANT {
 
 namespace {
 
@@ -243,4 +244,5 @@ FASTBLUR_INSTANTIATE(float)
 FASTBLUR_INSTANTIATE(double)
 #undef FASTBLUR_INSTANTIATE
 
+}  // namespace FASTBLUR_VARIANT
 }  // namespace fastblur

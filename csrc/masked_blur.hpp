@@ -12,7 +12,10 @@
 
 #include <cstdint>
 
+#include "variant.hpp"
+
 namespace fastblur {
+namespace FASTBLUR_VARIANT {
 
 // Gather form (SBDD): out = sum_i weights[i] * (kernels[i] * image), with weights
 // (count, out_height, out_width) on the output grid.
@@ -30,4 +33,5 @@ void blur_product_valid(const T* image, std::int64_t height, std::int64_t width,
                         std::int64_t kh, std::int64_t kw, const T* weights, T zero_weight,
                         T* out, int num_threads);
 
+}  // namespace FASTBLUR_VARIANT
 }  // namespace fastblur

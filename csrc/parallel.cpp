@@ -1,5 +1,7 @@
 #include "parallel.hpp"
 
+#include <algorithm>
+
 #if defined(__unix__) || defined(__APPLE__)
 #include <pthread.h>
 #endif
@@ -29,4 +31,20 @@ struct ForkHandler {
 
 }  // namespace
 }  // namespace detail
+
+bool forked_after_threads() {
+  return detail::forked_after_threads.load(std::memory_order_relaxed);
+}
+
+std::vector<Tile> make_tiles(std::int64_t rows, std::int64_t cols, std::int64_t band,
+                             std::int64_t strip) {
+  std::vector<Tile> tiles;
+  band = std::max<std::int64_t>(1, band);
+  strip = std::max<std::int64_t>(1, strip);
+  for (std::int64_t r0 = 0; r0 < rows; r0 += band)
+    for (std::int64_t c0 = 0; c0 < cols; c0 += strip)
+      tiles.push_back({r0, std::min(rows, r0 + band), c0, std::min(cols, c0 + strip)});
+  return tiles;
+}
+
 }  // namespace fastblur

@@ -1,4 +1,8 @@
 // Output tiles and the OpenMP loop that hands them to threads.
+//
+// Shared by every kernel level (see dispatch.hpp): the functions here are compiled once,
+// in parallel.cpp, for the baseline; parallel_for is instantiated with each level's own
+// loop bodies, so its instances are distinct per level.
 #pragma once
 
 #include <algorithm>
@@ -22,9 +26,7 @@ extern std::atomic<bool> forked_after_threads;
 
 // Whether this process was forked from one that had started the thread pool (its
 // calls then use one thread).
-inline bool forked_after_threads() {
-  return detail::forked_after_threads.load(std::memory_order_relaxed);
-}
+bool forked_after_threads();
 
 // Output rows [r0, r1) x columns [c0, c1) (columns in whatever unit the caller tiles).
 struct Tile {
@@ -32,16 +34,8 @@ struct Tile {
 };
 
 // Bands of `band` rows cut into strips of `strip` columns, row-major.
-inline std::vector<Tile> make_tiles(std::int64_t rows, std::int64_t cols, std::int64_t band,
-                                    std::int64_t strip) {
-  std::vector<Tile> tiles;
-  band = std::max<std::int64_t>(1, band);
-  strip = std::max<std::int64_t>(1, strip);
-  for (std::int64_t r0 = 0; r0 < rows; r0 += band)
-    for (std::int64_t c0 = 0; c0 < cols; c0 += strip)
-      tiles.push_back({r0, std::min(rows, r0 + band), c0, std::min(cols, c0 + strip)});
-  return tiles;
-}
+std::vector<Tile> make_tiles(std::int64_t rows, std::int64_t cols, std::int64_t band,
+                             std::int64_t strip);
 
 // body(i, state) for i in [0, count), dynamically scheduled over up to `num_threads`
 // threads; every thread owns one default-constructed State (its scratch buffers).

@@ -3,15 +3,19 @@
 // GCC left to itself vectorises the register-blocked tap loop across taps (with
 // gathers), which is five times slower than vectorising along the row; an explicit
 // vector type pins the layout while the compiler still picks the instructions for the
-// target (-march). The width follows the widest SIMD the build enables; compilers
-// without the extension get a plain-array fallback that they may auto-vectorise.
+// target (-m flags of the level, see variant.hpp). The width follows the widest SIMD
+// the level enables; compilers without the extension get a plain-array fallback that
+// they may auto-vectorise.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 
+#include "variant.hpp"
+
 namespace fastblur {
+namespace FASTBLUR_VARIANT {
 namespace simd {
 
 #if defined(__AVX512F__)
@@ -91,4 +95,5 @@ inline void store(T* p, Vec<T> v) {
 }
 
 }  // namespace simd
+}  // namespace FASTBLUR_VARIANT
 }  // namespace fastblur

@@ -14,8 +14,10 @@
 #include <vector>
 
 #include "simd.hpp"
+#include "variant.hpp"
 
 namespace fastblur {
+namespace FASTBLUR_VARIANT {
 
 template <typename T>
 struct Taps {
@@ -123,4 +125,5 @@ inline void tap_sums(const T* in, const Taps<T>& taps, std::int64_t n, Emit&& em
   emit(j0, static_cast<const T*>(sums), count);
 }
 
+}  // namespace FASTBLUR_VARIANT
 }  // namespace fastblur

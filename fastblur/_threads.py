@@ -1,6 +1,8 @@
 """How many threads the CPU backends may use (``FASTBLUR_NUM_THREADS``)."""
 import os
 
+from ._validation import check_count_text
+
 ENV_VAR = "FASTBLUR_NUM_THREADS"
 
 _in_forked_child = False
@@ -46,10 +48,4 @@ def num_threads() -> int:
     value = os.environ.get(ENV_VAR, "").strip()
     if not value:
         return cores
-    try:
-        threads = int(value)
-    except ValueError:
-        threads = 0
-    if threads < 1:
-        raise ValueError(f"{ENV_VAR} must be a positive integer, got {value!r}")
-    return threads
+    return check_count_text(value, ENV_VAR, low=1)

@@ -5,6 +5,7 @@ needs input rows ``r0 : r1 + kh - 1`` and columns ``c0 : c1 + kw - 1``. Backends
 work per tile (FFT blocks, skipped kernels) share these plans.
 """
 import math
+import numbers
 from dataclasses import dataclass
 
 
@@ -69,7 +70,7 @@ def plan_tiles(out_shape, kernel_shape, max_block):
     -------
     TilePlan
     """
-    if isinstance(max_block, int):
+    if isinstance(max_block, numbers.Integral):
         max_block = (max_block, max_block)
     tile = tuple(
         _balanced_tile(n, max(b - (k - 1), k), k)

@@ -183,6 +183,78 @@ def check_fits(image_hw, kernel_hw, mode, name="kernel"):
         )
 
 
+def check_int_choice(value, choices, name):
+    """``value`` as an int if it is one of the integers ``choices`` (numpy integers too)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, one of {list(choices)}; got {value!r}")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return int(value)
+
+
+def check_ndim(array, ndims, name, layout):
+    """``array`` itself if its ``ndim`` is one of ``ndims`` and no axis is empty.
+
+    ``layout`` says what was expected, for the message (``"2-D (H, W) or 3-D (H, W, C)"``).
+    """
+    if array.ndim not in ndims:
+        raise ValueError(f"{name} must be {layout}, got shape {array.shape}")
+    if 0 in array.shape:
+        raise ValueError(f"{name} must be non-empty ({layout}), got shape {array.shape}")
+    return array
+
+
+def check_shape(array, expected, name, what=""):
+    """``array`` itself if its shape is ``expected``; ``what`` explains the expected shape."""
+    if array.shape != tuple(expected):
+        raise ValueError(f"{name} must have shape {what}{tuple(expected)}, got {array.shape}")
+    return array
+
+
+def check_min_side(array, minimum, name, why=""):
+    """``array`` itself if its first two axes (H, W) are at least ``minimum`` long."""
+    if min(array.shape[:2]) < minimum:
+        raise ValueError(f"{name} must be at least {minimum} pixels on each side{why}, got shape {array.shape}")
+    return array
+
+
+def check_same_shape(first, second, names, why=""):
+    """Two arrays of one shape; ``names`` is ``(first's, second's)``, ``why`` ends the message."""
+    if first.shape != second.shape:
+        raise ValueError(f"{names[0]} and {names[1]} must have the same shape, got "
+                         f"{first.shape} and {second.shape}{why}")
+
+
+def check_count_text(text, name, low=0):
+    """The integer written in ``text`` (an environment variable's value), at least ``low``.
+
+    A text is always of the right type: what it says is a value, so anything but such an
+    integer raises ValueError.
+    """
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or value < low:
+        kind = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise ValueError(f"{name} must be {kind}, got {text!r}")
+    return value
+
+
+def as_rng(rng, name="rng"):
+    """``numpy.random.default_rng(rng)`` for None, an integer seed, a SeedSequence or a Generator."""
+    if rng is None or isinstance(rng, np.random.Generator):
+        return np.random.default_rng(rng)
+    if isinstance(rng, bool) or not isinstance(rng, (numbers.Integral, np.random.SeedSequence)):
+        raise TypeError(
+            f"{name} must be None, an integer seed, a numpy.random.SeedSequence or a "
+            f"numpy.random.Generator, got {type(rng).__name__}"
+        )
+    if isinstance(rng, numbers.Integral) and rng < 0:
+        raise ValueError(f"{name} seed must be non-negative, got {rng}")
+    return np.random.default_rng(rng)
+
+
 def check_count(value, name, low=0):
     """An integer (not a bool) that is at least ``low``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -213,3 +285,40 @@ def check_positive_number(value, name):
     if not (value > 0 and np.isfinite(value)):
         raise ValueError(f"{name} must be positive and finite, got {value!r}")
     return float(value)
+
+
+# -- added for sbdd --
+def check_flag(value, name):
+    """``value`` if it is a bool (``True``/``False``), else a TypeError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be true or false, got {value!r}")
+    return bool(value)
+
+
+def check_path(value, name):
+    """``value`` as a ``str`` path (``os.PathLike`` accepted), else a TypeError."""
+    import os
+
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path, got {value!r}")
+    return os.fspath(value)
+
+
+def check_instance(value, kind, name, optional=True):
+    """``value`` if it is a ``kind`` (or None when ``optional``), else a TypeError."""
+    if not isinstance(value, kind) and not (optional and value is None):
+        raise TypeError(f"{name} must be {'None or ' if optional else ''}a {kind.__name__}, "
+                        f"got {type(value).__name__}")
+    return value
+
+
+def check_positive(value, name, integer=False):
+    """A positive integer (numpy integers too, not a bool), or with ``integer=False`` a
+    positive finite real number; errors say "``name`` must be a positive integer" (or
+    "finite number")."""
+    kind = "integer" if integer else "finite number"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral if integer else numbers.Real):
+        raise TypeError(f"{name} must be a positive {kind}, got {value!r}")
+    if not (value > 0 and (integer or np.isfinite(value))):
+        raise ValueError(f"{name} must be a positive {kind}, got {value!r}")
+    return int(value) if integer else float(value)

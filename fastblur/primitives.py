@@ -5,45 +5,30 @@ Shapes: images are ``(H, W)`` or ``(H, W, C)`` (channels last); kernel stacks
 precision, other numeric images are computed in float32; kernels and weights are cast
 to the image's precision.
 """
-from . import _geometry, _validation
+from . import _problem
 from ._array_module import get_array_module, to_device, torch_interop
 from .backends import get_backend, select_backend
 
 __all__ = ["convolve", "blur_masked", "blur_masked_batch", "blur_product", "smooth_masks", "smooth_masks_batch"]
 
 
-def _prepare(image, kernel_hw, mode, boundary, kernel_name):
-    """Validated image as ``(H, W, C)``, its extension for ``mode``, and whether it was 2-D."""
-    _validation.check_mode(mode)
-    _validation.check_boundary(boundary)
-    image3d, was_2d = image
-    _validation.check_fits(image3d.shape[:2], kernel_hw, mode, kernel_name)
-    return _geometry.extend(image3d, kernel_hw, mode, boundary), was_2d
-
-
-def _finish(out, was_2d):
-    return out[:, :, 0] if was_2d else out
-
-
 def _contiguous(array):
     return get_array_module(array).ascontiguousarray(array)
 
 
-def _call_backend(backend, operation, method, arrays, **problem):
-    """Run ``method`` of the chosen backend on ``arrays``, where that backend computes.
+def _run(problem, backend):
+    """Run ``problem`` on the chosen backend, where that backend computes; its public result.
 
-    ``problem`` describes the call to the ``auto`` cost model. CuPy inputs choose the
-    ``cupy`` backend under ``auto``; arrays are moved to the backend's device and the
-    result comes back to the caller's kind (NumPy or CuPy).
+    CuPy inputs choose the ``cupy`` backend under ``auto``; arrays are moved to the
+    backend's device and the result comes back to the caller's kind (NumPy or CuPy).
     """
-    on_gpu = get_array_module(*arrays).__name__ == "cupy"
-    if backend == "auto" and on_gpu:
-        chosen = get_backend("cupy")
-    else:
-        chosen = select_backend(backend, operation, **problem)
+    xp = get_array_module(*problem.arrays)
+    on_gpu = xp.__name__ == "cupy"
+    chosen = get_backend("cupy") if backend == "auto" and on_gpu else select_backend(backend, problem)
     device = getattr(chosen, "device", "cpu")
-    result = getattr(chosen, method)(*(_contiguous(to_device(array, device)) for array in arrays))
-    return to_device(result, "cuda" if on_gpu else "cpu")
+    arrays = (_contiguous(to_device(array, device)) for array in problem.arrays)
+    result = getattr(chosen, problem.call)(*arrays)
+    return problem.finish(to_device(result, "cuda" if on_gpu else "cpu"))
 
 
 @torch_interop
@@ -86,12 +71,7 @@ def convolve(image, kernel, mode="same", boundary="reflect", backend="auto"):
     >>> fastblur.convolve(image, kernel).shape
     (64, 48, 3)
     """
-    prepared = _validation.as_image(image)
-    kernel = _validation.as_kernel(kernel, prepared[0].dtype)
-    extended, was_2d = _prepare(prepared, kernel.shape, mode, boundary, "kernel")
-    out = _call_backend(backend, "convolve", "convolve_valid", (extended, kernel),
-                        image=extended, kernels=kernel[None])
-    return _finish(out, was_2d)
+    return _run(_problem.convolve(image, kernel, mode, boundary), backend)
 
 
 @torch_interop
@@ -124,16 +104,7 @@ def blur_masked(image, kernels, weights, mode="valid", boundary="reflect", backe
         As :func:`convolve`; also NaN/inf in ``weights`` and a ``weights`` shape other
         than ``(N, Ho, Wo)``.
     """
-    prepared = _validation.as_image(image)
-    dtype = prepared[0].dtype
-    kernels = _validation.as_kernel_stack(kernels, dtype)
-    kernel_hw = kernels.shape[1:]
-    extended, was_2d = _prepare(prepared, kernel_hw, mode, boundary, "kernels")
-    out_hw = _geometry.output_shape(prepared[0].shape[:2], kernel_hw, mode)
-    weights = _validation.as_weights(weights, len(kernels), out_hw, dtype)
-    out = _call_backend(backend, "blur_masked", "blur_masked_valid", (extended, kernels, weights),
-                        image=extended, kernels=kernels, weights=weights)
-    return _finish(out, was_2d)
+    return _run(_problem.blur_masked(image, kernels, weights, mode, boundary), backend)
 
 
 @torch_interop
@@ -160,20 +131,7 @@ def blur_masked_batch(images, kernels, weights, mode="valid", boundary="reflect"
     TypeError, ValueError
         As :func:`blur_masked`, and batch sizes that differ between the arguments.
     """
-    images, were_2d = _validation.as_image_batch(images)
-    dtype = images.dtype
-    batch = len(images)
-    kernels = _validation.as_kernel_batch(kernels, batch, dtype)
-    kernel_hw = kernels.shape[2:]
-    _validation.check_mode(mode)
-    _validation.check_boundary(boundary)
-    _validation.check_fits(images.shape[1:3], kernel_hw, mode, "kernels")
-    out_hw = _geometry.output_shape(images.shape[1:3], kernel_hw, mode)
-    weights = _validation.as_weights(weights, kernels.shape[1], out_hw, dtype, batch=batch)
-    extended = _geometry.extend(images, kernel_hw, mode, boundary, first_axis=1)
-    out = _call_backend(backend, "blur_masked", "blur_masked_batch_valid", (extended, kernels, weights),
-                        image=extended[0], kernels=kernels[0], weights=weights[0])
-    return out[..., 0] if were_2d else out
+    return _run(_problem.blur_masked_batch(images, kernels, weights, mode, boundary), backend)
 
 
 @torch_interop
@@ -204,16 +162,7 @@ def blur_product(image, kernels, weights, mode="valid", boundary="reflect", back
     TypeError, ValueError
         As :func:`blur_masked`, with ``weights`` of shape ``(N, H, W)``.
     """
-    prepared = _validation.as_image(image)
-    dtype = prepared[0].dtype
-    kernels = _validation.as_kernel_stack(kernels, dtype)
-    kernel_hw = kernels.shape[1:]
-    extended, was_2d = _prepare(prepared, kernel_hw, mode, boundary, "kernels")
-    weights = _validation.as_weights(weights, len(kernels), prepared[0].shape[:2], dtype, grid="input")
-    weights = _geometry.extend(weights, kernel_hw, mode, boundary, first_axis=1)
-    out = _call_backend(backend, "blur_product", "blur_product_valid", (extended, kernels, weights),
-                        image=extended, kernels=kernels, weights=weights)
-    return _finish(out, was_2d)
+    return _run(_problem.blur_product(image, kernels, weights, mode, boundary), backend)
 
 
 @torch_interop
@@ -254,14 +203,7 @@ def smooth_masks(object_masks, kernels, mode="valid", boundary="reflect", eps=1e
         Wrong ndim or count (``len(kernels) != n + 1``), NaN/inf, unknown names,
         kernels larger than the masks in ``valid`` mode, non-positive ``eps``.
     """
-    masks = _validation.as_masks(object_masks)
-    kernels = _validation.as_kernel_stack(kernels)
-    eps = _check_smoothing(masks.shape, kernels.shape, mode, boundary, eps)
-    all_masks = _with_background(masks, axis=0)
-    all_masks = _geometry.extend(all_masks, kernels.shape[1:], mode, boundary, first_axis=1)
-    smoothed = _call_backend(backend, "smooth_masks", "convolve_masks_valid", (all_masks, kernels),
-                             masks=all_masks, kernels=kernels)
-    return _normalise(smoothed, eps, axis=0)
+    return _run(_problem.smooth_masks(object_masks, kernels, mode, boundary, eps), backend)
 
 
 @torch_interop
@@ -297,44 +239,4 @@ def smooth_masks_batch(object_masks, kernels, mode="valid", boundary="reflect", 
     TypeError, ValueError
         As :func:`smooth_masks`, and batch sizes that differ between the arguments.
     """
-    masks = _validation.as_mask_batch(object_masks)
-    batch = len(masks)
-    kernels = _validation.as_kernel_batch(kernels, batch)
-    eps = _check_smoothing(masks.shape[1:], kernels.shape[1:], mode, boundary, eps)
-    count, kernel_hw = kernels.shape[1], kernels.shape[2:]
-    all_masks = _with_background(masks, axis=1)
-    all_masks = _geometry.extend(all_masks, kernel_hw, mode, boundary, first_axis=2)
-    all_masks = all_masks.reshape((batch * count,) + all_masks.shape[2:])
-    kernels = kernels.reshape((batch * count,) + kernel_hw)
-    smoothed = _call_backend(backend, "smooth_masks", "convolve_masks_valid", (all_masks, kernels),
-                             masks=all_masks, kernels=kernels)
-    return _normalise(smoothed.reshape((batch, count) + smoothed.shape[1:]), eps, axis=1)
-
-
-def _check_smoothing(masks_shape, kernels_shape, mode, boundary, eps):
-    """Check one ``(n, H, W)`` mask stack against its ``(n + 1, kh, kw)`` kernels; return ``eps``."""
-    n, count = masks_shape[0], kernels_shape[0]
-    if count != n + 1:
-        raise ValueError(
-            f"kernels must hold n + 1 = {n + 1} kernels (background first) for "
-            f"{n} object masks, got {count}"
-        )
-    eps = _validation.check_positive_number(eps, "eps")
-    _validation.check_mode(mode)
-    _validation.check_boundary(boundary)
-    _validation.check_fits(masks_shape[1:], kernels_shape[1:], mode, "kernels")
-    return eps
-
-
-def _with_background(masks, axis):
-    """``masks`` with the background ``~union(masks)`` inserted first along ``axis``."""
-    background = ~masks.any(axis=axis, keepdims=True)
-    return get_array_module(masks).concatenate([background, masks], axis=axis)
-
-
-def _normalise(smoothed, eps, axis):
-    """``smoothed / (smoothed.sum(axis) + eps)``, in place."""
-    total = smoothed.sum(axis=axis, keepdims=True)
-    total += smoothed.dtype.type(eps)
-    smoothed /= total
-    return smoothed
+    return _run(_problem.smooth_masks_batch(object_masks, kernels, mode, boundary, eps), backend)

@@ -173,8 +173,11 @@ class SBDDDataset(_PairsMixin, IterableDataset):
 
     Examples
     --------
-    >>> loader = DataLoader(SBDDDataset(length=1000, seed=0, batch_size=8), batch_size=8, num_workers=2)
-    >>> for blurry, sharp in loader: ...       # (8, 3, 256, 256) each
+    A training loop (not run as a doctest: it spawns workers and makes 1000 pairs):
+
+    >>> from torch.utils.data import DataLoader
+    >>> loader = DataLoader(SBDDDataset(length=1000, seed=0, batch_size=8), batch_size=8, num_workers=2)  # doctest: +SKIP
+    >>> for blurry, sharp in loader: ...       # doctest: +SKIP
     """
 
     def __init__(self, images=None, length=None, crop_size=256, quantize=True, device="cpu",
@@ -303,8 +306,10 @@ class SBDDLoader:
 
     Examples
     --------
-    >>> loader = SBDDLoader(batch_size=64, length=64_000, num_workers=8, seed=0)
-    >>> for epoch in range(10):
+    A training loop on a GPU (not run as a doctest: it needs CuPy and a CUDA device):
+
+    >>> loader = SBDDLoader(batch_size=64, length=64_000, num_workers=8, seed=0)  # doctest: +SKIP
+    >>> for epoch in range(10):  # doctest: +SKIP
     ...     loader.set_epoch(epoch)
     ...     for blurry, sharp in loader: ...
     """

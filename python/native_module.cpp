@@ -2,18 +2,20 @@
 //
 // Every function takes C-contiguous arrays of one float dtype (the float32 and float64
 // overloads are tried in that order without conversion first, so a matching array is
-// never copied) and releases the GIL for the computation.
+// never copied) and releases the GIL for the computation. Calls run the instruction-set
+// level chosen when the module loads (dispatch.hpp; FASTBLUR_SIMD forces one).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "build_info.hpp"
-#include "direct_convolution.hpp"
-#include "mask_convolution.hpp"
-#include "masked_blur.hpp"
+#include "dispatch.hpp"
 
 namespace py = pybind11;
 
@@ -45,8 +47,8 @@ py::array_t<T> convolve_valid(CArray<T> image, CArray<T> kernel, int num_threads
   T* out_ptr = out.mutable_data();
   {
     py::gil_scoped_release release;
-    fastblur::convolve_valid(in_ptr, height, width, channels, k_ptr, kh, kw, out_ptr,
-                             num_threads);
+    fastblur::kernels<T>().convolve_valid(
+        in_ptr, height, width, channels, k_ptr, kh, kw, out_ptr, num_threads);
   }
   return out;
 }
@@ -77,8 +79,9 @@ py::array_t<T> blur_masked_valid(CArray<T> image, CArray<T> kernels, CArray<T> w
   T* out_ptr = out.mutable_data();
   {
     py::gil_scoped_release release;
-    fastblur::blur_masked_valid(in_ptr, height, width, channels, k_ptr, count, kh, kw, w_ptr,
-                                static_cast<T>(zero_weight), out_ptr, num_threads);
+    fastblur::kernels<T>().blur_masked_valid(
+        in_ptr, height, width, channels, k_ptr, count, kh, kw, w_ptr,
+        static_cast<T>(zero_weight), out_ptr, num_threads);
   }
   return out;
 }
@@ -96,8 +99,9 @@ py::array_t<T> blur_product_valid(CArray<T> image, CArray<T> kernels, CArray<T> 
   T* out_ptr = out.mutable_data();
   {
     py::gil_scoped_release release;
-    fastblur::blur_product_valid(in_ptr, height, width, channels, k_ptr, count, kh, kw, w_ptr,
-                                 static_cast<T>(zero_weight), out_ptr, num_threads);
+    fastblur::kernels<T>().blur_product_valid(
+        in_ptr, height, width, channels, k_ptr, count, kh, kw, w_ptr,
+        static_cast<T>(zero_weight), out_ptr, num_threads);
   }
   return out;
 }
@@ -118,8 +122,8 @@ py::array_t<T> convolve_masks_valid(py::array_t<std::uint8_t, py::array::c_style
   T* out_ptr = out.mutable_data();
   {
     py::gil_scoped_release release;
-    fastblur::convolve_masks_valid(m_ptr, count, height, width, k_ptr, kh, kw, out_ptr,
-                                   num_threads);
+    fastblur::kernels<T>().convolve_masks_valid(
+        m_ptr, count, height, width, k_ptr, kh, kw, out_ptr, num_threads);
   }
   return out;
 }
@@ -141,14 +145,43 @@ void bind_dtype(py::module_& m) {
         "kernels[i] * masks[i] for 0/1 uint8 masks (N, H, W); result in the kernels' dtype.");
 }
 
+// Chooses the level calls run (FASTBLUR_SIMD, else the best this CPU runs) and records
+// the choice in the module's attributes.
+void select_variant(py::module_& m) {
+  std::vector<std::string> compiled, runnable;
+  for (const fastblur::Variant* variant : fastblur::compiled_variants()) {
+    compiled.push_back(variant->name);
+    if (fastblur::cpu_supports(variant->name)) runnable.push_back(variant->name);
+  }
+  if (runnable.empty())
+    throw py::import_error("fastblur._native: this CPU runs none of the compiled kernel "
+                           "levels (" + compiled.back() + " needs SSE4.2 and POPCNT)");
+  const char* requested = std::getenv("FASTBLUR_SIMD");
+  const auto [name, warning] = fastblur::choose_variant(requested ? requested : "", compiled,
+                                                        runnable);
+  if (!warning.empty() && PyErr_WarnEx(PyExc_RuntimeWarning, warning.c_str(), 1) != 0)
+    throw py::error_already_set();
+  for (const fastblur::Variant* variant : fastblur::compiled_variants())
+    if (variant->name == name) fastblur::set_active_variant(*variant);
+  const fastblur::Variant& active = fastblur::active_variant();
+  m.attr("variant") = active.name;
+  m.attr("simd_bytes") = active.simd_bytes;
+  m.attr("compiled_variants") = py::tuple(py::cast(compiled));
+  m.attr("cpu_variants") = py::tuple(py::cast(runnable));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
   m.doc() = "fastblur C++ kernels (csrc/) bound with pybind11.";
   bind_dtype<float>(m);
   bind_dtype<double>(m);
+  select_variant(m);
+  m.def("_choose_variant", &fastblur::choose_variant, py::arg("requested"),
+        py::arg("compiled"), py::arg("runnable"),
+        "(level, warning) for the FASTBLUR_SIMD value `requested`, given the compiled "
+        "levels and those this CPU runs (best first): the rule applied at import.");
   m.attr("has_openmp") = fastblur::has_openmp();
-  m.attr("simd_bytes") = fastblur::simd_bytes();
   m.def("threads_disabled_by_fork", &fastblur::threads_disabled_by_fork,
         "Whether this process was forked after the OpenMP pool started: GNU OpenMP does "
         "not survive fork(), so its calls run on one thread.");

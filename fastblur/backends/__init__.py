@@ -8,17 +8,20 @@ unavailable, and :func:`backend_info` reports why.
 import importlib
 import logging
 
+from .. import _validation
 from . import cost_model
 from .base import ZERO_WEIGHT, Backend
 
 __all__ = [
     "Backend",
     "BackendUnavailableError",
+    "GENERATION_BACKENDS",
     "ZERO_WEIGHT",
     "available_backends",
     "backend_info",
     "explain",
     "get_backend",
+    "pinned_backend",
     "register_backend",
 ]
 
@@ -30,6 +33,11 @@ _MODULES = {
     "fftw": "fastblur.backends.fftw_backend",
     "cupy": "fastblur.backends.cupy_backend",
 }
+#: What ``backend="auto"`` means when making training pairs: the first available of
+#: these, fixed for a whole run. The per-call ``auto`` choice depends on the thread count
+#: (and on the machine's calibration), and backends differ in the last bits, so a pair's
+#: bytes would depend on how many workers made it; the direct backends suit motion PSFs.
+GENERATION_BACKENDS = ("native", "numba", "numpy")
 _loaded = {}
 _failures = {}
 logger = logging.getLogger("fastblur")
@@ -61,15 +69,30 @@ def _load(name):
     return backend
 
 
-def backend_info():
+def backend_info(variants=False):
     """Every registered backend and whether it can run here.
+
+    Parameters
+    ----------
+    variants : bool, optional
+        Also name the code variant an available backend runs, where it has several
+        (the ``native`` backend's instruction-set level): ``"available (avx512)"``.
 
     Returns
     -------
     dict
         ``{name: "available" | reason it is not}``.
     """
-    return {name: ("available" if _load(name) else _failures[name]) for name in _MODULES}
+    variants = _validation.check_flag(variants, "variants")
+    return {name: _status(name, variants) for name in _MODULES}
+
+
+def _status(name, variants):
+    backend = _load(name)
+    if backend is None:
+        return _failures[name]
+    variant = getattr(backend, "variant", None)
+    return f"available ({variant})" if variants and variant is not None else "available"
 
 
 def available_backends():
@@ -94,34 +117,52 @@ def get_backend(name):
     BackendUnavailableError
         (a ``ValueError``) if it is registered but cannot run here.
     """
-    if not isinstance(name, str):
-        raise TypeError(f"backend must be a string, got {name!r}")
-    if name not in _MODULES:
-        raise ValueError(f"backend must be 'auto' or one of {list(_MODULES)}, got {name!r}")
+    backend = _loaded.get(name) if isinstance(name, str) else None
+    if backend is not None:  # the common case, checked
+        return backend
+    _validation.check_choice(name, ["auto", *_MODULES], "backend")
+    if name == "auto":
+        raise ValueError("backend 'auto' is chosen per call: see select_backend")
     backend = _load(name)
     if backend is None:
         raise BackendUnavailableError(f"backend {name!r} is not available here: {_failures[name]}")
     return backend
 
 
-def select_backend(name, operation, **problem):
+def select_backend(name, operation, **arrays):
     """Resolve ``name`` (possibly ``"auto"``) to a backend for one call.
 
     Parameters
     ----------
     name : str
         A backend name or ``"auto"``.
-    operation : str
-        ``"convolve"``, ``"blur_masked"``, ``"blur_product"`` or ``"smooth_masks"``.
-    **problem
-        The call's arrays (``image``, ``kernels``, ``weights``...), for the cost model.
+    operation : str or fastblur._problem.Problem
+        ``"convolve"``, ``"blur_masked"``, ``"blur_product"`` or ``"smooth_masks"``
+        with the call's ``arrays``, or the Problem the primitive built.
+    **arrays
+        The call's arrays (``image``, ``kernels``, ``weights``...), for the cost model
+        (see :func:`.cost_model.decide`).
     """
     if name == "auto":
-        decision = cost_model.decide(operation, **problem)
+        decision = cost_model.decide(operation, **arrays)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s", decision.summary())
         return get_backend(decision.backend)
     return get_backend(name)
+
+
+def pinned_backend(name):
+    """``name``, or for ``"auto"`` the backend every pair of a generation run is made
+    with: the first available of :data:`GENERATION_BACKENDS`.
+
+    Returns
+    -------
+    str
+    """
+    if name != "auto":
+        return name
+    available = available_backends()
+    return next(candidate for candidate in GENERATION_BACKENDS if candidate in available)
 
 
 def explain(operation, image, kernels, weights=None, mode="valid", boundary="reflect"):

@@ -55,9 +55,26 @@ class Backend:
     ----------
     name : str
         Registry name (``"numpy"``, ``"native"``, ...).
+    variant : str or None
+        Which build of the backend's code runs (the native backend's SIMD level, for
+        example), where it has more than one; :func:`fastblur.explain` prints it.
     """
 
     name = "base"
+    variant = None
+
+    def estimate(self, problem):
+        """How this backend would run ``problem`` (a :class:`fastblur._problem.Problem`).
+
+        Returns
+        -------
+        fastblur.backends.cost_model.Decision or None
+            Its choice between its own methods, with their estimates, for a backend
+            that has more than one for the call (``cupy``'s ``blur_masked``); None
+            where it has one way only (the ``auto`` cost model compares the CPU
+            backends with each other).
+        """
+        return None
 
     def convolve_valid(self, image, kernel):
         """``valid`` convolution of every channel.

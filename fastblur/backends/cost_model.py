@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import _geometry, _threads
+from .. import _problem, _threads, _validation
+from .._tiling import plan_tiles
 from . import _cache
 from .base import ZERO_WEIGHT
 from .tiled_fft import UNIFORM_BLOCK_MULTIPLE, WEIGHTED_BLOCK_MULTIPLE, TiledFFT
@@ -45,7 +46,7 @@ logger = logging.getLogger("fastblur")
 CALIBRATE_ENV_VAR = "FASTBLUR_CALIBRATE"
 #: Backends of each method, in order of preference; the first available one competes.
 METHODS = {"direct": ("native", "numba"), "fft": ("fftw", "numpy")}
-OPERATIONS = ("convolve", "blur_masked", "blur_product", "smooth_masks")
+OPERATIONS = _problem.OPERATIONS
 #: float64 cost / float32 cost of each constant (half the SIMD lanes; FFTs a bit less).
 FLOAT64_FACTOR = {
     "tap": 2.0, "scan": 1.5, "accumulate": 2.0, "transform": 1.4, "multiply": 2.0, "tile": 1.0,
@@ -206,7 +207,7 @@ def calibrate(name):
     one_thread = TiledFFT(engine, lambda: 1)
     kernel = rng.random((17, 17), dtype=np.float32)
     out_shape = (360, 640)
-    plan, fft_shape = one_thread._plan(out_shape, kernel.shape, UNIFORM_BLOCK_MULTIPLE)
+    plan, fft_shape = one_thread.plan(out_shape, kernel.shape, UNIFORM_BLOCK_MULTIPLE)
     image = rng.random((376, 656, 3), dtype=np.float32)
     seconds = _best_time(lambda: one_thread.convolve_valid(image, kernel), repeat=5)
     tiles = len(plan.tiles())
@@ -216,14 +217,17 @@ def calibrate(name):
     return {"transform": transform, "multiply": multiply, "tile": max(0.0, seconds - predicted) / tiles}
 
 
-def _scaled(values, dtype):
+def scale_constants(values, dtype):
+    """Cost constants ``values`` (float32) for ``dtype``: float64 ones cost
+    :data:`FLOAT64_FACTOR` times more."""
     if np.dtype(dtype) != np.float64:
         return values
     return {k: v * FLOAT64_FACTOR[k] for k, v in values.items()}
 
 
 # -- workload -------------------------------------------------------------------------
-def _stride(height, width):
+def activity_stride(height, width):
+    """Subsampling step that leaves about :data:`ACTIVITY_SAMPLES` of a ``height x width`` map."""
     return max(1, int(math.sqrt(height * width / ACTIVITY_SAMPLES)))
 
 
@@ -252,11 +256,18 @@ class Estimate:
     seconds: float
     detail: str
     source: str
+    variant: str = None
+
+    @property
+    def label(self):
+        """``backend`` or, where the backend reports one, ``backend/variant`` (``native/avx2``)."""
+        return self.backend if self.variant is None else f"{self.backend}/{self.variant}"
 
 
 @dataclass
 class Decision:
-    """The ``auto`` choice for one call (see :func:`explain`).
+    """The ``auto`` choice for one call (see :func:`explain`), on the CPU between
+    backends, on the GPU between the ``cupy`` backend's methods.
 
     Attributes
     ----------
@@ -269,6 +280,9 @@ class Decision:
     problem : str
         The call's shapes, taps and weight activity, in words.
     threads : int
+    variant : str or None
+        The chosen backend's code variant (``backend.variant``, e.g. the SIMD level of
+        ``native``), where it reports one.
     """
 
     operation: str
@@ -277,21 +291,33 @@ class Decision:
     estimates: list = field(default_factory=list)
     problem: str = ""
     threads: int = 1
+    variant: str = None
+
+    @property
+    def label(self):
+        """The chosen backend, with its variant where it reports one (``native/avx2``)."""
+        return self.backend if self.variant is None else f"{self.backend}/{self.variant}"
+
+    def _chosen(self, estimate):
+        return estimate.backend == self.backend and estimate.method == self.method
 
     def __str__(self):
         lines = [f"{self.operation}: {self.problem}; {self.threads} thread(s)"]
         for estimate in self.estimates:
-            mark = "  <- chosen" if estimate.backend == self.backend else ""
+            mark = "  <- chosen" if self._chosen(estimate) else ""
             lines.append(
-                f"  {estimate.method:6s} ({estimate.backend}): {1e3 * estimate.seconds:9.3f} ms "
+                f"  {estimate.method:6s} ({estimate.label}): {1e3 * estimate.seconds:9.3f} ms "
                 f"[{estimate.detail}; constants {estimate.source}]{mark}"
             )
+        if not any(self._chosen(e) for e in self.estimates):
+            lines.append(f"  {self.method} ({self.label})  <- chosen")
         return "\n".join(lines)
 
     def summary(self):
         """One line: the choice and the estimates."""
-        parts = ", ".join(f"{e.backend} {1e3 * e.seconds:.3g} ms" for e in self.estimates)
-        return f"auto {self.operation} -> {self.backend} ({self.method}; {parts}; {self.problem})"
+        parts = [f"{e.label} {e.method} {1e3 * e.seconds:.3g} ms" for e in self.estimates]
+        details = "; ".join([self.method, ", ".join(parts), self.problem] if parts else [self.method, self.problem])
+        return f"auto {self.operation} -> {self.label} ({details})"
 
 
 def _describe_kernels(kernels, taps):
@@ -302,7 +328,7 @@ def _describe_kernels(kernels, taps):
 
 def _direct_estimate(name, operation, dtype, image_hw, channels, kernels, taps, activity, threads):
     values, source = constants(name)
-    c = _scaled(values, dtype)
+    c = scale_constants(values, dtype)
     kh, kw = kernels.shape[1:]
     ho, wo = image_hw[0] - kh + 1, image_hw[1] - kw + 1
     pixels = ho * wo
@@ -332,7 +358,7 @@ def _direct_estimate(name, operation, dtype, image_hw, channels, kernels, taps, 
 
 def _fft_estimate(name, operation, dtype, channels, kernels, activity, plan, fft_shape, threads):
     values, source = constants(name)
-    c = _scaled(values, dtype)
+    c = scale_constants(values, dtype)
     samples = fft_shape[0] * fft_shape[1]
     transform = c["transform"] * samples * math.log2(max(samples, 2))
     multiply = c["multiply"] * samples / 2
@@ -364,7 +390,7 @@ def _activity(operation, image_hw, kernels, weights, masks, plan):
     """Where the kernels are active: per-pixel and per-tile fractions from a subsample."""
     kh, kw = kernels.shape[1:]
     out_hw = (image_hw[0] - kh + 1, image_hw[1] - kw + 1)
-    stride = _stride(*out_hw)
+    stride = activity_stride(*out_hw)
     rows, cols = _tile_starts(plan, stride)
     if operation in ("blur_masked", "blur_product"):
         maps = weights[:, : out_hw[0], : out_hw[1]] if operation == "blur_product" else weights
@@ -388,10 +414,7 @@ def _activity(operation, image_hw, kernels, weights, masks, plan):
     return {"edge_fraction": edge, "tile_active": tile_mixed}
 
 
-def _first_available(names):
-    from . import available_backends
-
-    available = available_backends()
+def _first_available(names, available):
     return next((name for name in names if name in available), None)
 
 
@@ -400,7 +423,9 @@ def decide(operation, image=None, kernels=None, weights=None, masks=None):
 
     Parameters
     ----------
-    operation : {'convolve', 'blur_masked', 'blur_product', 'smooth_masks'}
+    operation : {'convolve', 'blur_masked', 'blur_product', 'smooth_masks'} or Problem
+        A :class:`fastblur._problem.Problem` (what the primitives and :func:`explain`
+        build) brings its own arrays (:attr:`~fastblur._problem.Problem.workload`).
     image : ndarray, shape (H, W, C)
         The extended image the backend will see (only its shape and dtype are used).
     kernels : ndarray, shape (N, kh, kw)
@@ -413,8 +438,13 @@ def decide(operation, image=None, kernels=None, weights=None, masks=None):
     -------
     Decision
     """
+    if isinstance(operation, _problem.Problem):
+        image, kernels, weights, masks = operation.workload
+        operation = operation.operation
+    from . import available_backends, get_backend
+
     if operation not in OPERATIONS:
-        raise ValueError(f"operation must be one of {OPERATIONS}, got {operation!r}")
+        _validation.check_choice(operation, OPERATIONS, "operation")
     kernels = np.asarray(kernels)
     threads = _threads.num_threads()
     if operation == "smooth_masks":
@@ -422,8 +452,9 @@ def decide(operation, image=None, kernels=None, weights=None, masks=None):
     else:
         image_hw, channels, dtype = image.shape[:2], image.shape[2], image.dtype
     taps = np.count_nonzero(kernels.reshape(len(kernels), -1), axis=1)
-    direct_name = _first_available(METHODS["direct"])
-    fft_name = _first_available(METHODS["fft"])
+    available = available_backends()
+    direct_name = _first_available(METHODS["direct"], available)
+    fft_name = _first_available(METHODS["fft"], available)
     if direct_name is None and fft_name is None:
         raise RuntimeError("no CPU backend is available for backend='auto'")
 
@@ -431,14 +462,10 @@ def decide(operation, image=None, kernels=None, weights=None, masks=None):
     out_hw = (image_hw[0] - kh + 1, image_hw[1] - kw + 1)
     plan = fft_shape = None
     if fft_name is not None:
-        from . import get_backend
-
         multiple = UNIFORM_BLOCK_MULTIPLE if operation == "convolve" else WEIGHTED_BLOCK_MULTIPLE
-        plan, fft_shape = get_backend(fft_name)._plan(out_hw, (kh, kw), multiple)
+        plan, fft_shape = get_backend(fft_name).plan(out_hw, (kh, kw), multiple)
     activity = None
     if operation != "convolve":
-        from .._tiling import plan_tiles
-
         tiles_for_activity = plan or plan_tiles(out_hw, (kh, kw), 256)
         activity = _activity(operation, image_hw, kernels, weights, masks, tiles_for_activity)
 
@@ -449,6 +476,8 @@ def decide(operation, image=None, kernels=None, weights=None, masks=None):
     if fft_name is not None:
         estimates.append(_fft_estimate(
             fft_name, operation, dtype, channels, kernels, activity, plan, fft_shape, threads))
+    for estimate in estimates:
+        estimate.variant = get_backend(estimate.backend).variant
     estimates.sort(key=lambda e: e.seconds)
     problem = (
         f"{tuple(image_hw)}x{channels} {np.dtype(dtype).name} input, "
@@ -457,7 +486,7 @@ def decide(operation, image=None, kernels=None, weights=None, masks=None):
     if activity is not None and "pixel_fraction" in activity:
         problem += f", weights active on {np.sum(activity['pixel_fraction']):.2f} kernels per pixel"
     best = estimates[0]
-    return Decision(operation, best.backend, best.method, estimates, problem, threads)
+    return Decision(operation, best.backend, best.method, estimates, problem, threads, best.variant)
 
 
 def explain(operation, image, kernels, weights=None, mode="valid", boundary="reflect"):
@@ -489,43 +518,4 @@ def explain(operation, image, kernels, weights=None, mode="valid", boundary="ref
     >>> fastblur.explain("convolve", image, kernel).method
     'direct'
     """
-    if operation not in OPERATIONS:
-        raise ValueError(f"operation must be one of {OPERATIONS}, got {operation!r}")
-    kernels = np.asarray(kernels)
-    if operation == "convolve":
-        if kernels.ndim != 2:
-            raise ValueError(f"kernels must be 2-D (kh, kw) for 'convolve', got shape {kernels.shape}")
-        kernels = kernels[None]
-    if kernels.ndim != 3:
-        raise ValueError(f"kernels must be 3-D (N, kh, kw), got shape {kernels.shape}")
-    from .. import _validation
-
-    _validation.check_mode(mode)
-    _validation.check_boundary(boundary)
-    kernel_hw = kernels.shape[1:]
-    if operation == "smooth_masks":
-        object_masks = np.asarray(image).astype(bool)
-        if object_masks.ndim != 3 or len(kernels) != len(object_masks) + 1:
-            raise ValueError(
-                "for 'smooth_masks', image must be the object masks (n, H, W) and kernels "
-                f"(n + 1, kh, kw); got shapes {object_masks.shape} and {kernels.shape}"
-            )
-        stack = np.concatenate([~object_masks.any(axis=0, keepdims=True), object_masks])
-        masks = _geometry.extend(stack, kernel_hw, mode, boundary, first_axis=1)
-        return decide(operation, kernels=kernels.astype(_validation.working_dtype(kernels)), masks=masks)
-    image = np.asarray(image)
-    if image.ndim not in (2, 3):
-        raise ValueError(f"image must be 2-D (H, W) or 3-D (H, W, C), got shape {image.shape}")
-    dtype = _validation.working_dtype(image)
-    channels = 1 if image.ndim == 2 else image.shape[2]
-    pads = _geometry.pad_widths(kernel_hw, mode)
-    extended_hw = tuple(n + sum(p) for n, p in zip(image.shape[:2], pads))
-    stand_in = np.broadcast_to(np.zeros((), dtype), extended_hw + (channels,))
-    if operation in ("blur_masked", "blur_product"):
-        if weights is None:
-            raise ValueError(f"weights are required to explain {operation!r}")
-        weights = np.asarray(weights)
-        if operation == "blur_product":
-            weights = _geometry.extend(weights, kernel_hw, mode, boundary, first_axis=1)
-    return decide(operation, image=stand_in, kernels=kernels.astype(dtype), weights=weights)
-
+    return decide(_problem.describe(operation, image, kernels, weights, mode, boundary))

@@ -1,7 +1,8 @@
 """The ``cupy`` backend: sparse taps or batched cuFFT, fused weighted accumulation.
 
 ``blur_masked`` (and its batch) runs one of two methods, chosen per call by a cost
-estimate (:func:`choose_method`; ``FASTBLUR_GPU_METHOD=fft|direct`` forces one):
+estimate (:func:`decide_method`, a :class:`~.cost_model.Decision` as the CPU's ``auto``
+makes; ``FASTBLUR_GPU_METHOD=fft|direct`` forces one):
 
 ``direct``
     A RawKernel visits, for every output pixel, only the kernels whose weight is
@@ -22,6 +23,7 @@ estimate (:func:`choose_method`; ``FASTBLUR_GPU_METHOD=fft|direct`` forces one):
 Importing this module raises ImportError when CuPy or a CUDA device is missing; the
 registry reports the message as the reason the backend is unavailable.
 """
+import logging
 import math
 import os
 
@@ -33,8 +35,11 @@ try:
 except ImportError as error:  # pragma: no cover - depends on the machine
     raise ImportError(f"CuPy is not installed (pip install 'fastblur[gpu]', or 'fastblur[gpu-cuda13]' for CUDA 13): {error}") from None
 
+from .._validation import check_choice, check_count_text
 from .base import ZERO_WEIGHT, Backend, zero_fft_roundoff
-from .cost_model import _scaled, _stride
+from .cost_model import Decision, Estimate, activity_stride, scale_constants
+
+logger = logging.getLogger("fastblur")
 
 
 def _require_device():
@@ -151,7 +156,7 @@ def _grid(items):
 
 
 def _chunk_bytes():
-    return int(os.environ.get("FASTBLUR_GPU_CHUNK_BYTES", str(1 << 30)))
+    return check_count_text(os.environ.get("FASTBLUR_GPU_CHUNK_BYTES", str(1 << 30)), "FASTBLUR_GPU_CHUNK_BYTES", low=1)
 
 
 def _fft_shape(height, width):
@@ -159,8 +164,8 @@ def _fft_shape(height, width):
     return (cufft.next_fast_len(height, real=True), cufft.next_fast_len(width, real=True))
 
 
-def choose_method(images, kernels, weights):
-    """``"direct"`` or ``"fft"``: the cheaper method for :meth:`CupyBackend.blur_masked_batch_valid`.
+def decide_method(images, kernels, weights):
+    """The cheaper method for :meth:`CupyBackend.blur_masked_batch_valid`, and why.
 
     Direct costs ``tap`` per non-zero tap, channel and output pixel where the kernel's
     weight is non-zero, plus ``scan`` per weight tested; FFT costs ``transform`` x
@@ -168,38 +173,63 @@ def choose_method(images, kernels, weights):
     inverses) and ``multiply`` per complex sample of its ``N C`` products and passes.
     Where weights are non-zero is estimated from a subsample of about 4 000 per map;
     the counts come back to the host in one transfer. ``"fft"``, whatever is forced,
-    where the direct kernel's int32 tap offsets cannot address the image.
+    where the direct kernel's int32 tap offsets cannot address the image. A forced
+    method reads nothing back and estimates nothing.
 
     Parameters
     ----------
     images : cupy.ndarray, shape (B, H, W, C)
     kernels : cupy.ndarray, shape (B, N, kh, kw)
     weights : cupy.ndarray, shape (B, N, Ho, Wo)
+
+    Returns
+    -------
+    fastblur.backends.cost_model.Decision
+        ``backend`` is ``"cupy"``, ``method`` ``"direct"`` or ``"fft"``; ``estimates``
+        holds both methods' (cheapest first) when the choice was estimated.
     """
-    forced = os.environ.get(METHOD_ENV_VAR, "auto")
-    if forced not in ("auto", "direct", "fft"):
-        raise ValueError(f"{METHOD_ENV_VAR} must be 'auto', 'direct' or 'fft', got {forced!r}")
+    forced = check_choice(os.environ.get(METHOD_ENV_VAR, "auto"), ("auto", "direct", "fft"), METHOD_ENV_VAR)
     batch, height, width, channels = images.shape
-    if not _taps_fit(kernels.shape[2:], width, channels):
-        return "fft"  # forced or not: the direct kernel's int32 tap offsets would wrap
-    if forced != "auto":
-        return forced
     count = kernels.shape[1]
     out_h, out_w = weights.shape[2:]
-    stride = _stride(out_h, out_w)
+    problem = (f"{batch} x ({height}, {width})x{channels} {np.dtype(images.dtype).name} input, "
+               f"{count} kernel(s) {kernels.shape[2]}x{kernels.shape[3]}")
+    if not _taps_fit(kernels.shape[2:], width, channels):
+        # forced or not: the direct kernel's int32 tap offsets would wrap
+        return Decision("blur_masked", "cupy", "fft", [], problem + "; int32 tap offsets would wrap")
+    if forced != "auto":
+        return Decision("blur_masked", "cupy", forced, [], problem + f"; forced by {METHOD_ENV_VAR}")
+    stride = activity_stride(out_h, out_w)
     sampled = weights[:, :, ::stride, ::stride]
     taps = cupy.count_nonzero(kernels.reshape(batch, count, -1), axis=2)
     active = cupy.count_nonzero(cupy.abs(sampled) > ZERO_WEIGHT, axis=(2, 3))
     taps, active = cupy.stack([taps, active]).get()
     fraction = active / float(sampled.shape[2] * sampled.shape[3])
-    costs = _scaled(GPU_COSTS, images.dtype)
+    costs = scale_constants(GPU_COSTS, images.dtype)
     direct = (costs["tap"] * channels * out_h * out_w * float(np.sum(taps * fraction))
               + costs["scan"] * batch * count * out_h * out_w)
+    evaluated = channels * out_h * out_w * float(np.sum(taps * fraction))
     fh, fw = _fft_shape(height, width)
     samples = fh * fw
     fft = batch * (costs["transform"] * samples * math.log2(samples) * (channels + count + count * channels)
                    + costs["multiply"] * samples * count * channels)
-    return "direct" if direct <= fft else "fft"
+    transforms = batch * (channels + count + count * channels)
+    estimates = [
+        Estimate("direct", "cupy", direct, f"{evaluated:.3g} tap-values", "estimated"),
+        Estimate("fft", "cupy", fft, f"{transforms} transforms of {fh}x{fw}", "estimated"),
+    ]
+    estimates.sort(key=lambda e: e.seconds)  # stable: a tie goes to direct
+    problem += f", weights active on {np.sum(fraction) / batch:.2f} kernels per pixel"
+    return Decision("blur_masked", "cupy", estimates[0].method, estimates, problem)
+
+
+def choose_method(images, kernels, weights):
+    """``"direct"`` or ``"fft"``: :func:`decide_method`'s choice (logged at DEBUG level on
+    the ``fastblur`` logger, as the CPU's ``auto`` decisions are)."""
+    decision = decide_method(images, kernels, weights)
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("%s", decision.summary())
+    return decision.method
 
 
 def _taps_fit(kernel_hw, width, channels):
@@ -260,6 +290,17 @@ class CupyBackend(Backend):
 
     name = "cupy"
     device = "cuda"
+
+    def estimate(self, problem):
+        """The method :meth:`blur_masked_batch_valid` would take for ``problem`` (a
+        :class:`fastblur._problem.Problem` on this device), as a
+        :class:`~.cost_model.Decision`; None for the other operations (FFT only)."""
+        if problem.operation != "blur_masked":
+            return None
+        images, kernels, weights = (cupy.ascontiguousarray(a) for a in problem.arrays)
+        if problem.batch is None:
+            images, kernels, weights = images[None], kernels[None], weights[None]
+        return decide_method(images, kernels, weights)
 
     def _chunk(self, planes_per_kernel, shape, itemsize):
         # Live per kernel and plane, in real planes: the products (complex: 2) and the

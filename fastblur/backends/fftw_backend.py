@@ -27,6 +27,7 @@ import numpy as np
 import pyfftw
 
 from .. import _threads
+from .._validation import check_choice
 from . import _cache
 from .base import Backend
 from .tiled_fft import TiledFFT
@@ -72,11 +73,7 @@ def planner_flag(shape):
     """
     value = os.environ.get(PLANNER_ENV_VAR, "measure").strip().lower()
     value = value[5:] if value.startswith("fftw_") else value
-    if value not in _PLANNERS:
-        raise ValueError(
-            f"{PLANNER_ENV_VAR} must be one of {sorted(_PLANNERS)}, got "
-            f"{os.environ.get(PLANNER_ENV_VAR)!r}"
-        )
+    check_choice(value, sorted(_PLANNERS), PLANNER_ENV_VAR)
     if shape[0] * shape[1] < MEASURE_MIN_SAMPLES:
         return "FFTW_ESTIMATE"
     return _PLANNERS[value]

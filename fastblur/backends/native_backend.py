@@ -6,6 +6,13 @@ values of each output row and threaded with OpenMP over output tiles
 evaluate a kernel only where its weight exceeds :data:`~fastblur.backends.ZERO_WEIGHT`
 and accumulate into the output directly; ``convolve_masks_valid`` computes taps only
 near mask edges. The GIL is released during every call.
+
+The kernels are compiled for several instruction-set levels (``sse4``, ``avx2``,
+``avx512`` on x86-64; ``baseline`` elsewhere; one ``native`` level when built with
+``-DFASTBLUR_NATIVE_ARCH=ON``) and the best level this CPU runs is chosen when the
+extension loads. ``FASTBLUR_SIMD=sse4|avx2|avx512|baseline`` forces a level: one the CPU
+or the build lacks falls back to the best available with a ``RuntimeWarning``, and any
+other value makes the backend unavailable (``backend_info()`` says why).
 """
 from .. import _native
 from .._threads import num_threads
@@ -23,13 +30,18 @@ class NativeBackend(Backend):
 
     Attributes
     ----------
+    variant : str
+        The instruction-set level the calls run: ``"avx512"``, ``"avx2"``, ``"sse4"``,
+        ``"baseline"`` (processors other than x86-64) or ``"native"`` (a
+        ``-march=native`` build).
     simd_bytes : int
-        Vector width the extension was compiled for (64: AVX-512, 32: AVX2, 16: SSE/NEON).
+        Vector width of that level's inner loops (64: AVX-512, 32: AVX2, 16: SSE/NEON).
     has_openmp : bool
         Whether the extension runs threads; without OpenMP every call uses one core.
     """
 
     name = "native"
+    variant = _native.variant
     simd_bytes = _native.simd_bytes
     has_openmp = _native.has_openmp
 

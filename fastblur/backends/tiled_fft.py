@@ -54,7 +54,25 @@ class TiledFFT:
         self.threads = threads
 
     # -- planning ---------------------------------------------------------------------
-    def _plan(self, out_shape, kernel_shape, multiple=WEIGHTED_BLOCK_MULTIPLE):
+    def plan(self, out_shape, kernel_shape, multiple=WEIGHTED_BLOCK_MULTIPLE):
+        """The overlap-save tiles of a ``valid`` convolution and their transform shape.
+
+        Parameters
+        ----------
+        out_shape : tuple of int
+            ``(Ho, Wo)`` of the ``valid`` output.
+        kernel_shape : tuple of int
+            ``(kh, kw)``.
+        multiple : int, optional
+            Block side / (kernel length - 1): :data:`UNIFORM_BLOCK_MULTIPLE` for
+            ``convolve``, :data:`WEIGHTED_BLOCK_MULTIPLE` for the weighted operations.
+
+        Returns
+        -------
+        plan : fastblur._tiling.TilePlan
+        fft_shape : tuple of int
+            The transform shape of every block.
+        """
         sides = tuple(block_side(k, self.engine, multiple) for k in kernel_shape)
         plan = plan_tiles(out_shape, kernel_shape, sides)
         fft_shape = tuple(self.engine.fast_len(b) for b in plan.block_shape)
@@ -79,7 +97,7 @@ class TiledFFT:
         """See :meth:`fastblur.backends.base.Backend.convolve_valid`."""
         kh, kw = kernel.shape
         out_shape = (image.shape[0] - kh + 1, image.shape[1] - kw + 1)
-        plan, fft_shape = self._plan(out_shape, kernel.shape, UNIFORM_BLOCK_MULTIPLE)
+        plan, fft_shape = self.plan(out_shape, kernel.shape, UNIFORM_BLOCK_MULTIPLE)
         spectrum = self.engine.rfft2(kernel, fft_shape)
         out = np.empty(out_shape + image.shape[2:], image.dtype)
 
@@ -96,7 +114,7 @@ class TiledFFT:
         """See :meth:`fastblur.backends.base.Backend.blur_masked_valid`."""
         _, kh, kw = kernels.shape
         out_shape = weights.shape[1:]
-        plan, fft_shape = self._plan(out_shape, (kh, kw))
+        plan, fft_shape = self.plan(out_shape, (kh, kw))
         spectra = self.engine.rfft2(kernels, fft_shape)
         out = np.empty(tuple(out_shape) + image.shape[2:], image.dtype)
 
@@ -125,7 +143,7 @@ class TiledFFT:
         """See :meth:`fastblur.backends.base.Backend.blur_product_valid`."""
         _, kh, kw = kernels.shape
         out_shape = (image.shape[0] - kh + 1, image.shape[1] - kw + 1)
-        plan, fft_shape = self._plan(out_shape, (kh, kw))
+        plan, fft_shape = self.plan(out_shape, (kh, kw))
         spectra = self.engine.rfft2(kernels, fft_shape)
         out = np.empty(out_shape + image.shape[2:], image.dtype)
 
@@ -155,7 +173,7 @@ class TiledFFT:
         """
         n, kh, kw = kernels.shape
         out_shape = (masks.shape[1] - kh + 1, masks.shape[2] - kw + 1)
-        plan, fft_shape = self._plan(out_shape, (kh, kw))
+        plan, fft_shape = self.plan(out_shape, (kh, kw))
         spectra = self.engine.rfft2(kernels, fft_shape)
         kernel_sums = kernels.sum(axis=(1, 2))
         out = np.empty((n,) + out_shape, kernels.dtype)

@@ -22,6 +22,7 @@ import scipy.fft
 import scipy.signal
 
 from .. import available_backends, backend_info
+from .._validation import check_count
 from ..backends import explain
 from ..primitives import blur_masked, convolve
 from .bench_cases import motion_kernels, photo, sbdd_case
@@ -178,7 +179,8 @@ def machine_notes(height, width):
     try:
         from .. import _native
 
-        lines.append(f"native build: {8 * _native.simd_bytes}-bit vectors, OpenMP {'on' if _native.has_openmp else 'off'}")
+        lines.append(f"native build: {_native.variant} kernels ({8 * _native.simd_bytes}-bit vectors; compiled: "
+                     f"{', '.join(_native.compiled_variants)}), OpenMP {'on' if _native.has_openmp else 'off'}")
     except ImportError as error:
         lines.append(f"native build: unavailable ({error})")
     image, kernels, weights = sbdd_case(height, width)
@@ -208,8 +210,12 @@ def main(argv=None):
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     parser.add_argument("--explain", action="store_true", help="also print the build and auto's decisions")
     args = parser.parse_args(argv)
-    if args.repeat < 1 or args.height < 80 or args.width < 80:
-        parser.error("--repeat must be >= 1 and --height/--width >= 80")
+    try:
+        for name, value, low in (("--repeat", args.repeat, 1), ("--height", args.height, 80),
+                                 ("--width", args.width, 80)):
+            check_count(value, name, low)
+    except ValueError as error:
+        parser.error(str(error))
     results = run(args.height, args.width, args.repeat, tuple(dict.fromkeys(args.threads)), args.backends, args.cases)
     print(markdown(results, args.height, args.width))
     if args.explain:

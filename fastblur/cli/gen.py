@@ -17,10 +17,13 @@ options win). ``--scheduler``/``--scheduler-file`` make the pairs on a Dask clus
 import argparse
 import sys
 
-from ..sbdd.config import FORMATS, INPUT_LAYOUTS, LAYOUTS, MASK_SOURCES, DatasetConfig, load_config
+from ..sbdd.config import (
+    FORMATS, INPUT_LAYOUTS, LAYOUTS, MASK_SOURCES, PNG_COMPRESSIONS, SEGMENT_MODELS, DatasetConfig, load_config,
+)
 
 
-def _classes(text):
+def parse_classes(text):
+    """``--classes`` text: comma-separated COCO class names or integer ids."""
     items = [item.strip() for item in text.split(",") if item.strip()]
     return [int(item) if item.isdigit() else item for item in items]
 
@@ -53,8 +56,11 @@ def build_parser():
     io.add_argument("--n-images", type=int, help="pairs per sharp image (default 1)")
     io.add_argument("--min-image-size", type=int, help="skip images whose shorter side is not larger (default 0)")
     io.add_argument("--layout", choices=LAYOUTS, help="output layout (default sbdd: OUT/blurry, OUT/sharp)")
-    io.add_argument("--format", choices=FORMATS, help="image format (default png)")
+    io.add_argument("--format", choices=FORMATS,
+                    help="image format (default png; jxl: lossless JPEG XL, ~30%% smaller, few loaders read it)")
     io.add_argument("--quality", type=int, help="JPEG quality (default 95)")
+    io.add_argument("--png-compression", choices=PNG_COMPRESSIONS,
+                    help="lossless PNG writer: fast (default) or small (15-26%% smaller, about 7x slower)")
     io.add_argument("--preview", metavar="FILE.png", help="write a contact sheet of the first pairs")
     io.add_argument("--preview-count", type=int, help="pairs on the contact sheet (default 4)")
     io.add_argument("--config", metavar="FILE.toml", help="settings file (options given here win)")
@@ -62,12 +68,18 @@ def build_parser():
     masks = parser.add_argument_group("object masks")
     masks.add_argument("--masks", choices=MASK_SOURCES, help="mask source (default classical)")
     masks.add_argument("--masks-path", "--segmentation-dir",
-                       help="folder of NAME.npz (detectron2) / NAME.png (labels), or a COCO json")
+                       help="folder of NAME.npz (detectron2; maskrcnn's cache, default OUT/masks) / "
+                            "NAME.png (labels), or a COCO json")
     masks.add_argument("--score-threshold", type=float, help="detectron2 minimum score (default 0.9)")
     masks.add_argument("--min-object-area", type=int, help="minimum object area in pixels (default 4000)")
     masks.add_argument("--max-objects", type=int, help="at most this many moving objects (default 5)")
-    masks.add_argument("--classes", type=_classes, help="comma-separated COCO class names or ids to keep")
+    masks.add_argument("--classes", type=parse_classes, help="comma-separated COCO class names or ids to keep")
     masks.add_argument("--random-masks", action="store_true", help="use the masks of a random input image")
+    masks.add_argument("--segment-model", choices=SEGMENT_MODELS,
+                       help="--masks maskrcnn: the network (default maskrcnn_resnet50_fpn_v2)")
+    masks.add_argument("--segment-weights",
+                       help="--masks maskrcnn: 'default' (torchvision's cache, see fastblur-segment), "
+                            "'none' or a checkpoint file")
 
     kernels = parser.add_argument_group("kernels")
     kernels.add_argument("--kernels", help="'generated' (default) or a kernel list file / folder")
@@ -105,6 +117,9 @@ def build_parser():
     run.add_argument("--backend", help="fastblur backend (default auto)")
     run.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     run.add_argument("--overwrite", action="store_true", help="remake every pair, even finished ones")
+    run.add_argument("--timings", action="store_true",
+                     help="print the mean ms a pair of each stage (read, masks, kernels, synthesis, encode, "
+                          "write, manifest) at the end")
 
     cluster = parser.add_argument_group("beyond one machine (Dask, object storage, tar shards)")
     cluster.add_argument("--scheduler", metavar="local|tcp://HOST:PORT",
@@ -136,6 +151,8 @@ def main(argv=None):
         print(f"fastblur-gen: error: {error}", file=sys.stderr)
         return 2
     print(summary)
+    if config.timings:
+        print(f"fastblur-gen timings: {summary.timings.report()}")
     if summary.failures:
         print(f"fastblur-gen: {summary.failed} pairs failed:", file=sys.stderr)
         for index, name, message in summary.failures[:20]:

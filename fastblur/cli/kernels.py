@@ -66,41 +66,29 @@ def _parser():
 
 def _params(args, parser):
     """The parameters that define the dataset (what params.json records), validated."""
-    from fastblur.kernels._args import check_fraction
+    from fastblur._validation import check_count, check_real
 
-    if args.count < 1:
-        parser.error(f"--count must be >= 1, got {args.count}")
-    if args.size < 1:
-        parser.error(f"--size must be >= 1, got {args.size}")
-    if args.seed < 0:
-        parser.error(f"--seed must be >= 0, got {args.seed}")
-    if args.workers < 1:
-        parser.error(f"--workers must be >= 1, got {args.workers}")
-    params = {"model": args.model, "count": args.count, "size": args.size, "seed": args.seed}
-    default_length = max(args.size - 5, min(1, args.size - 1))
-    length = default_length if args.length is None else args.length
     try:
+        for name, value, low in (("--count", args.count, 1), ("--size", args.size, 1),
+                                 ("--seed", args.seed, 0), ("--workers", args.workers, 1)):
+            check_count(value, name, low)
+        params = {"model": args.model, "count": args.count, "size": args.size, "seed": args.seed}
+        default_length = max(args.size - 5, min(1, args.size - 1))
+        length = default_length if args.length is None else args.length
         if args.model == "camera_shake":
-            checks = (("--exposure", args.exposure), ("--focal-length", args.focal_length))
-            for name, value in checks:
-                if not (np.isfinite(value) and value > 0):
-                    raise ValueError(f"{name} must be positive and finite, got {value}")
+            check_real(args.exposure, "--exposure", low=0.0, low_inclusive=False)
+            check_real(args.focal_length, "--focal-length", low=0.0, low_inclusive=False)
             params.update(exposure=args.exposure, focal_length=args.focal_length)
         elif args.model == "trajectory":
-            if not (np.isfinite(length) and length > 0):
-                raise ValueError(f"--length must be positive and finite, got {length}")
-            check_fraction(args.anxiety, "--anxiety")
-            check_fraction(args.exposure, "--exposure", low_inclusive=False)
+            check_real(length, "--length", low=0.0, low_inclusive=False)
+            check_real(args.anxiety, "--anxiety", 0.0, 1.0)
+            check_real(args.exposure, "--exposure", 0.0, 1.0, low_inclusive=False)
             params.update(length=length, anxiety=args.anxiety, exposure=args.exposure)
         else:
             # a segment centred on tap (size - 1) // 2 fits any angle up to size - 1 when
             # size is odd; an even size leaves one pixel less on one side
             longest = args.size - 1 if args.size % 2 else args.size - 2
-            if not (np.isfinite(length) and 0 <= length <= longest):
-                raise ValueError(
-                    f"--length must be in [0, {longest}] for the linear model with size "
-                    f"{args.size}, got {length}"
-                )
+            check_real(length, f"--length (linear model, size {args.size})", 0.0, longest)
             params.update(max_length=length)
     except (TypeError, ValueError) as error:
         parser.error(str(error))

@@ -18,6 +18,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from .._validation import check_choice
+
 ECC_ITERATIONS = 100
 ECC_EPS = 0.0
 ECC_GAUSS_FILTER_SIZE = 5
@@ -53,11 +55,9 @@ class Alignment(NamedTuple):
 
 
 def check_ecc_failure_policy(on_ecc_failure):
-    """Raise ValueError unless ``on_ecc_failure`` is one of :data:`ECC_FAILURE_POLICIES`."""
-    if on_ecc_failure not in ECC_FAILURE_POLICIES:
-        raise ValueError(
-            f"on_ecc_failure must be one of {list(ECC_FAILURE_POLICIES)}, got {on_ecc_failure!r}"
-        )
+    """Raise TypeError for a non-string ``on_ecc_failure``, ValueError unless it is one of
+    :data:`ECC_FAILURE_POLICIES`."""
+    check_choice(on_ecc_failure, ECC_FAILURE_POLICIES, "on_ecc_failure")
 
 
 def intensity_match(restored, gt):

@@ -9,6 +9,8 @@ the version the RealBlur and SBDD scripts pin, computed it).
 import cv2
 import numpy as np
 
+from .._validation import check_min_side, check_ndim, check_same_shape, check_shape
+
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 SSIM_SIGMA = 1.5
@@ -18,16 +20,10 @@ SSIM_TRUNCATE = 3.5  # 11 taps at sigma 1.5, as Wang et al. and scikit-image use
 def _as_pair(reference, test):
     reference = np.asarray(reference)
     test = np.asarray(test)
-    if reference.shape != test.shape:
-        raise ValueError(
-            f"reference and test must have the same shape, got {reference.shape} and {test.shape}"
-        )
+    check_same_shape(reference, test, ("reference", "test"))
+    check_ndim(reference, (2, 3), "reference", "2-D (H, W) or 3-D (H, W, C)")
     if reference.ndim == 2:
         reference, test = reference[:, :, None], test[:, :, None]
-    elif reference.ndim != 3:
-        raise ValueError(
-            f"reference must be 2-D (H, W) or 3-D (H, W, C), got shape {reference.shape}"
-        )
     return reference, test
 
 
@@ -35,8 +31,7 @@ def _as_mask(mask, spatial_shape):
     if mask is None:
         return None
     mask = np.asarray(mask)
-    if mask.shape != tuple(spatial_shape):
-        raise ValueError(f"mask must have shape (H, W) = {tuple(spatial_shape)}, got {mask.shape}")
+    check_shape(mask, spatial_shape, "mask", "(H, W) = ")
     if mask.dtype != np.bool_ and not np.all((mask == 0) | (mask == 1)):
         raise ValueError("mask must be boolean or contain only 0 and 1")
     return mask.astype(bool, copy=False)
@@ -105,11 +100,7 @@ def ssim_map(reference, test, data_range=1.0, sigma=SSIM_SIGMA):
     """
     reference, test = _as_pair(reference, test)
     window = gaussian_window(sigma)
-    if min(reference.shape[:2]) < window.size:
-        raise ValueError(
-            f"images must be at least {window.size} pixels on each side for SSIM, "
-            f"got shape {reference.shape}"
-        )
+    check_min_side(reference, window.size, "images", " for SSIM")
     x = np.ascontiguousarray(reference, dtype=np.float64)
     y = np.ascontiguousarray(test, dtype=np.float64)
 

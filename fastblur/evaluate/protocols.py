@@ -6,6 +6,7 @@ here: averaging code decides what to do with it, see :mod:`fastblur.evaluate.run
 """
 import numpy as np
 
+from .._validation import check_choice, check_min_side, check_ndim, check_same_shape
 from .alignment import align, check_ecc_failure_policy
 from .metrics import gaussian_window, masked_psnr, masked_ssim
 
@@ -27,16 +28,12 @@ def _as_rgb_image(image, name):
         )
     if array.ndim == 2:
         array = array[:, :, None]
-    if array.ndim != 3 or array.shape[2] not in (1, 3):
-        raise ValueError(
-            f"{name} must be RGB (H, W, 3) or grey (H, W) / (H, W, 1), got shape {array.shape}"
-        )
+    layout = "RGB (H, W, 3) or grey (H, W) / (H, W, 1)"
+    check_ndim(array, (3,), name, layout)
+    if array.shape[2] not in (1, 3):
+        raise ValueError(f"{name} must be {layout}, got shape {array.shape}")
     radius = gaussian_window().size // 2
-    if min(array.shape[:2]) <= 2 * radius:
-        raise ValueError(
-            f"{name} must be larger than {2 * radius} pixels on each side "
-            f"(the SSIM window), got shape {array.shape}"
-        )
+    check_min_side(array, 2 * radius + 1, name, " (the SSIM window)")
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} must be finite: it contains NaN or inf")
     return np.ascontiguousarray(array, dtype=np.float32)
@@ -52,11 +49,8 @@ def _check_same_layout(restored, gt, gt_name="gt"):
 
 
 def _check_same_size(restored, gt, gt_name="gt"):
-    if restored.shape != gt.shape:
-        raise ValueError(
-            f"restored and {gt_name} must have the same shape, got {restored.shape[:2]} and "
-            f"{gt.shape[:2]}: the alignment corrects small motions, not a different size"
-        )
+    check_same_shape(restored, gt, ("restored", gt_name),
+                     ": the alignment corrects small motions, not a different size")
 
 
 def _aligned_result(restored, gt, on_ecc_failure, return_aligned):
@@ -117,7 +111,8 @@ def _iter_gt_frames(gt):
         raise TypeError(f"{expected}, got {type(gt).__name__}") from None
 
 
-def _resize_to(restored, shape):
+def resize_to(restored, shape):
+    """``restored`` resized to ``shape`` (scikit-image, range kept), as contiguous float32."""
     from skimage.transform import resize
 
     return np.ascontiguousarray(resize(restored, shape, preserve_range=True), dtype=np.float32)
@@ -164,7 +159,7 @@ def kohler_metrics(restored, gt, on_ecc_failure="identity", return_aligned=False
         _check_same_layout(restored, frame, name)
         candidate = restored
         if candidate.shape != frame.shape:
-            candidate = _resize_to(candidate, frame.shape)
+            candidate = resize_to(candidate, frame.shape)
         result, alignment = _aligned_result(candidate, frame, on_ecc_failure, return_aligned)
         psnr = result["psnr"]
         frame_psnr.append(psnr)
@@ -260,8 +255,7 @@ def aligned_metrics(restored, gt, protocol="realblur", *, on_ecc_failure="identi
         Unknown protocol, grey against RGB, different sizes (``"realblur"``, ``"plain"``),
         images smaller than the SSIM window, NaN or inf.
     """
-    if not isinstance(protocol, str) or protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {protocol!r}")
+    check_choice(protocol, PROTOCOLS, "protocol")
     check_ecc_failure_policy(on_ecc_failure)
     if protocol == "realblur":
         return realblur_metrics(restored, gt, on_ecc_failure, return_aligned)

@@ -23,9 +23,10 @@ import cv2
 import numpy as np
 
 from .._memory import keep_freed_memory
+from .._validation import check_choice, check_count
 from .alignment import check_ecc_failure_policy, warp_to_gt
 from .metrics import masked_psnr
-from .protocols import PROTOCOLS, _resize_to, aligned_metrics
+from .protocols import PROTOCOLS, aligned_metrics, resize_to
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm")
 
@@ -240,7 +241,7 @@ def side_by_side(pair, row, protocol):
     else:
         gt = read_image(pair.gt)
     if restored.shape[:2] != gt.shape[:2]:
-        restored = _resize_to(restored, gt.shape)
+        restored = resize_to(restored, gt.shape)
     if protocol == "plain":
         aligned = restored
     else:
@@ -366,15 +367,11 @@ def evaluate_folder(restored_dir, gt_dir, out_dir, protocol="realblur", blurry_d
     from .. import __version__
     from .._threads import num_threads
 
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {protocol!r}")
+    check_choice(protocol, PROTOCOLS, "protocol")
     check_ecc_failure_policy(on_ecc_failure)
-    if workers is not None and (
-        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
-    ):
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    if isinstance(n_visual, bool) or not isinstance(n_visual, int) or n_visual < 0:
-        raise ValueError(f"n_visual must be a non-negative integer, got {n_visual!r}")
+    if workers is not None:
+        workers = check_count(workers, "workers", low=1)
+    n_visual = check_count(n_visual, "n_visual")
     pairs, unmatched = pair_files(restored_dir, gt_dir, blurry_dir, protocol)
     if any(unmatched.values()) and not allow_unmatched:
         raise UnmatchedFilesError(unmatched)

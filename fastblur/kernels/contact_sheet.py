@@ -1,6 +1,8 @@
 """A grid image of kernels, for looking at a kernel set at a glance."""
 import numpy as np
 
+from .._validation import check_count, check_ndim
+
 __all__ = ["contact_sheet"]
 
 
@@ -31,13 +33,9 @@ def contact_sheet(kernels, columns=8, gap=2):
     if not kernels:
         raise ValueError("kernels must hold at least one kernel")
     for i, k in enumerate(kernels):
-        if k.ndim != 2 or 0 in k.shape:
-            raise ValueError(f"kernels[{i}] must be a non-empty 2-D array, got shape {k.shape}")
-    if int(columns) < 1:
-        raise ValueError(f"columns must be >= 1, got {columns!r}")
-    if int(gap) < 0:
-        raise ValueError(f"gap must be >= 0, got {gap!r}")
-    columns, gap = int(columns), int(gap)
+        check_ndim(k, (2,), f"kernels[{i}]", "a 2-D array")
+    columns = check_count(columns, "columns", low=1)
+    gap = check_count(gap, "gap")
     th = max(k.shape[0] for k in kernels)
     tw = max(k.shape[1] for k in kernels)
     cols = min(columns, len(kernels))

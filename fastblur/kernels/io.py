@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .._atomic import write_atomic
-from .._validation import working_dtype
+from .._validation import check_int_choice, check_ndim, working_dtype
 
 __all__ = ["load", "save", "load_list", "save_list", "KernelList", "FORMATS"]
 
@@ -49,10 +49,7 @@ def _check_kernel(array, where):
         np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
     ) or np.iscomplexobj(array):
         raise ValueError(f"{where}: a kernel must be a real numeric array, got dtype {array.dtype}")
-    if array.ndim != 2 or 0 in array.shape:
-        raise ValueError(
-            f"{where}: a kernel must be a non-empty 2-D array, got shape {array.shape}"
-        )
+    check_ndim(array, (2,), f"{where}: a kernel", "a 2-D array")
     array = array.astype(working_dtype(array))
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{where}: the kernel contains NaN or inf")
@@ -119,8 +116,7 @@ def save(path, kernel, *, bit_depth=16):
         negative or all zero.
     """
     ext = _format_of(path)
-    if bit_depth not in (8, 16) or isinstance(bit_depth, bool):
-        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
+    bit_depth = check_int_choice(bit_depth, (8, 16), "bit_depth")
     kernel = _check_kernel(kernel, f"kernel for {os.fspath(path)!r}")
     if ext == ".mat":
         data = _mat_bytes(kernel)

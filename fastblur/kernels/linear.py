@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from ._args import check_real, check_size
+from .._validation import check_count, check_real
 from .rasterize import rasterize_centred
 
 __all__ = ["linear_motion"]
@@ -55,9 +55,7 @@ def linear_motion(length, angle, size=None):
     >>> k[2].round(3).tolist()
     [0.125, 0.25, 0.25, 0.25, 0.125]
     """
-    length = check_real(length, "length")
-    if length < 0:
-        raise ValueError(f"length must be >= 0 pixels, got {length!r}")
+    length = check_real(length, "length", low=0.0)
     angle = check_real(angle, "angle")
     radians = math.radians(angle)
     half = 0.5 * length * np.array([math.cos(radians), -math.sin(radians)])
@@ -66,7 +64,7 @@ def linear_motion(length, angle, size=None):
     if size is None:
         size = needed
     else:
-        size = check_size(size)
+        size = check_count(size, "size", low=1)
         if size < 2 * reach + 1 - 1e-9:
             raise ValueError(
                 f"size={size} is too small for a segment of length {length} at "

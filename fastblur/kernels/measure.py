@@ -1,14 +1,13 @@
 """Simple measurements of a kernel: its extent and its number of non-zero taps."""
 import numpy as np
 
+from .._validation import check_ndim
+
 __all__ = ["extent", "nonzero_taps", "centroid"]
 
 
 def _as_2d(kernel):
-    kernel = np.asarray(kernel)
-    if kernel.ndim != 2 or 0 in kernel.shape:
-        raise ValueError(f"kernel must be a non-empty 2-D array, got shape {kernel.shape}")
-    return kernel
+    return check_ndim(np.asarray(kernel), (2,), "kernel", "a 2-D array")
 
 
 def extent(kernel):

@@ -78,7 +78,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ._args import as_rng, check_positive_number, check_size
+from .._validation import as_rng, check_count, check_positive_number
 from .rasterize import rasterize_centred
 
 __all__ = ["camera_shake", "camera_shake_trajectory"]
@@ -219,7 +219,7 @@ def camera_shake(size=65, exposure=0.5, focal_length=1000, rng=None):
     >>> k.shape, k.dtype, round(float(k.sum()), 5)
     ((65, 65), dtype('float32'), 1.0)
     """
-    size = check_size(size)
+    size = check_count(size, "size", low=1)
     exposure = check_positive_number(exposure, "exposure")
     focal_length = check_positive_number(focal_length, "focal_length")
     rng = as_rng(rng)

@@ -44,7 +44,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ._args import as_rng, check_fraction, check_positive_number, check_size
+from .._validation import as_rng, check_count, check_positive_number, check_real
 from .rasterize import rasterize_centred
 
 __all__ = ["trajectory_kernel", "random_trajectory"]
@@ -95,7 +95,7 @@ def random_trajectory(length=60, anxiety=0.005, rng=None):
         Positions ``(x, y)`` in pixels at equal time steps, starting at the origin.
     """
     length = check_positive_number(length, "length")
-    anxiety = check_fraction(anxiety, "anxiety")
+    anxiety = check_real(anxiety, "anxiety", 0.0, 1.0)
     return _draw_points(length, anxiety, as_rng(rng))
 
 
@@ -171,10 +171,10 @@ def trajectory_kernel(size=65, length=60, anxiety=0.005, exposure=1.0, rng=None)
     >>> k.shape, round(float(k.sum()), 5)
     ((33, 33), 1.0)
     """
-    size = check_size(size)
+    size = check_count(size, "size", low=1)
     length = check_positive_number(length, "length")
-    anxiety = check_fraction(anxiety, "anxiety")
-    exposure = check_fraction(exposure, "exposure", low_inclusive=False)
+    anxiety = check_real(anxiety, "anxiety", 0.0, 1.0)
+    exposure = check_real(exposure, "exposure", 0.0, 1.0, low_inclusive=False)
     rng = as_rng(rng)
     for _ in range(MAX_ATTEMPTS):
         points, weights = _exposed(_draw_points(length, anxiety, rng), exposure)

@@ -9,7 +9,8 @@
 The formation model is DESIGN's "The SBDD formation model"; kernels are given as stored
 for the reference generator (applied by correlation), see :func:`synthesize_pair`.
 Mask readers live in :mod:`fastblur.sbdd.masks`, kernel sources in
-:mod:`fastblur.sbdd.kernel_sources`.
+:mod:`fastblur.sbdd.kernel_sources`, image files (PNG writers, JPEG XL, the decoded-image
+cache) in :mod:`fastblur.sbdd.codecs`, per-stage timings in :mod:`fastblur.sbdd.timings`.
 """
 from .formation import NoiseConfig, SaturationConfig, StreakConfig, quantize
 from .pair import PairResult, synthesize_pair

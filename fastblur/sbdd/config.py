@@ -19,34 +19,78 @@ import numbers
 import os
 from dataclasses import asdict, dataclass, fields
 
-from .formation import NoiseConfig, SaturationConfig, StreakConfig, check_crf
+from .._validation import check_choice, check_count, check_flag, check_instance, check_path, check_real
+from ..backends import GENERATION_BACKENDS, pinned_backend  # noqa: F401 (the policy lives with the backends)
+from .codecs import PNG_COMPRESSIONS
+from .formation import NoiseConfig, SaturationConfig, StreakConfig
 
-__all__ = ["DatasetConfig", "load_config", "MASK_SOURCES", "LAYOUTS", "FORMATS", "INPUT_LAYOUTS"]
+__all__ = ["DatasetConfig", "load_config", "MASK_SOURCES", "LAYOUTS", "FORMATS", "INPUT_LAYOUTS", "PNG_COMPRESSIONS"]
 
-MASK_SOURCES = ("classical", "shapes", "detectron2", "coco", "labels", "none")
+MASK_SOURCES = ("classical", "shapes", "detectron2", "coco", "labels", "maskrcnn", "none")
+#: Networks of ``masks="maskrcnn"`` (:data:`fastblur.sbdd.segment.MODELS`).
+SEGMENT_MODELS = ("maskrcnn_resnet50_fpn_v2", "maskrcnn_resnet50_fpn")
 LAYOUTS = ("sbdd", "gopro", "basicsr", "webdataset")
-FORMATS = ("png", "jpg")
+FORMATS = ("png", "jpg", "jxl")
 INPUT_LAYOUTS = ("auto", "folder", "gopro")
 
 #: Fields that do not change the pairs: a rerun may change them and resume.
+#: ``png_compression`` changes the files' bytes, never their pixels.
 RUN_ONLY_FIELDS = ("out", "count", "workers", "preview", "preview_count", "progress", "overwrite",
-                   "scheduler", "scheduler_file", "chunk_size", "timeout", "storage_options")
-
-#: What ``backend="auto"`` means when making pairs: the first available of these, fixed
-#: for the whole run. The per-call ``auto`` choice depends on the thread count (and on
-#: the machine's calibration), and backends differ in the last bits, so a pair's bytes
-#: would depend on how many workers made it; the direct backends suit motion PSFs.
-GENERATION_BACKENDS = ("native", "numba", "numpy")
+                   "png_compression", "timings", "scheduler", "scheduler_file", "chunk_size", "timeout",
+                   "storage_options")
 
 
-def pinned_backend(name):
-    """``name``, or for ``"auto"`` the backend every pair of a run is made with."""
-    if name != "auto":
-        return name
-    from ..backends import available_backends
+def _count(low, high=None):
+    def check(value, name):
+        value = check_count(value, name, low)
+        if high is not None and value > high:
+            raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+        return value
+    return check
 
-    available = available_backends()
-    return next(candidate for candidate in GENERATION_BACKENDS if candidate in available)
+
+def _real(low, low_inclusive=True):
+    def check(value, name):
+        check_real(value, name, low, low_inclusive=low_inclusive)
+        return value  # as given: args.json keeps the user's numbers
+    return check
+
+
+def _choice(choices):
+    return lambda value, name: check_choice(value, choices, name)
+
+
+#: ``(field names, check)``: each check returns the value to store or raises.
+FIELD_RULES = (
+    (("out", "input", "masks_path", "kernels_root", "preview", "kernels"), check_path),
+    (("input_layout",), _choice(INPUT_LAYOUTS)),
+    (("masks",), _choice(MASK_SOURCES)),
+    (("segment_model",), _choice(SEGMENT_MODELS)),
+    (("segment_weights",), check_path),
+    (("layout",), _choice(LAYOUTS)),
+    (("format",), _choice(FORMATS)),
+    (("png_compression",), _choice(PNG_COMPRESSIONS)),
+    (("crf",), _choice(("gamma", "exponential", "none"))),
+    (("backend",), lambda value, name: check_instance(value, str, name, optional=False)),
+    (("min_image_size", "seed", "min_object_area", "max_objects", "min_streaks", "count"), _count(0)),
+    (("n_images", "kernel_size", "max_streaks", "preview_count", "workers"), _count(1)),
+    (("quality",), _count(0, 100)),
+    (("score_threshold", "exposure", "focal_length", "jitter_illumination", "min_sat_increment",
+      "max_sat_increment", "min_saturated_fraction", "noise_std", "poisson_peak"), _real(0)),
+    (("gamma", "exponential_factor"), _real(0, low_inclusive=False)),
+    (("random_masks", "augment_illumination", "random_white_streaks", "saturation_streaks",
+      "sat_augmentation_in_blurry", "gaussian_noise", "progress", "overwrite", "timings"), check_flag),
+    # beyond one machine (fastblur.sbdd.distributed)
+    (("scheduler",), lambda value, name: check_instance(value, str, name)),
+    (("scheduler_file",), check_path),
+    (("chunk_size", "shard_size"), _count(1)),
+    (("timeout",), _real(0, low_inclusive=False)),
+    (("storage_options",), lambda value, name: check_instance(value, dict, name)),
+)
+
+#: Fields that may be None.
+OPTIONAL_FIELDS = ("out", "input", "masks_path", "kernels_root", "preview", "count", "workers", "poisson_peak",
+                   "scheduler", "scheduler_file", "chunk_size", "shard_size", "storage_options")
 
 
 @dataclass
@@ -62,7 +106,10 @@ class DatasetConfig:
     Masks
         ``masks`` (one of :data:`MASK_SOURCES`), ``masks_path`` (folder of ``NAME.npz`` /
         ``NAME.png``, or a COCO JSON), ``score_threshold``, ``min_object_area``,
-        ``max_objects``, ``classes``, ``random_masks`` (masks of a random input image).
+        ``max_objects``, ``classes``, ``random_masks`` (masks of a random input image);
+        for ``masks="maskrcnn"`` (segmented on the fly into ``masks_path``, default
+        ``OUT/masks``, then read as ``detectron2``): ``segment_model`` and
+        ``segment_weights`` (see :mod:`fastblur.sbdd.segment`).
     Kernels
         ``kernels`` (``"generated"`` or a list file / folder), ``kernels_root``,
         ``kernel_size``, ``exposure``, ``focal_length``.
@@ -75,11 +122,14 @@ class DatasetConfig:
         ``min_saturated_fraction``); noise (``gaussian_noise`` with ``noise_std``,
         ``poisson_peak``).
     Output
-        ``out``, ``layout``, ``format``, ``quality``, ``preview``, ``preview_count``.
+        ``out``, ``layout``, ``format``, ``quality``, ``png_compression`` (``"fast"`` or
+        ``"small"``, both lossless: :mod:`fastblur.sbdd.codecs`), ``preview``,
+        ``preview_count``.
     Run
         ``seed``, ``workers`` (``None``: all cores), ``backend`` (``"auto"`` is pinned to
         one backend for the whole run, :data:`GENERATION_BACKENDS`, so that bytes do not
-        depend on the number of workers), ``progress``, ``overwrite``.
+        depend on the number of workers), ``progress``, ``overwrite``, ``timings``
+        (measure the stages of each pair: ``GenerateSummary.timings``).
     """
 
     out: str = None
@@ -99,6 +149,8 @@ class DatasetConfig:
     max_objects: int = 5
     classes: list = None
     random_masks: bool = False
+    segment_model: str = "maskrcnn_resnet50_fpn_v2"
+    segment_weights: str = "default"
 
     kernels: str = "generated"
     kernels_root: str = None
@@ -127,11 +179,13 @@ class DatasetConfig:
     layout: str = "sbdd"
     format: str = "png"
     quality: int = 95
+    png_compression: str = "fast"
     preview: str = None
     preview_count: int = 4
     backend: str = "auto"
     progress: bool = True
     overwrite: bool = False
+    timings: bool = False
 
     # beyond one machine (fastblur.sbdd.distributed): none of these changes the pairs
     scheduler: str = None
@@ -146,76 +200,18 @@ class DatasetConfig:
 
     # -- checks -------------------------------------------------------------------------
     def validate(self):
-        """Raise ``ValueError``/``TypeError`` naming the first bad field."""
-        def choice(name, options):
-            value = getattr(self, name)
-            if value not in options:
-                raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
-
-        def integer(name, low, optional=False):
-            value = getattr(self, name)
-            if optional and value is None:
-                return
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise TypeError(f"{name} must be an integer, got {value!r}")
-            if value < low:
-                raise ValueError(f"{name} must be >= {low}, got {value!r}")
-
-        def real(name, low=None, optional=False):
-            value = getattr(self, name)
-            if optional and value is None:
-                return
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise TypeError(f"{name} must be a number, got {value!r}")
-            if low is not None and value < low:
-                raise ValueError(f"{name} must be >= {low}, got {value!r}")
-
-        def flag(name):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
-
-        def path(name, optional=True):
-            value = getattr(self, name)
-            if value is None and optional:
-                return
-            if not isinstance(value, (str, os.PathLike)):
-                raise TypeError(f"{name} must be a path, got {value!r}")
-            setattr(self, name, os.fspath(value))
-
-        for name in ("out", "input", "masks_path", "kernels_root", "preview"):
-            path(name)
-        path("kernels", optional=False)
-        choice("input_layout", INPUT_LAYOUTS)
-        choice("masks", MASK_SOURCES)
-        choice("layout", LAYOUTS)
-        choice("format", FORMATS)
-        if self.crf not in ("gamma", "exponential", "none"):
-            raise ValueError(f"crf must be one of ['gamma', 'exponential', 'none'], got {self.crf!r}")
-        for name, low in (("min_image_size", 0), ("n_images", 1), ("seed", 0), ("min_object_area", 0),
-                          ("max_objects", 0), ("kernel_size", 1), ("min_streaks", 0), ("max_streaks", 1),
-                          ("quality", 0), ("preview_count", 1)):
-            integer(name, low)
-        integer("count", 0, optional=True)
-        integer("workers", 1, optional=True)
-        if self.quality > 100:
-            raise ValueError(f"quality must be in [0, 100], got {self.quality}")
-        for name in ("score_threshold", "exposure", "focal_length", "jitter_illumination",
-                     "min_sat_increment", "max_sat_increment", "min_saturated_fraction", "noise_std"):
-            real(name, 0)
-        real("poisson_peak", 0, optional=True)
-        for name in ("random_masks", "augment_illumination", "random_white_streaks", "saturation_streaks",
-                     "sat_augmentation_in_blurry", "gaussian_noise", "progress", "overwrite"):
-            flag(name)
+        """Raise ``ValueError``/``TypeError`` naming the first bad field (:data:`FIELD_RULES`)."""
+        for names, check in FIELD_RULES:
+            for name in names:
+                value = getattr(self, name)
+                if value is not None or name not in OPTIONAL_FIELDS:
+                    setattr(self, name, check(value, name))
         if self.masks in ("detectron2", "coco", "labels") and self.masks_path is None:
             raise ValueError(f"masks={self.masks!r} needs masks_path (--masks-path)")
         if self.classes is not None:
-            if isinstance(self.classes, (str, numbers.Integral)):
-                self.classes = [self.classes]
-            self.classes = list(self.classes)
-        if not isinstance(self.backend, str):
-            raise TypeError(f"backend must be a string, got {self.backend!r}")
-        _check_cluster_fields(self)
-        check_crf(self.response_curve, self.gamma, self.exponential_factor)
+            self.classes = [self.classes] if isinstance(self.classes, (str, numbers.Integral)) else list(self.classes)
+        if self.scheduler is not None and self.scheduler_file is not None:
+            raise ValueError("give scheduler or scheduler_file, not both")
         self.formation_options()  # the formation configs validate themselves
         return self
 
@@ -264,30 +260,6 @@ class DatasetConfig:
                 raise ValueError(f"unknown setting {key!r}; known settings: {sorted(known)}")
             values[name] = value
         return cls(**values)
-
-
-def _check_cluster_fields(config):
-    """The settings of :mod:`fastblur.sbdd.distributed`: scheduler, chunks, shards, storage."""
-    for name in ("scheduler", "scheduler_file"):
-        value = getattr(config, name)
-        if value is not None and not isinstance(value, (str, os.PathLike)):
-            raise TypeError(f"{name} must be a string, got {value!r}")
-    if config.scheduler is not None and config.scheduler_file is not None:
-        raise ValueError("give scheduler or scheduler_file, not both")
-    for name in ("chunk_size", "shard_size"):
-        value = getattr(config, name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"{name} must be an integer, got {value!r}")
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value!r}")
-    if isinstance(config.timeout, bool) or not isinstance(config.timeout, numbers.Real):
-        raise TypeError(f"timeout must be a number of seconds, got {config.timeout!r}")
-    if not config.timeout > 0:
-        raise ValueError(f"timeout must be > 0 seconds, got {config.timeout!r}")
-    if config.storage_options is not None and not isinstance(config.storage_options, dict):
-        raise TypeError(f"storage_options must be a dict (JSON object), got {config.storage_options!r}")
 
 
 def _flatten(table, where="config"):

@@ -10,11 +10,13 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import formation
+from .._validation import check_instance, check_positive
 from .batch import CropRecipe, form_batch, stack_recipes
 from .config import DatasetConfig
-from .dataset import PairMaker, find_sources, read_image
+from .dataset import find_sources, read_image
 from .pair import synthesize_pair
+from .pipeline import PairDraws, to_unit_range
+from .sources import PairInputs, segment_missing
 
 
 class CropSampler:
@@ -37,20 +39,16 @@ class CropSampler:
     """
 
     def __init__(self, config=None, crop_size=256, quantize=True, cache_images=16):
-        if isinstance(crop_size, bool) or not isinstance(crop_size, (int, np.integer)) or crop_size < 1:
-            raise ValueError(f"crop_size must be a positive integer, got {crop_size!r}")
-        if isinstance(cache_images, bool) or not isinstance(cache_images, (int, np.integer)) or cache_images < 1:
-            raise ValueError(f"cache_images must be a positive integer, got {cache_images!r}")
-        self.config = config if config is not None else DatasetConfig()
-        if not isinstance(self.config, DatasetConfig):
-            raise TypeError(f"config must be a DatasetConfig, got {type(config).__name__}")
-        self.crop_size = int(crop_size)
+        self.crop_size = check_positive(crop_size, "crop_size", integer=True)
+        self._cache_images = check_positive(cache_images, "cache_images", integer=True)
+        self.config = check_instance(config, DatasetConfig, "config") or DatasetConfig()
         self.quantize = bool(quantize)
         self.sources = find_sources(self.config)
+        segment_missing(self.config, self.sources)
         self.window = self.crop_size + self.config.kernel_size - 1
-        self._maker = PairMaker(self.config, self.sources, cached_segmentations=int(cache_images))
+        # the masks, kernels and gain of a pair, chosen as the dataset writer chooses them
+        self._maker = PairInputs(self.config, self.sources, cached_segmentations=self._cache_images)
         self._images = OrderedDict()
-        self._cache_images = int(cache_images)
         self._unusable = set()
 
     def _image(self, index):
@@ -115,18 +113,13 @@ class CropSampler:
         """
         window, kernels, masks, gain, rng = self._draw(index, epoch)
         result = synthesize_pair(window, kernels, masks, illumination_gain=gain, rng=rng, **self._maker.options)
-        if self.quantize:
-            blurry, sharp = (array.astype(np.float32) for array in result.to_uint8())
-        else:
-            blurry, sharp = result.blurry, np.minimum(result.sharp, 255.0)
-        blurry *= np.float32(1 / 255)
-        sharp *= np.float32(1 / 255)
-        return blurry, sharp
+        return to_unit_range(result.blurry, result.sharp, self.quantize)
 
     def recipe(self, index, epoch=0):
         """The random choices of pair ``index`` of ``epoch``, for :func:`form_batch`.
 
-        Draws what :meth:`sample` draws, in its order, so that a formed pair equals the
+        Draws what :meth:`sample` draws, in its order (:meth:`PairDraws.recipe
+        <fastblur.sbdd.pipeline.PairDraws.recipe>`), so that a formed pair equals the
         sampled one; noise is left to the batch (see :mod:`fastblur.sbdd.batch`). With
         noise on, :meth:`sample` draws the factor of the blurry image's saturation boost
         after the noise, so that factor differs too.
@@ -137,13 +130,11 @@ class CropSampler:
         """
         window, kernels, masks, gain, rng = self._draw(index, epoch)
         options = self._maker.options
-        streaks, saturation = options["streaks"], options["saturation"]
-        drawn = formation.draw_streaks(window.shape, rng, streaks, kernels.shape[1:]) if streaks else []
-        boost = 1.0 + 4.0 * float(rng.random()) if saturation is not None and saturation.boost else None
-        blurry_boost = 4.0 * float(rng.random()) if saturation is not None and saturation.boost_in_blurry else None
+        streaks, boost, blurry_boost = PairDraws(rng, options["streaks"]).recipe(
+            window.shape, kernels.shape[1:], options["saturation"])
         return CropRecipe(window=np.ascontiguousarray(window), kernels=np.asarray(kernels, np.float32),
                           masks=np.ascontiguousarray(masks, dtype=bool), gain=1.0 if gain is None else gain,
-                          streaks=drawn, saturation_boost=boost, blurry_boost=blurry_boost,
+                          streaks=streaks, saturation_boost=boost, blurry_boost=blurry_boost,
                           seed=[self.config.seed, epoch, index])
 
     def batch(self, indices, epoch=0, device="cpu"):

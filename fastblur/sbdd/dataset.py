@@ -29,15 +29,17 @@ import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .._atomic import remove_temporaries, write_atomic
 from .._memory import keep_freed_memory
+from .codecs import DecodedCache, check_format, decode_image, encode_image
 from .config import RUN_ONLY_FIELDS, DatasetConfig, pinned_backend
 from .pair import synthesize_pair
+from .sources import CACHE_BYTES, PairInputs, segment_missing
+from .timings import StageTimer
 
 __all__ = ["GenerateSummary", "Source", "find_sources", "generate", "make_pair", "read_image", "write_atomic"]
 
@@ -46,7 +48,7 @@ EMBEDDED_IMAGES = (
     "astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
     "hubble_deep_field.jpg",
 )
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".jxl")
 _PREVIEW_HEIGHT = 160
 
 
@@ -94,6 +96,9 @@ class GenerateSummary:
     interrupted : bool
         Ctrl-C stopped the run early.
     seconds : float
+    timings : StageTimer or None
+        With ``timings``: the seconds of each stage over the pairs made
+        (:meth:`~fastblur.sbdd.timings.StageTimer.mean_ms`, ``.report()``).
     """
 
     out: str
@@ -104,6 +109,7 @@ class GenerateSummary:
     failures: list = field(default_factory=list)
     interrupted: bool = False
     seconds: float = 0.0
+    timings: StageTimer = None
 
     @property
     def pairs_per_second(self):
@@ -203,16 +209,11 @@ def find_sources(config):
 
 def read_image(path):
     """An RGB ``(H, W, 3)`` uint8 image; ``ValueError`` naming the file if it cannot be read."""
-    import cv2
-
     try:
         data = np.fromfile(path, np.uint8)
     except OSError as error:
         raise ValueError(f"cannot read image {path!r}: {error}") from error
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise ValueError(f"cannot decode image {path!r} (corrupt or not an image)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return decode_image(data, os.fspath(path))
 
 
 # -- outputs ----------------------------------------------------------------------------
@@ -238,93 +239,20 @@ def pair_paths(config, source, variant):
 
 
 def _encode(image, config):
-    import cv2
-
-    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    if config.format == "jpg":
-        ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(config.quality)])
-    else:
-        ok, data = cv2.imencode(".png", bgr)
-    if not ok:
-        raise ValueError(f"cannot encode a {config.format} image")
-    return data.tobytes()
+    return encode_image(image, config.format, compression=config.png_compression, quality=config.quality)
 
 
 # -- one pair ---------------------------------------------------------------------------
-class PairMaker:
-    """Makes pairs of one run in one process (holds the kernel source and caches).
+class PairMaker(PairInputs):
+    """Makes (and writes) the pairs of one run in one process; their inputs come from
+    :class:`~fastblur.sbdd.sources.PairInputs` (which caches decoded images, their
+    segmentations and mask files in ``cache_bytes``), the time of each stage goes to
+    ``timer`` when ``config.timings`` is set."""
 
-    ``cached_segmentations`` bounds the classical segmentations kept (least recently
-    used are dropped): a few suffice for a run that takes images in turn, random crops
-    of many images need as many as the decoded images they keep.
-    """
-
-    def __init__(self, config, sources, cached_segmentations=4):
-        from .kernel_sources import kernel_source
-
-        self.config = config
-        self.sources = sources
-        self.kernels = kernel_source(config.kernels, config.kernel_size, config.kernels_root,
-                                     config.exposure, config.focal_length)
-        self.options = dict(config.formation_options(), backend=pinned_backend(config.backend))
-        self._regions = OrderedDict()
-        self._cached_segmentations = cached_segmentations
-
-    def _segment(self, source_index, image):
-        from .masks import segment_regions
-
-        if source_index in self._regions:
-            self._regions.move_to_end(source_index)
-        else:
-            if len(self._regions) >= self._cached_segmentations:
-                self._regions.popitem(last=False)
-            self._regions[source_index] = segment_regions(image)
-        return self._regions[source_index]
-
-    def object_masks(self, source_index, image, rng):
-        """``(masks (n, H, W), manifest entry)`` for the pair's image."""
-        from . import masks as sources_of_masks
-
-        config = self.config
-        shape = image.shape[:2]
-        common = dict(max_objects=config.max_objects, min_area=config.min_object_area, return_ids=True)
-        if config.masks == "none" or config.max_objects == 0:
-            return np.zeros((0,) + shape, bool), {"source": "none", "ids": []}
-        if config.masks == "shapes":
-            masks, ids = sources_of_masks.random_shape_masks(shape, rng=rng, **common)
-            return masks, {"source": "shapes", "ids": ids}
-        mask_index = int(rng.integers(len(self.sources))) if config.random_masks else source_index
-        source = self.sources[mask_index]
-        if config.masks == "classical":
-            other = image if mask_index == source_index else read_image(source.path)
-            masks, ids = sources_of_masks.classical_masks(
-                other, rng=rng, regions=self._segment(mask_index, other), **common)
-        elif config.masks == "detectron2":
-            masks, ids = sources_of_masks.detectron2_masks(
-                os.path.join(config.masks_path, source.name + ".npz"),
-                score_threshold=config.score_threshold, classes=config.classes, **common)
-        elif config.masks == "labels":
-            masks, ids = sources_of_masks.label_map_masks(
-                os.path.join(config.masks_path, source.name + ".png"), **common)
-        else:
-            masks, ids = sources_of_masks.coco_masks(
-                config.masks_path, os.path.basename(source.path), categories=config.classes, **common)
-        if masks.shape[1:] != shape:
-            if mask_index == source_index:
-                raise ValueError(
-                    f"the {config.masks} masks of {source.label!r} are {masks.shape[1:]}, "
-                    f"the image is {shape}"
-                )
-            masks = sources_of_masks.resize_masks(masks, shape)
-        return masks, {"source": config.masks, "from": source.label, "ids": ids}
-
-    def illumination_gain(self, rng):
-        """The gain ``1 + 2 j u`` drawn from ``rng`` (DESIGN step 3), or None without the
-        augmentation (nothing drawn)."""
-        config = self.config
-        if not config.augment_illumination:
-            return None
-        return 1.0 + 2.0 * config.jitter_illumination * float(rng.random())
+    def __init__(self, config, sources, cached_segmentations=None, cache_bytes=CACHE_BYTES):
+        super().__init__(config, sources, cached_segmentations, cache_bytes)
+        check_format(config.format)
+        self.timer = StageTimer(enabled=config.timings)
 
     def make(self, index):
         """Synthesise pair ``index``: ``(record, blurry uint8, sharp uint8, result, kernels)``."""
@@ -333,17 +261,22 @@ class PairMaker:
         source = self.sources[source_index]
         name, blurry_path, sharp_path = pair_paths(config, source, variant)
         mask_seed, kernel_seed, formation_seed = np.random.SeedSequence([config.seed, index]).spawn(3)
-        image = read_image(source.path)
+        timer = self.timer
+        with timer.stage("read"):
+            image = self.image(source_index)
         smallest = max(config.min_image_size, config.kernel_size)
         if min(image.shape[:2]) <= smallest:
             raise ValueError(f"image {source.label!r} of size {image.shape[:2]} is too small: "
                              f"its shorter side must exceed {smallest}")
-        masks, mask_entry = self.object_masks(source_index, image, np.random.default_rng(mask_seed))
-        kernels, kernel_ids = self.kernels.draw(len(masks) + 1, np.random.default_rng(kernel_seed))
-        rng = np.random.default_rng(formation_seed)
-        gain = self.illumination_gain(rng)
-        result = synthesize_pair(image, kernels, masks, illumination_gain=gain, rng=rng, **self.options)
-        blurry, sharp = result.to_uint8()
+        with timer.stage("masks"):
+            masks, mask_entry = self.object_masks(source_index, image, np.random.default_rng(mask_seed))
+        with timer.stage("kernels"):
+            kernels, kernel_ids = self.kernels.draw(len(masks) + 1, np.random.default_rng(kernel_seed))
+        with timer.stage("synthesis"):
+            rng = np.random.default_rng(formation_seed)
+            gain = self.illumination_gain(rng)
+            result = synthesize_pair(image, kernels, masks, illumination_gain=gain, rng=rng, **self.options)
+            blurry, sharp = result.to_uint8()
         params = result.params
         out = config.out if config.out is not None else "."
         record = {
@@ -382,16 +315,21 @@ class PairMaker:
             if write:
                 blurry_path = os.path.join(self.config.out, record["blurry"])
                 sharp_path = os.path.join(self.config.out, record["sharp"])
-                blurry_bytes, sharp_bytes = _encode(blurry, self.config), _encode(sharp, self.config)
-                os.makedirs(os.path.dirname(blurry_path), exist_ok=True)
-                os.makedirs(os.path.dirname(sharp_path), exist_ok=True)
-                write_atomic(blurry_path, blurry_bytes)
-                write_atomic(sharp_path, sharp_bytes)
+                with self.timer.stage("encode"):
+                    blurry_bytes, sharp_bytes = _encode(blurry, self.config), _encode(sharp, self.config)
+                with self.timer.stage("write"):
+                    os.makedirs(os.path.dirname(blurry_path), exist_ok=True)
+                    os.makedirs(os.path.dirname(sharp_path), exist_ok=True)
+                    write_atomic(blurry_path, blurry_bytes)
+                    write_atomic(sharp_path, sharp_bytes)
             answer = {"index": index, "ok": True, "record": record}
+            if self.timer.enabled:
+                answer["timings"] = self.timer.take()
             if preview:
                 answer["preview"] = preview_row(sharp, blurry, result.weights, kernels, _PREVIEW_HEIGHT)
             return answer
         except Exception as error:  # a bad image/mask/kernel file: reported, the run goes on
+            self.timer.take()
             source_index, variant = pair_location(index, len(self.sources), self.config.n_images)
             name = f"{self.sources[source_index].name}_{variant}"
             return {"index": index, "ok": False, "name": name, "message": f"{type(error).__name__}: {error}"}
@@ -512,6 +450,8 @@ def generate(config, client=None):
     config = replace(config, backend=pinned_backend(config.backend))
     if config.out is None:
         raise ValueError("out must name the output folder (--out)")
+    if config.masks == "maskrcnn" and config.masks_path is None:
+        config = replace(config, masks_path=os.path.join(config.out, "masks"))
     from .distributed import generate_chunked, needs_chunks
     from .storage import local_paths
 
@@ -528,9 +468,12 @@ def generate(config, client=None):
     _check_settings(config)
     remove_temporaries(config.out)
     _write_settings(config)
+    segment_missing(config, sources)
     records = _read_manifest(config)
     _write_manifest(config, records)
     summary = GenerateSummary(out=config.out, total=total)
+    timer = StageTimer(enabled=config.timings)
+    summary.timings = timer if config.timings else None
     summary.skipped = sum(1 for i in records if i < total)
     todo = [i for i in range(total) if i not in records]
     preview_indices = set(range(min(config.preview_count, total))) if config.preview else set()
@@ -546,8 +489,10 @@ def generate(config, client=None):
         if answer["ok"]:
             record = answer["record"]
             records[record["index"]] = record
-            manifest.write(json.dumps(record) + "\n")
-            manifest.flush()
+            with timer.stage("manifest"):
+                manifest.write(json.dumps(record) + "\n")
+                manifest.flush()
+            timer.add(answer.get("timings", {}))
             summary.written += 1
         else:
             summary.failed += 1

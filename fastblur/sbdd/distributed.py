@@ -518,6 +518,13 @@ def generate_chunked(config, client=None):
     storage.check_output()
     check_remote_inputs(config, config.storage_options)
     sources = _sources(config)
+    if config.masks == "maskrcnn":
+        if is_remote(config.masks_path) or is_remote(config.input):
+            raise ValueError("masks='maskrcnn' segments into a local masks_path from local input images; "
+                             "make the masks with fastblur-segment first and pass them as --masks detectron2")
+        from .sources import segment_missing
+
+        segment_missing(config, sources)
     total = config.count if config.count is not None else len(sources) * config.n_images
     stager = InputStager(config, sources, config.storage_options) if remote_fields(config) else None
     local_config = stager.config if stager else config

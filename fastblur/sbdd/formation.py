@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._array_module import get_array_module, to_numpy
-from .._validation import check_count, check_real
+from .._validation import check_choice, check_count, check_flag, check_real
 
 __all__ = [
     "CRFS",
@@ -29,6 +29,7 @@ __all__ = [
     "SaturationConfig",
     "StreakConfig",
     "add_noise",
+    "add_streak_boxes",
     "add_streaks",
     "delinearize",
     "draw_streaks",
@@ -39,6 +40,9 @@ __all__ = [
     "round_trip_lut",
     "saturation_mask",
     "saturation_masks",
+    "streak_arrays",
+    "streak_layers",
+    "streak_pixels",
 ]
 
 #: Camera response curves: ``None`` treats the sRGB values as linear.
@@ -53,8 +57,8 @@ _NOISE_CHUNK_ELEMENTS = 1 << 18
 
 def check_crf(crf, gamma, exponential_factor):
     """Validated ``(crf, gamma, exponential_factor)``; errors name the argument."""
-    if crf not in CRFS:
-        raise ValueError(f"crf must be one of {list(CRFS)}, got {crf!r}")
+    if crf is not None:
+        check_choice(crf, CRFS, "crf")
     gamma = check_real(gamma, "gamma", 0.0, low_inclusive=False)
     exponential_factor = check_real(exponential_factor, "exponential_factor", 0.0, low_inclusive=False)
     return crf, gamma, exponential_factor
@@ -121,9 +125,8 @@ class SaturationConfig:
     min_fraction: float = 1e-3
 
     def __post_init__(self):
-        for name in ("boost", "boost_in_blurry"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"saturation.{name} must be a bool, got {getattr(self, name)!r}")
+        check_flag(self.boost, "saturation.boost")
+        check_flag(self.boost_in_blurry, "saturation.boost_in_blurry")
         check_real(self.threshold, "saturation.threshold", 0.0, low_inclusive=False)
         check_real(self.min_fraction, "saturation.min_fraction", 0.0)
 
@@ -223,19 +226,27 @@ def round_trip_lut(crf="gamma", gamma=2.2, exponential_factor=7.0, gain=1.0):
 
 
 def lookup(table, codes):
-    """``table[codes]`` for a 256-entry float32 table and uint8 codes (OpenCV's LUT,
-    about twice as fast as :func:`numpy.take`).
+    """``table[codes]``: a 256-entry float32 table and uint8 codes, or a table per image of
+    a batch (OpenCV's LUT on the CPU, about twice as fast as :func:`numpy.take`).
 
     Parameters
     ----------
-    table : ndarray, shape (256,), float32
-    codes : ndarray, shape (H, W, C), uint8
+    table : ndarray, shape (256,) or (B, 256), float32
+        NumPy, or (with a batch) on the codes' device.
+    codes : ndarray, shape (H, W, C) or (B, H, W, C), uint8
         May be a view with strided rows (a crop).
 
     Returns
     -------
-    ndarray, shape (H, W, C), float32
+    ndarray, shape of ``codes``, float32
     """
+    xp = get_array_module(codes)
+    if table.ndim == 2:
+        if xp is np:
+            return np.stack([lookup(one, image) for one, image in zip(table, codes)]) if len(codes) > 1 \
+                else lookup(table[0], codes[0])[None]
+        flat = codes.astype(np.int32) + (256 * xp.arange(len(codes), dtype=np.int32))[:, None, None, None]
+        return xp.take(xp.asarray(table).reshape(-1), flat)
     import cv2
 
     if codes.ndim == 3 and codes.shape[2] <= 4 and codes.strides[2] == 1 and codes.strides[1] == codes.shape[2]:
@@ -248,23 +259,24 @@ def linearize(image, crf="gamma", gamma=2.2, exponential_factor=7.0, gain=1.0):
 
     Parameters
     ----------
-    image : ndarray, shape (H, W, C)
+    image : ndarray, shape (H, W, C) or (B, H, W, C)
         uint8 (looked up in a 256-entry table), or float in [0, 255] (evaluated in
-        float64, then rounded to float32).
+        float64, then rounded to float32; NumPy only).
     crf : {'gamma', 'exponential', None}
     gamma, exponential_factor : float
-    gain : float
-        Multiplies the linear image (DESIGN step 3); values above 255 are kept.
+    gain : float or ndarray of shape (B,)
+        Multiplies the linear image (DESIGN step 3); values above 255 are kept. One
+        gain per image of a batch.
 
     Returns
     -------
-    ndarray, shape (H, W, C), float32
-        A new array.
+    ndarray, shape of ``image``, float32
+        A new array, on the image's device.
     """
     if image.dtype == np.uint8:
         return lookup(response_lut(crf, gamma, exponential_factor, gain), image)
     out = _forward64(image.astype(np.float64), crf, gamma, exponential_factor)
-    out *= gain
+    out *= np.reshape(gain, np.shape(gain) + (1,) * 3)
     return out.astype(np.float32)
 
 
@@ -452,9 +464,82 @@ def add_streaks(linear, rng, config, margin):
         ``(i, j, ri, rj, spike)`` for each streak drawn (empty if none).
     """
     drawn = draw_streaks(linear.shape, rng, config, margin)
-    for i, j, ri, rj, spike in drawn:
-        linear[i - ri : i + ri, j - rj : j + rj, :] += np.float32(spike)
+    add_streak_boxes(linear[None], *streak_arrays([drawn]))
     return drawn
+
+
+def streak_arrays(streaks):
+    """``(boxes (B, S, 4) int64, spikes (B, S) float64)`` of a list of each pair's streak
+    list; padding streaks have ``ri = rj = 0`` (they cover nothing)."""
+    boxes = np.zeros((len(streaks), max(map(len, streaks), default=0), 4), np.int64)
+    spikes = np.zeros(boxes.shape[:2], np.float64)
+    for b, drawn in enumerate(streaks):
+        for s, (i, j, ri, rj, spike) in enumerate(drawn):
+            boxes[b, s] = i, j, ri, rj
+            spikes[b, s] = spike
+    return boxes, spikes
+
+
+def _clip_bounds(values, length):
+    """Slice bounds ``values`` (step 1) clipped as :meth:`slice.indices` clips them."""
+    return np.where(values < 0, np.maximum(values + length, 0), np.minimum(values, length))
+
+
+def streak_pixels(boxes, spikes, shape):
+    """Flat ``(b, row, col)`` pixel indices covered by each streak of ``boxes``
+    (:func:`streak_arrays`) and the spike added there, in the order the streaks are
+    added (NumPy, on the host). Rectangles are clipped as Python slices clip them."""
+    height, width = shape
+    boxes = np.asarray(boxes, np.int64)
+    pairs = np.repeat(np.arange(boxes.shape[0], dtype=np.int64), boxes.shape[1])
+    i, j, ri, rj = boxes.reshape(-1, 4).T
+    top, left = _clip_bounds(i - ri, height), _clip_bounds(j - rj, width)
+    rows = np.maximum(_clip_bounds(i + ri, height) - top, 0)
+    cols = np.maximum(_clip_bounds(j + rj, width) - left, 0)
+    sizes = rows * cols
+    total = int(sizes.sum())
+    if not total:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    # one entry per covered pixel, streak after streak, row-major inside a streak
+    streak = np.repeat(np.arange(len(sizes)), sizes)
+    within = np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    row, col = np.divmod(within, cols[streak])
+    pixels = (pairs[streak] * height + top[streak] + row) * width + left[streak] + col
+    return pixels, np.asarray(spikes, np.float64).reshape(-1).astype(np.float32)[streak]
+
+
+def streak_layers(pixels):
+    """Order ``pixels`` (with repeats) into layers of distinct pixels: the ``k``-th
+    occurrence of a pixel goes to layer ``k``, so adding layer after layer adds each
+    pixel's values in their order, deterministically (no atomics on a GPU).
+
+    Returns ``(order, bounds)``: layer ``k`` is ``pixels[order[bounds[k]:bounds[k + 1]]]``.
+    """
+    order = np.argsort(pixels, kind="stable")
+    ranked = pixels[order]
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
+    ranks = np.empty(len(pixels), np.int64)
+    ranks[order] = np.arange(len(pixels)) - np.repeat(starts, np.diff(np.r_[starts, len(pixels)]))
+    return np.argsort(ranks, kind="stable"), np.r_[0, np.cumsum(np.bincount(ranks))]
+
+
+def add_streak_boxes(linear, boxes, spikes):
+    """Add the streaks ``boxes``/``spikes`` (:func:`streak_arrays`) to ``linear``
+    ``(B, H, W, C)`` in place, each pixel's spikes in their order; the changed pixels as
+    a ``(B, H, W, 1)`` bool array, or None without streaks."""
+    xp = get_array_module(linear)
+    pixels, spikes = streak_pixels(boxes, spikes, linear.shape[1:3])
+    if not len(pixels):
+        return None
+    order, bounds = streak_layers(pixels)
+    # one upload of the pixels and spikes, sorted by layer; a layer is a slice of them
+    layered_pixels, layered_spikes = xp.asarray(pixels[order]), xp.asarray(spikes[order])[:, None]
+    flat = linear.reshape(-1, linear.shape[3])
+    for start, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        flat[layered_pixels[start:stop]] += layered_spikes[start:stop]
+    changed = xp.zeros(linear.shape[:3] + (1,), bool)
+    changed.reshape(-1)[layered_pixels] = True
+    return changed
 
 
 # -- noise ------------------------------------------------------------------------------
@@ -469,14 +554,15 @@ def add_noise(blurry, rng, config):
 
     Random draws, in order: if ``config.poisson_peak`` is set,
     ``rng.poisson(max(B, 0) * peak / 255)`` over the whole image in C order; if
-    ``config.gaussian_std > 0``, ``rng.standard_normal(B.shape, dtype=float32)``. Both are
-    drawn row block by row block, which consumes the generator exactly as one draw of
-    the whole shape does.
+    ``config.gaussian_std > 0``, ``rng.standard_normal(B.shape)`` in float32. On NumPy
+    both are drawn row block by row block, which consumes the generator exactly as one
+    draw of the whole shape does.
 
     Parameters
     ----------
-    blurry : ndarray, shape (H, W, C), float32, C-contiguous
-    rng : numpy.random.Generator
+    blurry : ndarray, shape (H, W, C) or (B, H, W, C), float32, C-contiguous
+    rng : numpy.random.Generator, or numpy/cupy.random.RandomState
+        A pair's generator, or the seeded generator of a batch on its device.
     config : NoiseConfig or None
 
     Returns
@@ -486,17 +572,22 @@ def add_noise(blurry, rng, config):
     """
     if config is None:
         return blurry
+    xp = get_array_module(blurry)
+    chunks = list(_row_chunks(blurry)) if xp is np else [blurry]
     if config.poisson_peak is not None:
         to_photons = config.poisson_peak / 255.0
-        for chunk in _row_chunks(blurry):
-            photons = np.maximum(chunk, 0, dtype=np.float64)
+        for chunk in chunks:
+            photons = xp.maximum(chunk, 0).astype(np.float64)
             photons *= to_photons
             chunk[...] = rng.poisson(photons)
             chunk *= np.float32(1.0 / to_photons)
     if config.gaussian_std > 0:
         std = np.float32(config.gaussian_std)
-        for chunk in _row_chunks(blurry):
-            factor = rng.standard_normal(chunk.shape, dtype=np.float32)
+        for chunk in chunks:
+            if isinstance(rng, np.random.RandomState):  # draws float64 only
+                factor = rng.standard_normal(chunk.shape).astype(np.float32)
+            else:
+                factor = rng.standard_normal(chunk.shape, dtype=np.float32)
             factor *= std
             factor += np.float32(1.0)
             chunk *= factor

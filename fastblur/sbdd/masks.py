@@ -26,6 +26,7 @@ from .._validation import check_count, check_real
 
 __all__ = [
     "COCO_CLASSES",
+    "class_ids",
     "classical_masks",
     "coco_masks",
     "decode_rle",
@@ -70,13 +71,16 @@ def resize_masks(masks, shape):
     out = np.empty((len(masks), height, width), bool)
     for i, mask in enumerate(masks):
         scaled = cv2.resize(mask.view(np.uint8) * np.uint8(255), (width, height), interpolation=cv2.INTER_LINEAR)
-        out[i] = scaled >= 128
+        np.greater_equal(scaled, 128, out=out[i])
     return out
 
 
 # -- detectron2 -------------------------------------------------------------------------
-def _class_ids(classes):
-    """Class filter as a set of contiguous ids (names are looked up in COCO_CLASSES)."""
+def class_ids(classes):
+    """A COCO class filter as a set of detectron2 contiguous ids, or None for all.
+
+    ``classes`` holds class names (looked up in :data:`COCO_CLASSES`) or ids; a single
+    name or id is accepted."""
     if classes is None:
         return None
     if isinstance(classes, (str, numbers.Integral)):
@@ -132,7 +136,7 @@ def detectron2_masks(path, *, score_threshold=0.9, min_area=4000, max_objects=5,
     score_threshold = check_real(score_threshold, "score_threshold")
     min_area = check_count(min_area, "min_area")
     max_objects = check_count(max_objects, "max_objects")
-    wanted = _class_ids(classes)
+    wanted = class_ids(classes)
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in ("pred_masks", "scores", "pred_classes") if k not in data]
@@ -495,6 +499,8 @@ def classical_masks(image, *, max_objects=5, min_area=4000, max_area_fraction=0.
     small = np.stack([regions == label for label in chosen]) if chosen else np.zeros((0,) + regions.shape, bool)
     masks = resize_masks(small, (height, width))
     keep = [i for i, m in enumerate(masks) if np.count_nonzero(m) > min_area]
+    if len(keep) == len(masks):  # the usual case: no copy
+        return (masks, [int(i) for i in chosen]) if return_ids else masks
     return _finish([masks[i] for i in keep], [chosen[i] for i in keep], (height, width), return_ids)
 
 
@@ -520,8 +526,6 @@ def random_shape_masks(shape, *, max_objects=5, min_area=4000, max_area_fraction
     ids : list of int
         ``0 .. n - 1``, only with ``return_ids``.
     """
-    from skimage.draw import polygon
-
     max_objects = check_count(max_objects, "max_objects")
     min_area = check_count(min_area, "min_area")
     max_area_fraction = check_real(max_area_fraction, "max_area_fraction", 0.0, 1.0)
@@ -530,8 +534,10 @@ def random_shape_masks(shape, *, max_objects=5, min_area=4000, max_area_fraction
     if max_objects == 0:
         return _finish([], [], (height, width), return_ids)
     top_area = max(max_area_fraction * height * width, 1.5 * (min_area + 1))
-    masks = []
-    for _ in range(int(rng.integers(1, max_objects + 1))):
+    count = int(rng.integers(1, max_objects + 1))
+    masks = np.zeros((count, height, width), bool)
+    areas = []
+    for mask in masks:
         area = np.exp(rng.uniform(np.log(1.5 * (min_area + 1)), np.log(top_area)))
         elongation = rng.uniform(1.0, 2.5)
         angle = rng.uniform(0, np.pi)
@@ -543,8 +549,72 @@ def random_shape_masks(shape, *, max_objects=5, min_area=4000, max_area_fraction
         x, y = a * np.cos(theta) * jitter, b * np.sin(theta) * jitter
         rows = centre[0] + x * np.sin(angle) + y * np.cos(angle)
         cols = centre[1] + x * np.cos(angle) - y * np.sin(angle)
-        mask = np.zeros((height, width), bool)
-        mask[polygon(rows, cols, (height, width))] = True
-        masks.append(mask)
-    masks = [m for m in masks if np.count_nonzero(m) > min_area]
-    return _finish(masks, list(range(len(masks))), (height, width), return_ids)
+        areas.append(_fill_polygon(mask, rows, cols))
+    keep = [i for i, area in enumerate(areas) if area > min_area]
+    if len(keep) < count:
+        masks = masks[keep]
+    return (masks, list(range(len(keep)))) if return_ids else masks
+
+
+def fill_polygon(mask, rows, cols):
+    """Set the pixels of ``mask`` whose centres lie inside a polygon; in place.
+
+    The same pixels as ``skimage.draw.polygon(rows, cols, mask.shape)`` (its crossing
+    rule: a centre ``(r, c)`` is inside when an odd number of edges cross the row ``r``
+    at ``x > c``, an edge holding its lower end and not its upper one), found by
+    scanlines: only the polygon's rows are visited, and each of them is filled span by
+    span, so a blob costs its bounding box, not a point test per pixel.
+
+    Parameters
+    ----------
+    mask : ndarray, shape (H, W), bool
+    rows, cols : ndarray, shape (n,), float
+        The vertices, in order; the polygon is closed.
+
+    Returns
+    -------
+    ndarray
+        ``mask``.
+
+    Examples
+    --------
+    >>> mask = np.zeros((5, 6), bool)
+    >>> fill_polygon(mask, np.array([0.5, 0.5, 3.5, 3.5]), np.array([1.0, 4.5, 4.5, 1.0])).astype(int)
+    array([[0, 0, 0, 0, 0, 0],
+           [0, 1, 1, 1, 1, 0],
+           [0, 1, 1, 1, 1, 0],
+           [0, 1, 1, 1, 1, 0],
+           [0, 0, 0, 0, 0, 0]])
+    """
+    _fill_polygon(mask, rows, cols)
+    return mask
+
+
+def _fill_polygon(mask, rows, cols):
+    """:func:`fill_polygon` on an empty ``mask``; returns the number of pixels set."""
+    height, width = mask.shape
+    yi = np.asarray(rows, np.float64)
+    xi = np.asarray(cols, np.float64)
+    first = max(0, int(np.ceil(yi.min())))
+    last = min(height - 1, int(np.floor(yi.max())))
+    left = max(0, int(np.ceil(xi.min())))
+    right = min(width, int(np.floor(xi.max())) + 1)
+    if last < first or right <= left:
+        return 0
+    yj, xj = np.roll(yi, 1), np.roll(xi, 1)  # edge i runs from vertex i - 1 to vertex i
+    y = np.arange(first, last + 1, dtype=np.float64)[:, None]
+    crosses = ((yi <= y) & (y < yj)) | ((yj <= y) & (y < yi))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = (xj - xi) * (y - yi) / (yj - yi) + xi  # skimage's expression, for the same ties
+    x = np.sort(np.where(crosses, x, np.inf), axis=1)
+    # crossings come in pairs along a row; columns c with x_2k <= c < x_2k+1 are inside
+    x = x[:, : 2 * (int(crosses.sum(axis=1).max()) // 2)]
+    if x.shape[1] == 0:
+        return 0
+    edges = np.clip(np.ceil(x), left, right) - left
+    columns = np.arange(right - left, dtype=np.float64)
+    inside = (columns >= edges[:, 0:1]) & (columns < edges[:, 1:2])
+    for k in range(2, x.shape[1], 2):  # rows crossed more than twice (a concave side)
+        inside |= (columns >= edges[:, k : k + 1]) & (columns < edges[:, k + 1 : k + 2])
+    mask[first : last + 1, left:right] |= inside
+    return int(np.count_nonzero(inside))

@@ -4,9 +4,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _validation
-from ..primitives import blur_masked, smooth_masks
 from . import formation
-from .formation import NoiseConfig, SaturationConfig, StreakConfig
+from .pipeline import PairDraws, check_options, form, valid_offset
 
 __all__ = ["PairResult", "synthesize_pair", "valid_offset"]
 
@@ -43,20 +42,6 @@ class PairResult:
         return formation.quantize(self.blurry), formation.quantize(self.sharp)
 
 
-def valid_offset(kernel_shape):
-    """Top-left corner ``(kh // 2, kw // 2)`` of the ``valid`` grid in the input image.
-
-    With the reference's correlation ``fftconvolve(x, K[::-1, ::-1], 'valid')``, output
-    pixel ``(r, c)`` is centred on input pixel ``(r + kh // 2, c + kw // 2)`` for a kernel
-    centred on tap ``(kh // 2, kw // 2)``, so the sharp target is
-    ``L[kh // 2 : kh // 2 + Ho, kw // 2 : kw // 2 + Wo]``. For odd sizes this is the
-    reference's crop ``[K // 2 : -(K // 2)]``; for even sizes the reference's slice is one
-    row and column shorter than the blurry image (it is this target without its last
-    row and column).
-    """
-    return kernel_shape[0] // 2, kernel_shape[1] // 2
-
-
 def _as_sharp(sharp):
     """``(image (H, W, C), was_2d)``: uint8 kept, other real dtypes in [0, 255] as float."""
     image = np.asarray(sharp)
@@ -73,22 +58,6 @@ def _as_sharp(sharp):
     if image.ndim == 2:
         return image[:, :, None], True
     return image, False
-
-
-def _changed_samples(shape, streaks, boosted_mask):
-    """Where streaks or the saturation boost changed the linear image, or None."""
-    if not streaks and boosted_mask is None:
-        return None
-    changed = np.zeros(shape, bool) if boosted_mask is None else boosted_mask == 255
-    for i, j, ri, rj, _ in streaks:
-        changed[i - ri : i + ri, j - rj : j + rj, :] = True
-    return changed
-
-
-def _check_config(value, kind, name):
-    if value is not None and not isinstance(value, kind):
-        raise TypeError(f"{name} must be None or a {kind.__name__}, got {type(value).__name__}")
-    return value
 
 
 def synthesize_pair(
@@ -213,76 +182,30 @@ def synthesize_pair(
             f"kernels must hold n + 1 = {len(masks) + 1} kernels (background first) for "
             f"{len(masks)} object masks, got {len(kernels)}"
         )
-    kh, kw = kernels.shape[1:]
-    _validation.check_fits(image.shape[:2], (kh, kw), "valid", "kernels")
-    crf, gamma, exponential_factor = formation.check_crf(crf, gamma, exponential_factor)
+    _validation.check_fits(image.shape[:2], kernels.shape[1:], "valid", "kernels")
+    options = check_options(crf, gamma, exponential_factor, saturation, streaks, noise)
     gain = 1.0 if illumination_gain is None else _validation.check_real(
         illumination_gain, "illumination_gain", 0.0, low_inclusive=False
     )
-    saturation = _check_config(saturation, SaturationConfig, "saturation")
-    streaks = _check_config(streaks, StreakConfig, "streaks")
-    noise = _check_config(noise, NoiseConfig, "noise")
-    rng = np.random.default_rng(rng)
-    response = dict(crf=crf, gamma=gamma, exponential_factor=exponential_factor)
-
-    conv_kernels = np.ascontiguousarray(kernels[:, ::-1, ::-1])
-    weights = smooth_masks(masks, conv_kernels, backend=backend)
-    linear = formation.linearize(image, gain=gain, **response)
-
-    mask, fraction = None, None
-    if saturation is not None:
-        mask, fraction = formation.saturation_mask(linear, saturation.threshold)
-        if fraction < saturation.min_fraction:
-            mask = None
-    drawn_streaks = formation.add_streaks(linear, rng, streaks, (kh, kw)) if streaks else []
-    boost = None
-    if mask is not None and saturation.boost:
-        boost = 1.0 + 4.0 * float(rng.random())
-        linear[mask == 255] *= np.float32(boost)
-
-    channels = linear.shape[2]
-    blur_mask = mask is not None and saturation.boost_in_blurry
-    if blur_mask:
-        both = blur_masked(np.concatenate([linear, mask], axis=2), conv_kernels, weights, backend=backend)
-        blurry = np.ascontiguousarray(both[..., :channels])
-        blurred_mask = both[..., channels:]
-    else:
-        blurry = blur_masked(linear, conv_kernels, weights, backend=backend)
-    formation.add_noise(blurry, rng, noise)
-    blurry_boost = None
-    if blur_mask:
-        blurry_boost = 4.0 * float(rng.random())
-        blurred_mask *= np.float32(blurry_boost)
-        blurry += blurred_mask
-
-    np.clip(blurry, 0, 255, out=blurry)
-    formation.delinearize(blurry, out=blurry, **response)
-    top, left = valid_offset((kh, kw))
-    ho, wo = blurry.shape[:2]
-    window = (slice(top, top + ho), slice(left, left + wo))
-    if image.dtype == np.uint8:
-        # a function of the 8-bit code where streaks and boosts left L alone
-        target = formation.lookup(formation.round_trip_lut(gain=gain, **response), image[window])
-        changed = _changed_samples(linear.shape, drawn_streaks, mask if boost is not None else None)
-        if changed is not None:
-            changed = changed[window]
-            target[changed] = formation.delinearize(linear[window][changed], **response)
-    else:
-        target = formation.delinearize(linear[window], **response)
-
+    draws = PairDraws(np.random.default_rng(rng), options["streaks"])
+    formed = form(image[None], kernels[None], masks[None], [gain], draws, batched=False, backend=backend, **options)
+    blurry, target = formed.blurry[0], formed.sharp[0]
+    noise = options["noise"]
     params = dict(
-        response,
+        crf=options["crf"], gamma=options["gamma"], exponential_factor=options["exponential_factor"],
         illumination_gain=gain,
-        kernel_shape=[int(kh), int(kw)],
-        offset=[int(top), int(left)],
-        saturated_fraction=fraction,
-        saturation_boost=boost,
-        saturation_boost_in_blurry=blurry_boost,
-        streaks=[list(s) for s in drawn_streaks],
-        noise=None if noise is None else dict(
-            poisson_peak=noise.poisson_peak, gaussian_std=noise.gaussian_std
-        ),
+        kernel_shape=[int(n) for n in kernels.shape[1:]],
+        offset=[int(n) for n in valid_offset(kernels.shape[1:])],
+        saturated_fraction=None if formed.fractions is None else float(formed.fractions[0]),
+        saturation_boost=_drawn(formed.saturation_boosts[0]),
+        saturation_boost_in_blurry=_drawn(formed.blurry_boosts[0]),
+        streaks=[list(s) for s in draws.streaks],
+        noise=None if noise is None else dict(poisson_peak=noise.poisson_peak, gaussian_std=noise.gaussian_std),
     )
     if was_2d:
         blurry, target = blurry[:, :, 0], target[:, :, 0]
-    return PairResult(blurry=blurry, sharp=target, weights=weights, params=params)
+    return PairResult(blurry=blurry, sharp=target, weights=formed.weights[0], params=params)
+
+
+def _drawn(factor):
+    return None if np.isnan(factor) else float(factor)

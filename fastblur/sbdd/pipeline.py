@@ -1,0 +1,209 @@
+"""The SBDD formation model, written once: one pair or a batch, on NumPy or CuPy.
+
+:func:`form` runs DESIGN's steps on a batch ``(B, H, W, C)``; :func:`fastblur.sbdd.synthesize_pair`
+calls it with one pair, :func:`fastblur.sbdd.form_batch` with a batch of recipes. Its random
+draws come from a *draw source*, asked in the formation's order:
+
+* ``add_streaks(linear, margin)``: draw the streaks and add them; the changed pixels;
+* ``saturation_boosts(wanted)``: the factors ``1 + 4 u`` of the pairs whose saturation
+  mask is kept and boosted;
+* ``add_noise(blurry, config)``: the sensor noise;
+* ``blurry_boosts(wanted)``: the factors ``4 u`` of the blurred mask added to the
+  blurry image.
+
+:class:`PairDraws` draws them from a pair's Generator when asked (so the blurry boost
+comes after the noise); a batch reads the first, second and last from its recipes
+(:class:`fastblur.sbdd.batch.RecipeBatch`) and draws its noise on the device.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._array_module import get_array_module
+from .._validation import check_instance
+from ..primitives import blur_masked, blur_masked_batch, smooth_masks, smooth_masks_batch
+from . import formation
+from .formation import NoiseConfig, SaturationConfig, StreakConfig
+
+__all__ = ["Formed", "PairDraws", "check_options", "form", "to_unit_range", "valid_offset"]
+
+
+def valid_offset(kernel_shape):
+    """Top-left corner ``(kh // 2, kw // 2)`` of the ``valid`` grid in the input image.
+
+    With the reference's correlation ``fftconvolve(x, K[::-1, ::-1], 'valid')``, output
+    pixel ``(r, c)`` is centred on input pixel ``(r + kh // 2, c + kw // 2)`` for a kernel
+    centred on tap ``(kh // 2, kw // 2)``, so the sharp target is
+    ``L[kh // 2 : kh // 2 + Ho, kw // 2 : kw // 2 + Wo]``. For odd sizes this is the
+    reference's crop ``[K // 2 : -(K // 2)]``; for even sizes the reference's slice is one
+    row and column shorter than the blurry image (it is this target without its last
+    row and column).
+    """
+    return kernel_shape[0] // 2, kernel_shape[1] // 2
+
+
+def check_options(crf="gamma", gamma=2.2, exponential_factor=7.0, saturation=None, streaks=None, noise=None):
+    """The formation options, validated (errors name the argument), as a dict."""
+    crf, gamma, exponential_factor = formation.check_crf(crf, gamma, exponential_factor)
+    return dict(crf=crf, gamma=gamma, exponential_factor=exponential_factor,
+                saturation=check_instance(saturation, SaturationConfig, "saturation"),
+                streaks=check_instance(streaks, StreakConfig, "streaks"),
+                noise=check_instance(noise, NoiseConfig, "noise"))
+
+
+@dataclass
+class Formed:
+    """What :func:`form` returns: ``blurry`` (clipped) and ``sharp`` (not clipped), sRGB
+    ``(B, Ho, Wo, C)`` float32 in the 0-255 scale, and ``weights`` ``(B, N, Ho, Wo)``, on
+    the inputs' device; on the host, the saturated ``fractions`` ``(B,)`` (None without
+    saturation) and the ``saturation_boosts`` and ``blurry_boosts`` ``(B,)`` applied
+    (NaN where none was)."""
+
+    blurry: object
+    sharp: object
+    weights: object
+    fractions: object
+    saturation_boosts: np.ndarray
+    blurry_boosts: np.ndarray
+
+
+def to_unit_range(blurry, sharp, quantize):
+    """``(blurry, sharp)`` of the 0-255 scale as float32 in [0, 1], in place where it
+    can: quantised to 8 bits as ``fastblur-gen`` writes them (clip, truncate), or with
+    the target's highlights clipped."""
+    xp = get_array_module(blurry)
+    if quantize:
+        blurry, sharp = (xp.floor(xp.clip(image, 0, 255)) for image in (blurry, sharp))
+    else:
+        sharp = xp.minimum(sharp, np.float32(255.0))
+    blurry *= np.float32(1 / 255)
+    sharp *= np.float32(1 / 255)
+    return blurry, sharp
+
+
+class PairDraws:
+    """The draw source of one pair: its Generator ``rng``, drawn when the formation asks.
+
+    ``streaks`` holds the streaks drawn, ``(i, j, ri, rj, spike)`` each.
+    """
+
+    def __init__(self, rng, streaks=None):
+        self.rng, self.config, self.streaks = rng, streaks, []
+
+    def draw_streaks(self, shape, margin):
+        self.streaks = formation.draw_streaks(shape, self.rng, self.config, margin) if self.config else []
+        return self.streaks
+
+    def add_streaks(self, linear, margin):
+        self.draw_streaks(linear.shape[1:], margin)
+        return formation.add_streak_boxes(linear, *formation.streak_arrays([self.streaks]))
+
+    def _uniform(self, wanted, low):
+        return np.array([low + 4.0 * float(self.rng.random()) if w else np.nan for w in wanted])
+
+    def saturation_boosts(self, wanted):
+        return self._uniform(wanted, 1.0)
+
+    def add_noise(self, blurry, config):
+        for image in blurry:
+            formation.add_noise(image, self.rng, config)
+
+    def blurry_boosts(self, wanted):
+        return self._uniform(wanted, 0.0)
+
+    def recipe(self, shape, margin, saturation):
+        """``(streaks, saturation boost, blurry boost)`` drawn ahead, as :func:`form`
+        draws them for a pair whose saturation mask is kept and whose noise comes from
+        another generator (a batch's); boosts are None where ``saturation`` has none."""
+        boost, in_blurry = (False, False) if saturation is None else (saturation.boost, saturation.boost_in_blurry)
+        streaks = self.draw_streaks(shape, margin)
+        factors = self.saturation_boosts([boost])[0], self.blurry_boosts([in_blurry])[0]
+        return (streaks,) + tuple(None if np.isnan(f) else float(f) for f in factors)
+
+
+def _per_pair(xp, values, like):
+    """Host values ``(B,)`` as a float32 device array broadcasting over ``like``."""
+    return xp.asarray(np.asarray(values, np.float32)).reshape((-1,) + (1,) * (like.ndim - 1))
+
+
+def _primitives(batched, backend):
+    """``(smooth, blur)`` on batches: the batch primitives, or the one-image primitives
+    on a batch of one (whose last bits the per-pair path keeps)."""
+    if batched:
+        return (lambda m, k: smooth_masks_batch(m, k, backend=backend),
+                lambda x, k, w: blur_masked_batch(x, k, w, backend=backend))
+    return (lambda m, k: smooth_masks(m[0], k[0], backend=backend)[None],
+            lambda x, k, w: blur_masked(x[0], k[0], w[0], backend=backend)[None])
+
+
+def form(images, kernels, masks, gains, draws, *, crf="gamma", gamma=2.2, exponential_factor=7.0,
+         saturation=None, noise=None, streaks=None, batched=True, backend="auto"):
+    """Form the pairs of a batch (DESIGN, "The SBDD formation model"), deterministically
+    but for ``draws``.
+
+    Parameters
+    ----------
+    images : ndarray, shape (B, H, W, C)
+        Sharp sRGB images: uint8, or (NumPy only) float in [0, 255].
+    kernels : ndarray, shape (B, N, kh, kw), float32
+        Background first, stored as the reference applies them (correlation).
+    masks : ndarray, shape (B, N - 1, H, W), bool
+    gains : numpy.ndarray, shape (B,)
+        Illumination gains.
+    draws : draw source
+        See the module's docstring (:class:`PairDraws` for one pair).
+    crf, gamma, exponential_factor, saturation, noise
+        As :func:`fastblur.sbdd.synthesize_pair`, checked (:func:`check_options`);
+        ``streaks`` is the draw source's business.
+    batched : bool
+        Blur with the batch primitives, or (a batch of one) with the one-image ones.
+    backend : str
+
+    Returns
+    -------
+    Formed
+    """
+    xp = get_array_module(images)
+    response = dict(crf=crf, gamma=gamma, exponential_factor=exponential_factor)
+    smooth, blur = _primitives(batched, backend)
+    conv_kernels = xp.ascontiguousarray(kernels[:, :, ::-1, ::-1])
+    weights = smooth(masks, conv_kernels)
+    gains = np.asarray(gains, np.float64)
+    linear = formation.linearize(images, gain=gains, **response)
+
+    mask, fractions, kept = None, None, np.zeros(len(gains), bool)
+    if saturation is not None:
+        mask, fractions = formation.saturation_masks(linear, saturation.threshold)
+        kept = fractions >= saturation.min_fraction
+    changed = draws.add_streaks(linear, kernels.shape[2:])
+    boosts = draws.saturation_boosts(kept & bool(saturation is not None and saturation.boost))
+    boosted = ~np.isnan(boosts)
+    if boosted.any():
+        where = (mask == 255) & (_per_pair(xp, boosted, mask) > 0)
+        linear *= xp.where(where, _per_pair(xp, np.where(boosted, boosts, 1.0), mask), np.float32(1.0))
+        changed = where if changed is None else changed | where
+
+    channels = linear.shape[3]
+    in_blurry = kept & bool(saturation is not None and saturation.boost_in_blurry)
+    source = xp.concatenate([linear, mask], axis=3) if in_blurry.any() else linear
+    blurry = blur(source, conv_kernels, weights)
+    if in_blurry.any():
+        blurry, blurred_mask = xp.ascontiguousarray(blurry[..., :channels]), blurry[..., channels:]
+    if noise is not None:
+        draws.add_noise(blurry, noise)
+    blurry_boosts = draws.blurry_boosts(in_blurry)
+    if in_blurry.any():
+        blurry += blurred_mask * _per_pair(xp, np.where(in_blurry, blurry_boosts, 0.0), blurred_mask)
+
+    xp.clip(blurry, 0, 255, out=blurry)
+    formation.delinearize(blurry, out=blurry, **response)
+    top, left = valid_offset(kernels.shape[2:])
+    window = (slice(None), slice(top, top + blurry.shape[1]), slice(left, left + blurry.shape[2]))
+    if images.dtype == np.uint8:  # a function of the 8-bit code where streaks and boosts left L alone
+        sharp = formation.lookup(formation.round_trip_lut(gain=gains, **response), images[window])
+        if changed is not None:
+            changed = xp.broadcast_to(changed[window], sharp.shape)
+            sharp = xp.where(changed, formation.delinearize(linear[window], **response), sharp)
+    else:
+        sharp = formation.delinearize(linear[window], **response)
+    return Formed(blurry, sharp, weights, fractions, boosts, blurry_boosts)
