@@ -166,6 +166,10 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path, images, capsys):
 def dask_processes(tmp_path):
     """``dask scheduler`` and two ``dask worker`` processes (no nanny: a killed worker stays
     dead) on 127.0.0.1; yields ``(scheduler file, [worker processes])``."""
+    import shutil
+
+    if shutil.which("dask") is None:
+        pytest.skip("the dask command is not installed")
     scheduler_file = tmp_path / "scheduler.json"
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     started = []
@@ -234,7 +238,7 @@ def test_scheduler_and_workers_survive_a_killed_worker(tmp_path, images, dask_pr
 
 # -- tar shards -------------------------------------------------------------------------
 def test_webdataset_shards(tmp_path, images, reference, client):
-    import webdataset as wds
+    wds = pytest.importorskip("webdataset")
 
     files, manifest = reference
     records = [json.loads(line) for line in manifest.splitlines()]
@@ -294,6 +298,7 @@ def s3():
     """``(endpoint URL, storage options)`` of a moto S3 server holding the bucket ``data``;
     fake credentials in the environment, restored afterwards."""
     pytest.importorskip("s3fs")
+    pytest.importorskip("moto.server")
     from moto.server import ThreadedMotoServer
 
     saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
