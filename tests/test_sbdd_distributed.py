@@ -108,8 +108,11 @@ def test_local_cluster_gives_the_bytes_of_one_process(tmp_path, images, referenc
     files, manifest = reference
     for chunk_size in (1, 4):
         out = tmp_path / f"chunks{chunk_size}"
-        summary = generate(_config(out, images, chunk_size=chunk_size), client=client)
+        summary = generate(_config(out, images, chunk_size=chunk_size, timings=chunk_size == 4), client=client)
         assert (summary.written, summary.failed) == (COUNT, 0)
+        if chunk_size == 4:  # --timings: the workers' stages come back with the records
+            assert summary.timings.pairs == COUNT
+            assert all(summary.timings.seconds[stage] > 0 for stage in ("read", "synthesis", "encode", "write"))
         assert _files(out) == files
         assert (out / "manifest.jsonl").read_text() == manifest
     again = generate(_config(tmp_path / "chunks1", images, chunk_size=3), client=client)

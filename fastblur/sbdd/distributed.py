@@ -119,7 +119,9 @@ def _make(maker, stager, index):
 
     try:
         record, blurry, sharp, _, _ = maker.make(index)
-        return stager.restore(record), _encode(blurry, maker.config), _encode(sharp, maker.config)
+        with maker.timer.stage("encode"):
+            blurry, sharp = _encode(blurry, maker.config), _encode(sharp, maker.config)
+        return stager.restore(record), blurry, sharp
     except Exception as error:  # a bad image/mask/kernel file: reported, the run goes on
         source_index, variant = pair_location(index, len(maker.sources), maker.config.n_images)
         return index, f"{maker.sources[source_index].name}_{variant}", f"{type(error).__name__}: {error}"
@@ -145,8 +147,9 @@ def run_chunk(job, indices, shard=None):
             made = _make(maker, stager, index)
             if isinstance(made[0], dict):
                 record, blurry, sharp = made
-                storage.write(record["blurry"], blurry)
-                storage.write(record["sharp"], sharp)
+                with maker.timer.stage("write"):
+                    storage.write(record["blurry"], blurry)
+                    storage.write(record["sharp"], sharp)
                 records.append(record)
             else:
                 failures.append(made)
@@ -166,7 +169,8 @@ def run_chunk(job, indices, shard=None):
         temporary = storage.temporary_file(name)
         try:
             write_shard(temporary, pairs())
-            storage.commit(temporary, name)
+            with maker.timer.stage("write"):
+                storage.commit(temporary, name)
         except BaseException:
             if os.path.exists(temporary):
                 os.unlink(temporary)
@@ -174,7 +178,10 @@ def run_chunk(job, indices, shard=None):
     if storage.remote and records:
         lines = "".join(json.dumps(r) + "\n" for r in records)
         storage.write(f"{PARTS}/part-{indices[0]:06d}.jsonl", lines.encode("utf-8"))
-    return {"records": records, "failures": failures, "pairs": len(indices)}
+    answer = {"records": records, "failures": failures, "pairs": len(indices)}
+    if maker.timer.enabled:
+        answer["timings"] = maker.timer.take()
+    return answer
 
 
 _pool_job = None
@@ -508,6 +515,7 @@ def generate_chunked(config, client=None):
     from tqdm import tqdm
 
     from .dataset import GenerateSummary, PairMaker, _write_preview
+    from .timings import StageTimer
 
     config = replace(config, backend=pinned_backend(config.backend))
     if config.layout == "webdataset" and config.shard_size is None:
@@ -536,6 +544,8 @@ def generate_chunked(config, client=None):
     _consolidate(storage, records)
 
     summary = GenerateSummary(out=config.out, total=total)
+    timer = StageTimer(enabled=config.timings)
+    summary.timings = timer if config.timings else None
     summary.skipped = sum(1 for i in records if i < total)
     todo = [i for i in range(total) if i not in records]
     preview_indices = list(range(min(config.preview_count, total))) if config.preview else []
@@ -570,14 +580,16 @@ def generate_chunked(config, client=None):
     start = time.perf_counter()
 
     def collect(answer):
-        for record in answer["records"]:
-            if record["index"] not in records:
-                summary.written += 1
-            records[record["index"]] = record
+        with timer.stage("manifest"):
+            for record in answer["records"]:
+                if record["index"] not in records:
+                    summary.written += 1
+                records[record["index"]] = record
+                if manifest is not None:
+                    manifest.write(json.dumps(record) + "\n")
             if manifest is not None:
-                manifest.write(json.dumps(record) + "\n")
-        if manifest is not None:
-            manifest.flush()
+                manifest.flush()
+        timer.add(answer.get("timings", {}), pairs=len(answer["records"]))
         for failure in answer["failures"]:
             summary.failed += 1
             summary.failures.append(tuple(failure))
