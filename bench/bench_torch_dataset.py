@@ -1,7 +1,8 @@
 """On-the-fly SBDD pairs: 256x256 crop pairs per second into a training loop.
 
-CPU always (``SBDDMapDataset``, ``SBDDLoader(device="cpu")``, and the batched formation
-alone); CUDA where available (issue 7 target >= 5000 pairs/s): ``SBDDLoader`` with CPU
+CPU always (``SBDDMapDataset``, ``SBDDLoader(device="cpu")``, ``SBDDDataset`` through a
+DataLoader with 0 and 2 persistent workers, one rank's share of two, and the batched
+formation alone); CUDA where available (issue 7 target >= 5000 pairs/s): ``SBDDLoader`` with CPU
 workers drawing recipes and whole batches formed on the GPU, and the GPU formation alone
 (per pair: divide the time by ``extra_info["pairs"]``).
 Sharp images are decoded once and cached, so decoding is excluded as the target says.
@@ -14,7 +15,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import fastblur  # noqa: E402
-from fastblur.torch import SBDDLoader, SBDDMapDataset  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+from fastblur.torch import SBDDDataset, SBDDLoader, SBDDMapDataset  # noqa: E402
 
 BATCH = 64
 
@@ -45,7 +48,7 @@ def _consume_batches(iterator, count):
 
 @pytest.mark.benchmark(group="sbdd-dataset-256")
 def bench_dataset_cpu(benchmark):
-    dataset = SBDDMapDataset(10_000, seed=0)
+    dataset = SBDDMapDataset(length=10_000, seed=0)
     _consume(dataset, 16)  # warm the image and segmentation caches
     benchmark.extra_info["pairs"] = 32
     benchmark.pedantic(_consume, args=(dataset, 32), rounds=3)
@@ -56,6 +59,42 @@ def bench_loader_cpu(benchmark):
     stream = iter(SBDDLoader(batch_size=16, device="cpu", seed=0))
     _consume_batches(stream, 2)
     benchmark.extra_info["pairs"] = 32
+    benchmark.pedantic(_consume_batches, args=(stream, 2), rounds=3)
+
+
+@pytest.fixture
+def torch_threads():
+    """PyTorch's own threads (the DataLoader's collation) capped as fastblur's are; DataLoader
+    workers run on one thread each anyway."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(os.environ["FASTBLUR_NUM_THREADS"]))
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.benchmark(group="sbdd-dataset-256")
+def bench_dataset_workers(benchmark, workers, torch_threads):
+    """SBDDDataset through a DataLoader, as a training loop reads it (with 2 workers, the
+    machine's cores are shared by the workers and the main process)."""
+    dataset = SBDDDataset(batch_size=16, seed=0)
+    loader = DataLoader(dataset, batch_size=16, num_workers=workers, persistent_workers=workers > 0)
+    stream = iter(loader)
+    try:
+        _consume_batches(stream, 4 * max(1, workers))  # start the workers, warm their caches
+        benchmark.extra_info.update(pairs=32, workers=workers)
+        benchmark.pedantic(_consume_batches, args=(stream, 2), rounds=3)
+    finally:
+        del stream, loader  # stop the workers
+
+
+@pytest.mark.benchmark(group="sbdd-dataset-256")
+def bench_dataset_rank_share(benchmark, torch_threads):
+    """One rank's share of two (rank=0, world_size=2), in one process: the per-rank
+    throughput, the peer of bench_dataset_workers[0] (one process, all the pairs)."""
+    stream = iter(DataLoader(SBDDDataset(batch_size=16, rank=0, world_size=2, seed=0), batch_size=16))
+    _consume_batches(stream, 4)
+    benchmark.extra_info.update(pairs=32, rank=0, world_size=2)
     benchmark.pedantic(_consume_batches, args=(stream, 2), rounds=3)
 
 

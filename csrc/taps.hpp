@@ -73,6 +73,35 @@ namespace detail {
 // Independent accumulator vectors of one block: enough to cover the FMA latency.
 inline constexpr std::int64_t kAccumulators = 8;
 
+// out[start[k] + i] = sum_t value[t] * in[offset[t] + start[k] + i], i < L, for NV vectors.
+template <typename T, std::int64_t NV>
+inline void tail_vectors(const T* in, const std::int64_t* offset, const T* value,
+                         std::size_t ntaps, const std::int64_t* start, T* out) {
+  using V = simd::Vec<T>;
+  V acc[NV];
+  for (std::int64_t k = 0; k < NV; ++k) acc[k] = V{};
+  for (std::size_t t = 0; t < ntaps; ++t) {
+    const T* p = in + offset[t];
+    const V v = simd::broadcast<T>(value[t]);
+    for (std::int64_t k = 0; k < NV; ++k) acc[k] += v * simd::load<T>(p + start[k]);
+  }
+  for (std::int64_t k = 0; k < NV; ++k) simd::store<T>(out + start[k], acc[k]);
+}
+
+template <typename T>
+inline void tail_dispatch(std::int64_t vectors, const T* in, const std::int64_t* offset,
+                          const T* value, std::size_t ntaps, const std::int64_t* start, T* out) {
+  switch (vectors) {
+    case 1: return tail_vectors<T, 1>(in, offset, value, ntaps, start, out);
+    case 2: return tail_vectors<T, 2>(in, offset, value, ntaps, start, out);
+    case 3: return tail_vectors<T, 3>(in, offset, value, ntaps, start, out);
+    case 4: return tail_vectors<T, 4>(in, offset, value, ntaps, start, out);
+    case 5: return tail_vectors<T, 5>(in, offset, value, ntaps, start, out);
+    case 6: return tail_vectors<T, 6>(in, offset, value, ntaps, start, out);
+    case 7: return tail_vectors<T, 7>(in, offset, value, ntaps, start, out);
+    default: return tail_vectors<T, kAccumulators>(in, offset, value, ntaps, start, out);
+  }
+}
 }  // namespace detail
 
 // Values a full block of the row kernel covers.
@@ -107,16 +136,22 @@ inline void tap_sums(const T* in, const Taps<T>& taps, std::int64_t n, Emit&& em
   }
   if (j0 == n) return;
 
-  // Tail: whole vectors, then single values.
   const std::int64_t count = n - j0;
-  const std::int64_t vectors = count / L;
-  for (std::int64_t k = 0; k < vectors; ++k) {
-    V acc = V{};
-    for (std::size_t t = 0; t < ntaps; ++t)
-      acc += simd::broadcast<T>(value[t]) * simd::load<T>(in + offset[t] + j0 + k * L);
-    simd::store<T>(sums + k * L, acc);
+  if (n >= L) {
+    // Tail within reach of whole vectors: its vectors, the last one ending at n (it
+    // overlaps values summed already, identically), accumulated at once in independent
+    // registers rather than one latency-bound running sum at a time.
+    const std::int64_t vectors = (count + L - 1) / L;  // at most A
+    std::int64_t start[A];  // relative to j0; the last one may be negative
+    for (std::int64_t k = 0; k < vectors; ++k) start[k] = k * L;
+    start[vectors - 1] = count - L;
+    alignas(64) T buffer[B + L];  // value j0 + j at buffer[L + j]
+    detail::tail_dispatch<T>(vectors, in + j0, offset, value, ntaps, start, buffer + L);
+    emit(j0, static_cast<const T*>(buffer + L), count);
+    return;
   }
-  for (std::int64_t j = vectors * L; j < count; ++j) {
+  // A run shorter than one vector: single values.
+  for (std::int64_t j = 0; j < count; ++j) {
     T acc = T(0);
     for (std::size_t t = 0; t < ntaps; ++t)
       acc += value[t] * in[offset[t] + j0 + j];

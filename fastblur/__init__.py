@@ -6,13 +6,19 @@ The primitives (see :mod:`fastblur.primitives`)::
     blur_masked(image, kernels, weights)     sum_i w_i (k_i * x)     gather: SBDD
     blur_product(image, kernels, weights)    sum_i k_i * (w_i x)     scatter
     smooth_masks(object_masks, kernels)      SBDD soft weights
+    projective_blur(image, homographies)     mean_s image(H_s^-1 x): camera rotation
 
 and their batched forms :func:`blur_masked_batch` and :func:`smooth_masks_batch`.
+Their exact adjoints (:mod:`fastblur.adjoints`) are :func:`convolve_adjoint`,
+:func:`blur_masked_adjoint` and :func:`blur_product_adjoint`; :mod:`fastblur.operators`
+wraps each pair as a linear operator.
 
 Every function takes ``backend=`` (``"auto"`` by default); :func:`available_backends`
 lists what runs here and :func:`backend_info` why the others do not.
 """
+from .adjoints import blur_masked_adjoint, blur_product_adjoint, convolve_adjoint
 from .backends import available_backends, backend_info, explain
+from .projective import projective_blur, psf_field
 from .primitives import (
     blur_masked,
     blur_masked_batch,
@@ -28,10 +34,15 @@ __all__ = [
     "available_backends",
     "backend_info",
     "blur_masked",
+    "blur_masked_adjoint",
     "blur_masked_batch",
     "blur_product",
+    "blur_product_adjoint",
     "convolve",
+    "convolve_adjoint",
     "explain",
+    "projective_blur",
+    "psf_field",
     "smooth_masks",
     "smooth_masks_batch",
 ]

@@ -73,3 +73,35 @@ def relative_error(result, expected):
     scale = np.abs(expected).max()
     error = np.abs(np.asarray(result, np.float64) - expected).max()
     return error / scale if scale > 0 else error
+
+
+#: numpy.pad boundary names -> scipy.ndimage modes that extend the samples the same way.
+NDIMAGE_MODES = {"reflect": "mirror", "symmetric": "reflect", "edge": "nearest",
+                 "wrap": "grid-wrap", "constant": "grid-constant"}
+
+
+def reference_warp_sum(image, homographies, boundary="reflect", xs=None, ys=None):
+    """``mean_s image(H_s^-1 x)`` by bilinear ``scipy.ndimage.map_coordinates``, float64.
+
+    Pixel centres at integer coordinates, ``x`` = column; the output grid is the image's
+    unless ``xs``/``ys`` (1-D output coordinates) are given.
+    """
+    from scipy import ndimage
+
+    image = np.asarray(image, np.float64)
+    planes = image[..., None] if image.ndim == 2 else image
+    h, w = image.shape[:2]
+    xs = np.arange(w, dtype=np.float64) if xs is None else np.asarray(xs, np.float64)
+    ys = np.arange(h, dtype=np.float64) if ys is None else np.asarray(ys, np.float64)
+    gx, gy = np.meshgrid(xs, ys)
+    points = np.stack([gx.ravel(), gy.ravel(), np.ones(gx.size)])
+    out = np.zeros(gx.shape + planes.shape[2:])
+    for homography in homographies:
+        q = np.linalg.inv(homography) @ points
+        coords = [q[1] / q[2], q[0] / q[2]]
+        for c in range(planes.shape[2]):
+            out[..., c] += ndimage.map_coordinates(
+                planes[..., c], coords, order=1, mode=NDIMAGE_MODES[boundary], cval=0.0
+            ).reshape(gx.shape)
+    out /= len(homographies)
+    return out[..., 0] if image.ndim == 2 else out

@@ -68,3 +68,23 @@ def test_report_times_the_gpu_with_data_on_it(monkeypatch, cupy_host_kernels):
     assert "FASTBLUR_GPU_METHOD" not in os.environ and {"fft", "direct"} <= set(chosen)
     assert len(synchronised) == 8  # warm-up and one timed call, for each on-GPU row
     assert all(row["ms"] > 0 for row in results)
+
+
+def test_projective_rows_and_case():
+    from fastblur.cli.bench_cases import projective_case
+    from fastblur.kernels import camera_motion
+
+    image, homographies = projective_case(96, 128)
+    assert image.shape == (96, 128, 3) and homographies.shape == (96, 3, 3)
+    assert 0 <= image.min() and image.max() <= 1
+    centre = np.array([63.5, 47.5, 1.0])
+    path = homographies @ centre
+    path = path[:, :2] / path[:, 2:]
+    assert abs(np.ptp(path, axis=0).max() - 30) < 0.5  # about 30 px (tan is nearly linear)
+    roll = np.degrees(np.abs(np.arctan2(homographies[:, 1, 0] - homographies[:, 0, 1],
+                                        homographies[:, 0, 0] + homographies[:, 1, 1])).max())
+    assert 0.5 < roll < 0.7
+    results = bench.run(96, 128, 1, (1,), ["native"], ("projective",))
+    methods = [row["method"] for row in results]
+    assert methods[0] == "fftconvolve (65x65)" and "projective_blur[native]" in methods
+    assert any(line.endswith("faster than the cv2 warp-sum") for line in bench.warp_sum_speedups(results))

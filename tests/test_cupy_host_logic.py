@@ -323,3 +323,16 @@ def test_on_cuda_stream_enters_the_device_then_the_stream(standin_cupy, monkeypa
         assert (cupy_standin.STATE.device, cupy_standin.STATE.stream.ptr) == (1, 77)
         assert cupy_standin.STATE.stream.device_id == 1
     assert (cupy_standin.STATE.device, cupy_standin.STATE.stream.ptr) == (0, 0)
+
+
+def test_loader_device_auto_takes_cuda_where_pytorch_and_cupy_see_it(emulated_gpu, monkeypatch, caplog):
+    import logging
+
+    torch = pytest.importorskip("torch")
+    from fastblur.torch import SBDDLoader
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with caplog.at_level(logging.INFO, logger="fastblur"):
+        loader = SBDDLoader(length=4, batch_size=2, crop_size=32, kernel_size=7, seed=0)
+    assert loader.device == "cuda"
+    assert "SBDDLoader(device='auto'): pairs are formed on 'cuda': PyTorch and CuPy both see a CUDA device" in caplog.text

@@ -317,11 +317,11 @@ def test_torch_reads_jxl_inputs(tmp_path, images):
     folder.mkdir()
     for path in sorted(Path(images).glob("*.png")):
         (folder / (path.stem + ".jxl")).write_bytes(encode_image(read_image(path), "jxl"))
-    dataset = torch_module.SBDDMapDataset(2, images=str(folder), crop_size=32, kernel_size=KERNEL,
+    dataset = torch_module.SBDDMapDataset(str(folder), length=2, crop_size=32, kernel_size=KERNEL,
                                           masks="shapes", min_object_area=50, seed=0)
     blurry, sharp = dataset[1]
     assert tuple(blurry.shape) == tuple(sharp.shape) == (3, 32, 32)
-    reference = torch_module.SBDDMapDataset(2, images=str(images), crop_size=32, kernel_size=KERNEL,
+    reference = torch_module.SBDDMapDataset(str(images), length=2, crop_size=32, kernel_size=KERNEL,
                                             masks="shapes", min_object_area=50, seed=0)
     for ours, theirs in zip(dataset[1], reference[1]):  # same pixels in, same pair out
         np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))

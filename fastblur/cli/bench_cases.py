@@ -85,3 +85,23 @@ def sbdd_case(height=720, width=1280, n_kernels=6, size=65, seed=0, dtype=np.flo
     masks = object_masks((height, width), n_kernels - 1, seed)
     weights = smooth_masks(masks, kernels).astype(dtype)
     return image, kernels, weights
+
+
+def projective_case(height=720, width=1280, samples=96, extent=30.0, roll_degrees=0.6, seed=0,
+                    dtype=np.float32):
+    """The projective camera-shake workload: ``(image (H, W, 3) in [0, 1], homographies (S, 3, 3))``.
+
+    A :func:`~fastblur.kernels.camera_motion` draw of ``samples`` instants whose path at
+    the principal point spans ``extent`` pixels (the longer side of its bounding box; the
+    focal length is scaled to make it so), its roll scaled to peak at ``roll_degrees``.
+    """
+    from ..kernels.camera_motion import CameraMotion, camera_motion
+
+    image = photo((height, width, 3), dtype) / dtype(255)
+    motion = camera_motion(rng=seed, samples=samples)
+    path = motion.path(1.0, (height, width), ((width - 1) / 2, (height - 1) / 2))
+    focal_length = extent / np.ptp(path, axis=0).max()
+    rotations = motion.rotations.copy()
+    rotations[:, 2] *= np.radians(roll_degrees) / np.abs(rotations[:, 2]).max()
+    motion = CameraMotion(rotations, motion.times)
+    return image, motion.homographies(focal_length, (height, width))

@@ -88,6 +88,16 @@ def build_parser():
     kernels.add_argument("--exposure", type=float, help="generated kernels: exposure in s (default 0.5)")
     kernels.add_argument("--focal-length", type=float, help="generated kernels: focal length in px (default 1000)")
 
+    camera = parser.add_argument_group("camera")
+    camera.add_argument("--camera-model", choices=("uniform", "projective"),
+                        help="uniform: the background kernel blurs the background (default); projective: "
+                             "the spatially varying blur of a drawn camera rotation (--exposure, --focal-length)")
+    camera.add_argument("--camera-roll", type=float, help="projective: roll scale relative to yaw/pitch (default 1)")
+    camera.add_argument("--camera-roll-spread", type=float,
+                        help="projective: relative spread of the roll scale, in [0, 1) (default 0)")
+    camera.add_argument("--camera-exposure-spread", type=float,
+                        help="projective: relative spread of the exposure, in [0, 1) (default 0)")
+
     formation = parser.add_argument_group("formation model")
     formation.add_argument("--crf", choices=("gamma", "exponential", "none"), help="camera response (default gamma)")
     formation.add_argument("--gamma", "--gamma-factor", type=float, help="gamma of the response (default 2.2)")

@@ -9,10 +9,14 @@ convolution (:func:`fastblur.convolve`) does not shift the image::
                                                                        Boracchi & Foi (2012)
     linear_motion(length, angle, size=None)                            uniform linear motion
 
+:func:`camera_motion` draws the camera's rotation itself (yaw, pitch and roll): a
+:class:`CameraMotion` whose homographies feed :func:`fastblur.projective_blur`.
+
 Files: :func:`load` / :func:`save` (``.mat`` key ``K`` as the SBDD kernel files, ``.npy``,
 ``.png``), :func:`load_list` for SBDD list files. ``fastblur-kernels`` writes datasets.
 """
 from .shake import camera_shake
+from .camera_motion import CameraMotion, camera_motion
 from .contact_sheet import contact_sheet
 from .io import KernelList, load, load_list, save, save_list
 from .linear import linear_motion
@@ -20,7 +24,9 @@ from .measure import centroid, extent, nonzero_taps
 from .trajectory import trajectory_kernel
 
 __all__ = [
+    "CameraMotion",
     "KernelList",
+    "camera_motion",
     "camera_shake",
     "centroid",
     "contact_sheet",

@@ -157,9 +157,15 @@ def camera_shake_trajectory(exposure=0.5, focal_length=1000, rng=None):
     return _draw_points(exposure, focal_length, as_rng(rng))
 
 
-def _draw_points(exposure, focal_length, rng):
+def _segments(exposure):
+    """Number of segments the exposure is sampled in, and their duration (s)."""
     segments = max(MIN_SEGMENTS, int(math.ceil(exposure * SAMPLE_RATE)))
-    dt = exposure / segments
+    return segments, exposure / segments
+
+
+def _draw_angles(exposure, rng):
+    """Yaw and pitch (rad), shape ``(segments + 1, 2)``, at the instants ``k dt``."""
+    segments, dt = _segments(exposure)
     f0 = rng.uniform(*TREMOR_BAND)
     unsteadiness = math.exp(UNSTEADINESS_SIGMA * rng.standard_normal())
     noise = rng.standard_normal((2, 2 * (segments + 1) + 2))
@@ -167,7 +173,11 @@ def _draw_points(exposure, focal_length, rng):
         noise, dt, f0, unsteadiness * TREMOR_RMS, unsteadiness * DRIFT_RMS_VELOCITY,
         DRIFT_CORNER,
     )
-    return focal_length * np.tan(angles)
+    return angles
+
+
+def _draw_points(exposure, focal_length, rng):
+    return focal_length * np.tan(_draw_angles(exposure, rng))
 
 
 def camera_shake(size=65, exposure=0.5, focal_length=1000, rng=None):

@@ -5,6 +5,7 @@
     synthesize_pair(sharp, kernels, object_masks, ...)   one pair (PairResult)
     generate(DatasetConfig(...))                          a dataset on disk (fastblur-gen)
     CropSampler(config).batch(indices, device="cuda")     random crop pairs, formed in a batch
+    synthesize_pair(..., camera=draw_camera(rng))         the projective camera model
 
 The formation model is DESIGN's "The SBDD formation model"; kernels are given as stored
 for the reference generator (applied by correlation), see :func:`synthesize_pair`.
@@ -13,6 +14,7 @@ Mask readers live in :mod:`fastblur.sbdd.masks`, kernel sources in
 cache) in :mod:`fastblur.sbdd.codecs`, per-stage timings in :mod:`fastblur.sbdd.timings`.
 """
 from .formation import NoiseConfig, SaturationConfig, StreakConfig, quantize
+from .camera import ProjectiveCamera, draw_camera
 from .pair import PairResult, synthesize_pair
 
 __all__ = [
@@ -22,9 +24,11 @@ __all__ = [
     "GenerateSummary",
     "NoiseConfig",
     "PairResult",
+    "ProjectiveCamera",
     "SaturationConfig",
     "RecipeBatch",
     "StreakConfig",
+    "draw_camera",
     "form_batch",
     "generate",
     "load_config",

@@ -49,9 +49,9 @@ def _count(low, high=None):
     return check
 
 
-def _real(low, low_inclusive=True):
+def _real(low, low_inclusive=True, high=None):
     def check(value, name):
-        check_real(value, name, low, low_inclusive=low_inclusive)
+        check_real(value, name, low, high, low_inclusive=low_inclusive)
         return value  # as given: args.json keeps the user's numbers
     return check
 
@@ -71,11 +71,13 @@ FIELD_RULES = (
     (("format",), _choice(FORMATS)),
     (("png_compression",), _choice(PNG_COMPRESSIONS)),
     (("crf",), _choice(("gamma", "exponential", "none"))),
+    (("camera_model",), _choice(("uniform", "projective"))),
+    (("camera_exposure_spread", "camera_roll_spread"), _real(0, high=0.999)),
     (("backend",), lambda value, name: check_instance(value, str, name, optional=False)),
     (("min_image_size", "seed", "min_object_area", "max_objects", "min_streaks", "count"), _count(0)),
     (("n_images", "kernel_size", "max_streaks", "preview_count", "workers"), _count(1)),
     (("quality",), _count(0, 100)),
-    (("score_threshold", "exposure", "focal_length", "jitter_illumination", "min_sat_increment",
+    (("score_threshold", "exposure", "focal_length", "jitter_illumination", "min_sat_increment", "camera_roll",
       "max_sat_increment", "min_saturated_fraction", "noise_std", "poisson_peak"), _real(0)),
     (("gamma", "exponential_factor"), _real(0, low_inclusive=False)),
     (("random_masks", "augment_illumination", "random_white_streaks", "saturation_streaks",
@@ -113,6 +115,12 @@ class DatasetConfig:
     Kernels
         ``kernels`` (``"generated"`` or a list file / folder), ``kernels_root``,
         ``kernel_size``, ``exposure``, ``focal_length``.
+    Camera
+        ``camera_model`` (``uniform``: the background kernel; ``projective``: the
+        projective field of a drawn camera rotation, :mod:`fastblur.sbdd.camera`, with
+        ``exposure`` and ``focal_length``), ``camera_roll`` (roll scale relative to yaw
+        and pitch), ``camera_roll_spread`` and ``camera_exposure_spread`` (relative
+        spreads in [0, 1)).
     Formation
         ``crf`` (``gamma``/``exponential``/``none``), ``gamma``, ``exponential_factor``,
         ``augment_illumination``, ``jitter_illumination``; streaks
@@ -157,6 +165,10 @@ class DatasetConfig:
     kernel_size: int = 65
     exposure: float = 0.5
     focal_length: float = 1000.0
+    camera_model: str = "uniform"
+    camera_roll: float = 1.0
+    camera_roll_spread: float = 0.0
+    camera_exposure_spread: float = 0.0
 
     crf: str = "gamma"
     gamma: float = 2.2

@@ -37,6 +37,8 @@ from .._atomic import remove_temporaries, write_atomic
 from .._memory import keep_freed_memory
 from .codecs import DecodedCache, check_format, decode_image, encode_image
 from .config import RUN_ONLY_FIELDS, DatasetConfig, pinned_backend
+from ..projective import psf_field
+from .camera import draw_camera
 from .pair import synthesize_pair
 from .sources import CACHE_BYTES, PairInputs, segment_missing
 from .timings import StageTimer
@@ -260,7 +262,8 @@ class PairMaker(PairInputs):
         source_index, variant = pair_location(index, len(self.sources), config.n_images)
         source = self.sources[source_index]
         name, blurry_path, sharp_path = pair_paths(config, source, variant)
-        mask_seed, kernel_seed, formation_seed = np.random.SeedSequence([config.seed, index]).spawn(3)
+        # spawn(4)[:3] are spawn(3): the uniform model's streams do not change.
+        mask_seed, kernel_seed, formation_seed, camera_seed = np.random.SeedSequence([config.seed, index]).spawn(4)
         timer = self.timer
         with timer.stage("read"):
             image = self.image(source_index)
@@ -275,7 +278,9 @@ class PairMaker(PairInputs):
         with timer.stage("synthesis"):
             rng = np.random.default_rng(formation_seed)
             gain = self.illumination_gain(rng)
-            result = synthesize_pair(image, kernels, masks, illumination_gain=gain, rng=rng, **self.options)
+            camera = self.camera(np.random.default_rng(camera_seed))
+            result = synthesize_pair(image, kernels, masks, illumination_gain=gain, rng=rng, camera=camera,
+                                     **self.options)
             blurry, sharp = result.to_uint8()
         params = result.params
         out = config.out if config.out is not None else "."
@@ -297,7 +302,20 @@ class PairMaker(PairInputs):
             "saturation_boost_in_blurry": params["saturation_boost_in_blurry"],
             "streaks": len(params["streaks"]),
         }
+        if camera != "uniform":
+            record["camera"] = params["camera"]
+            # the preview shows the camera's PSF field (3 x 3, as stored kernels)
+            field = psf_field(camera.homographies(image.shape), image.shape, (3, 3), config.kernel_size)
+            kernels = np.ascontiguousarray(field.reshape(-1, *field.shape[2:])[:, ::-1, ::-1])
         return record, blurry, sharp, result, kernels
+
+    def camera(self, rng):
+        """``'uniform'``, or a :class:`~fastblur.sbdd.camera.ProjectiveCamera` drawn from ``rng``."""
+        config = self.config
+        if config.camera_model == "uniform":
+            return "uniform"
+        return draw_camera(rng, config.exposure, config.focal_length, config.camera_roll,
+                           config.camera_exposure_spread, config.camera_roll_spread)
 
     def run(self, index, preview=False, write=True):
         """Make (and write) pair ``index``; never raises for a bad input.
@@ -366,9 +384,10 @@ def _check_settings(config):
     except (OSError, ValueError):
         return
     current = config.to_dict()
+    defaults = DatasetConfig().to_dict()  # settings added since an older run count as their default
     differing = sorted(
         key for key in set(previous) | set(current)
-        if key not in RUN_ONLY_FIELDS and previous.get(key) != current.get(key)
+        if key not in RUN_ONLY_FIELDS and previous.get(key, defaults.get(key)) != current.get(key)
     )
     if differing:
         raise ValueError(

@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import _validation
 from . import formation
+from .camera import ProjectiveCamera, camera_kernels
 from .pipeline import PairDraws, check_options, form, valid_offset
 
 __all__ = ["PairResult", "synthesize_pair", "valid_offset"]
@@ -74,6 +75,7 @@ def synthesize_pair(
     noise=None,
     rng=None,
     backend="auto",
+    camera="uniform",
 ):
     """Synthesise one SBDD blurry/sharp pair (DESIGN, "The SBDD formation model").
 
@@ -121,6 +123,14 @@ def synthesize_pair(
         ``4 u``) if it applies.
     backend : str, optional
         Passed to :func:`fastblur.smooth_masks` and :func:`fastblur.blur_masked`.
+    camera : 'uniform' or ProjectiveCamera, optional
+        ``'uniform'`` (the reference's model): ``kernels[0]`` blurs the background.
+        A :class:`~fastblur.sbdd.camera.ProjectiveCamera`: its projective field
+        (:func:`fastblur.projective_blur`) blurs the background, each object's kernel is
+        convolved with the camera's PSF at the object's centroid, and ``kernels[0]`` is
+        replaced by the camera's PSF at the principal point for the soft weights (see
+        :mod:`fastblur.sbdd.camera` for these approximations). ``params["camera"]`` is
+        its record.
 
     Returns
     -------
@@ -187,8 +197,12 @@ def synthesize_pair(
     gain = 1.0 if illumination_gain is None else _validation.check_real(
         illumination_gain, "illumination_gain", 0.0, low_inclusive=False
     )
+    projective = _check_camera(camera)
+    if projective is not None:
+        kernels = camera_kernels(kernels, masks, projective, image.shape[:2])
     draws = PairDraws(np.random.default_rng(rng), options["streaks"])
-    formed = form(image[None], kernels[None], masks[None], [gain], draws, batched=False, backend=backend, **options)
+    formed = form(image[None], kernels[None], masks[None], [gain], draws, batched=False, backend=backend,
+                  camera=projective, **options)
     blurry, target = formed.blurry[0], formed.sharp[0]
     noise = options["noise"]
     params = dict(
@@ -202,9 +216,22 @@ def synthesize_pair(
         streaks=[list(s) for s in draws.streaks],
         noise=None if noise is None else dict(poisson_peak=noise.poisson_peak, gaussian_std=noise.gaussian_std),
     )
+    if projective is not None:
+        params["camera"] = projective.record()
     if was_2d:
         blurry, target = blurry[:, :, 0], target[:, :, 0]
     return PairResult(blurry=blurry, sharp=target, weights=formed.weights[0], params=params)
+
+
+def _check_camera(camera):
+    """None for the uniform model, the ProjectiveCamera itself for the projective one."""
+    if isinstance(camera, ProjectiveCamera):
+        return camera
+    if camera == "uniform":
+        return None
+    if isinstance(camera, str):
+        raise ValueError(f"camera must be 'uniform' or a ProjectiveCamera, got {camera!r}")
+    raise TypeError(f"camera must be 'uniform' or a ProjectiveCamera, got {type(camera).__name__}")
 
 
 def _drawn(factor):

@@ -22,6 +22,7 @@ import numpy as np
 from .._array_module import get_array_module
 from .._validation import check_instance
 from ..primitives import blur_masked, blur_masked_batch, smooth_masks, smooth_masks_batch
+from ..projective import projective_blur
 from . import formation
 from .formation import NoiseConfig, SaturationConfig, StreakConfig
 
@@ -136,8 +137,21 @@ def _primitives(batched, backend):
             lambda x, k, w: blur_masked(x[0], k[0], w[0], backend=backend)[None])
 
 
+def _projective_blur_step(source, kernels, weights, camera, backend):
+    """``W_0 * P(L) + sum_{i >= 1} W_i (K_i * L)`` for a batch of one: ``P`` the projective
+    blur of ``camera`` on the ``valid`` grid of the stored kernels' frame."""
+    image = source[0]
+    top, left = valid_offset(kernels.shape[2:])
+    height, width = weights.shape[2:]
+    background = projective_blur(image, camera.homographies(image.shape), backend=backend)
+    blurry = weights[0, 0][..., None] * background[top:top + height, left:left + width]
+    if kernels.shape[1] > 1:
+        blurry += blur_masked(image, kernels[0, 1:], weights[0, 1:], backend=backend)
+    return blurry[None]
+
+
 def form(images, kernels, masks, gains, draws, *, crf="gamma", gamma=2.2, exponential_factor=7.0,
-         saturation=None, noise=None, streaks=None, batched=True, backend="auto"):
+         saturation=None, noise=None, streaks=None, batched=True, backend="auto", camera=None):
     """Form the pairs of a batch (DESIGN, "The SBDD formation model"), deterministically
     but for ``draws``.
 
@@ -158,6 +172,9 @@ def form(images, kernels, masks, gains, draws, *, crf="gamma", gamma=2.2, expone
     batched : bool
         Blur with the batch primitives, or (a batch of one) with the one-image ones.
     backend : str
+    camera : fastblur.sbdd.camera.ProjectiveCamera, optional
+        A batch of one only: its projective field blurs the background and ``kernels``
+        are the ones :func:`~fastblur.sbdd.camera.camera_kernels` made; None: uniform.
 
     Returns
     -------
@@ -186,7 +203,12 @@ def form(images, kernels, masks, gains, draws, *, crf="gamma", gamma=2.2, expone
     channels = linear.shape[3]
     in_blurry = kept & bool(saturation is not None and saturation.boost_in_blurry)
     source = xp.concatenate([linear, mask], axis=3) if in_blurry.any() else linear
-    blurry = blur(source, conv_kernels, weights)
+    if camera is None:
+        blurry = blur(source, conv_kernels, weights)
+    else:
+        if len(images) != 1:
+            raise ValueError("a projective camera blurs one pair at a time (a batch of one)")
+        blurry = _projective_blur_step(source, conv_kernels, weights, camera, backend)
     if in_blurry.any():
         blurry, blurred_mask = xp.ascontiguousarray(blurry[..., :channels]), blurry[..., channels:]
     if noise is not None:

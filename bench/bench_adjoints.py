@@ -1,0 +1,114 @@
+"""720p, six 65x65 motion PSFs, SBDD-like weights: adjoints and gradients against their
+forwards and against deepinv's SpaceVaryingBlur, one thread.
+
+Targets (issue 14): the adjoint <= 1.5x the forward; forward + adjoint >= 100x faster than
+deepinv's SpaceVaryingBlur on the same case (deepinv optional; it is timed on a 360x640
+crop with two rounds, fastblur on the same crop in the same group); the backward of
+``fastblur.torch.blur_masked`` <= 3x its forward.
+
+``pytest bench/bench_adjoints.py --benchmark-only`` (``--benchmark-timer time.process_time``
+gives CPU times, steadier on a shared machine).
+"""
+import numpy as np
+import pytest
+
+import fastblur
+from fastblur.cli.bench_cases import sbdd_case
+
+
+@pytest.fixture(scope="module")
+def case():
+    image, kernels, weights = sbdd_case(720, 1280)
+    return image, kernels, weights, fastblur.blur_masked(image, kernels, weights)
+
+
+@pytest.mark.benchmark(group="adjoint-sbdd-720p-6x65")
+def bench_blur_masked_forward(benchmark, case):
+    image, kernels, weights, _ = case
+    benchmark(fastblur.blur_masked, image, kernels, weights)
+
+
+@pytest.mark.benchmark(group="adjoint-sbdd-720p-6x65")
+def bench_blur_masked_adjoint(benchmark, case):
+    _, kernels, weights, blurry = case
+    benchmark(fastblur.blur_masked_adjoint, blurry, kernels, weights)
+
+
+@pytest.mark.benchmark(group="adjoint-uniform-720p-6x65")
+def bench_blur_product_forward(benchmark, case):
+    image, kernels, _, _ = case
+    weights = np.full((6,) + image.shape[:2], 1 / 6, np.float32)
+    benchmark(fastblur.blur_product, image, kernels, weights)
+
+
+@pytest.mark.benchmark(group="adjoint-uniform-720p-6x65")
+def bench_blur_product_adjoint(benchmark, case):
+    image, kernels, _, _ = case
+    weights = np.full((6,) + image.shape[:2], 1 / 6, np.float32)
+    blurry = fastblur.blur_product(image, kernels, weights)
+    benchmark(fastblur.blur_product_adjoint, blurry, kernels, weights)
+
+
+@pytest.fixture(scope="module")
+def crop():
+    """The same case at 360x640 (deepinv takes seconds a call at 720p)."""
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    image, kernels, weights = sbdd_case(360, 640)
+    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+    return x, torch.from_numpy(kernels), torch.from_numpy(weights)
+
+
+@pytest.mark.benchmark(group="forward+adjoint-sbdd-360p-6x65")
+def bench_fastblur_forward_adjoint(benchmark, crop):
+    import fastblur.torch as ft
+
+    x, kernels, weights = crop
+    physics = ft.SpaceVaryingBlur(kernels, weights, mode="valid")
+    benchmark(lambda: physics.A_adjoint(physics.A(x)))
+
+
+@pytest.mark.benchmark(group="forward+adjoint-sbdd-360p-6x65")
+def bench_deepinv_forward_adjoint(benchmark, crop):
+    deepinv = pytest.importorskip("deepinv")
+    x, kernels, weights = crop
+    physics = deepinv.physics.SpaceVaryingBlur(
+        filters=kernels[None, None].expand(1, 3, -1, -1, -1),
+        multipliers=weights[None, None].expand(1, 3, -1, -1, -1),
+        padding="valid", mask_first=False)
+    benchmark.pedantic(lambda: physics.A_adjoint(physics.A(x)), rounds=2, iterations=1)
+
+
+@pytest.fixture(scope="module")
+def tensors(case):
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    image, kernels, weights, _ = case
+    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+    return x, torch.from_numpy(kernels), torch.from_numpy(weights)
+
+
+@pytest.mark.benchmark(group="torch-blur_masked-720p-6x65")
+def bench_torch_forward(benchmark, tensors):
+    import fastblur.torch as ft
+
+    x, kernels, weights = tensors
+    benchmark(ft.blur_masked, x, kernels, weights)
+
+
+@pytest.mark.benchmark(group="torch-blur_masked-720p-6x65")
+@pytest.mark.parametrize("wrt", ["image", "image+weights", "image+weights+kernels"])
+def bench_torch_backward(benchmark, tensors, wrt):
+    """The backward pass alone (the forward is taken outside the timing)."""
+    import fastblur.torch as ft
+
+    x, kernels, weights = (t.detach().clone() for t in tensors)
+    leaves = {"image": x, "weights": weights, "kernels": kernels}
+    for name in wrt.split("+"):
+        leaves[name].requires_grad_()
+
+    def setup():
+        out = ft.blur_masked(x, kernels, weights)
+        return (out, out.detach()), {}  # backward of <out, out>: an output gradient of out's size
+
+    benchmark.pedantic(lambda out, grad: out.backward(grad), setup=setup, rounds=5, iterations=1)

@@ -1,0 +1,539 @@
+"""Differentiable primitives for PyTorch: ``(B, C, H, W)`` tensors, CPU or CUDA.
+
+Public through :mod:`fastblur.torch`. The forward passes and the gradients with respect
+to the image are the fastblur primitives and their exact adjoints
+(:mod:`fastblur.adjoints`), run per batch item on the tensors' memory (CUDA tensors go
+through CuPy, on PyTorch's current stream). Gradients with respect to
+
+- the weights are one convolution (``blur_masked``) or one adjoint convolution
+  (``blur_product``) per kernel, multiplied by the output gradient or the image;
+- the kernels are ``valid`` correlations of an image-sized map with another (the
+  extended image with the weighted output gradient, or the extended weighted image with
+  the output gradient), cropped to the kernel: computed with ``torch.fft``, since a
+  kernel-sized output of image-sized inputs is what FFTs do best.
+
+Each function also has a differentiable adjoint (``*_adjoint``), for unrolled
+networks and :class:`SpaceVaryingBlur`.
+"""
+import functools
+
+import numpy as np
+import scipy.fft
+import torch
+from torch.autograd.function import once_differentiable
+
+from . import _geometry, _validation
+from .adjoints import blur_masked_adjoint as _blur_masked_adjoint
+from .adjoints import blur_product_adjoint as _blur_product_adjoint
+from .adjoints import convolve_adjoint as _convolve_adjoint
+from .primitives import blur_masked as _blur_masked
+from .primitives import blur_product as _blur_product
+from .primitives import convolve as _convolve
+
+__all__ = [
+    "SpaceVaryingBlur",
+    "blur_masked",
+    "blur_masked_adjoint",
+    "blur_product",
+    "blur_product_adjoint",
+    "convolve",
+    "convolve_adjoint",
+]
+
+
+# --- per-item operations on (H, W, C) tensors -------------------------------------------
+
+def _channels_last(tensor):
+    return tensor.permute(1, 2, 0).contiguous()  # one transposing copy, not one per backend call
+
+
+def _channels_first(tensor):
+    return tensor.permute(2, 0, 1)
+
+
+class _Operation:
+    """One primitive: forward, adjoint and the parameter gradients of one batch item.
+
+    ``kernels`` are ``(N, kh, kw)``; ``weights`` ``(N, gh, gw)`` or None (convolve).
+    Images are ``(C, H, W)`` tensors.
+    """
+
+    def __init__(self, forward, adjoint, weighted_output):
+        self._forward, self._adjoint = forward, adjoint
+        self.weighted_output = weighted_output  # weights on the output grid (gather form)
+
+    def _call(self, function, image, kernels, weights, options):
+        args = (kernels[0],) if weights is None else (kernels, weights)
+        return _channels_first(function(_channels_last(image), *args, **options))
+
+    def forward(self, image, kernels, weights, options):
+        return self._call(self._forward, image, kernels, weights, options)
+
+    def adjoint(self, output, kernels, weights, options):
+        return self._call(self._adjoint, output, kernels, weights, options)
+
+    def weight_grad(self, image, grad, kernels, options):
+        """``d<A x, g>/dw``, shape ``(N, gh, gw)``."""
+        if self.weighted_output:  # sum_c g ⊙ (k_i * x)
+            blurs = [_convolve(_channels_last(image), k, **options) for k in kernels]
+            return torch.stack([(_channels_first(b) * grad).sum(0) for b in blurs])
+        spread = [_convolve_adjoint(_channels_last(grad), k, **options) for k in kernels]
+        return torch.stack([(_channels_first(s) * image).sum(0) for s in spread])
+
+
+_OPERATIONS = {
+    "convolve": _Operation(_convolve, _convolve_adjoint, weighted_output=True),
+    "blur_masked": _Operation(_blur_masked, _blur_masked_adjoint, weighted_output=True),
+    "blur_product": _Operation(_blur_product, _blur_product_adjoint, weighted_output=False),
+}
+
+
+# --- kernel gradients ---------------------------------------------------------------------
+
+def _extend(tensor, kernel_hw, mode, boundary):
+    """:func:`fastblur._geometry.extend` of the last two axes of a tensor."""
+    (top, bottom), (left, right) = _geometry.pad_widths(kernel_hw, mode)
+    if mode == "valid" or not (top or bottom or left or right):
+        return tensor
+    if boundary == "constant":
+        return torch.nn.functional.pad(tensor, (left, right, top, bottom))
+    rows = np.pad(np.arange(tensor.shape[-2]), (top, bottom), mode=boundary)
+    cols = np.pad(np.arange(tensor.shape[-1]), (left, right), mode=boundary)
+    device = tensor.device
+    tensor = tensor.index_select(-2, torch.as_tensor(rows, device=device))
+    return tensor.index_select(-1, torch.as_tensor(cols, device=device))
+
+
+def _rows_cols(tensor):
+    """Index ranges ``(r0, r1, c0, c1)`` of the non-zero rows and columns of a
+    ``(B, C, H, W)`` tensor, or None where it is zero."""
+    nonzero = (tensor != 0).flatten(0, -3).any(0)
+    rows = torch.nonzero(nonzero.any(1)).flatten().tolist()
+    if not rows:
+        return None
+    cols = torch.nonzero(nonzero.any(0)).flatten().tolist()
+    return rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+
+
+def _correlation_lags(extended, grad, kernel_hw):
+    """``sum_c sum_p grad[p] extended[p + r]`` for ``r`` in ``[0, kh) x [0, kw)``, shape
+    (B, kh, kw), over the outputs ``p`` where both can be non-zero (an SBDD object's box).
+
+    A circular correlation of size >= the extended crop has no wrap-around at these lags.
+    """
+    kh, kw = kernel_hw
+    box_grad, box_map = _rows_cols(grad), _rows_cols(extended)
+    if box_grad is None or box_map is None:
+        return grad.new_zeros((grad.shape[0], kh, kw))
+    r0, r1 = max(box_grad[0], box_map[0] - kh + 1), min(box_grad[1], box_map[1])
+    c0, c1 = max(box_grad[2], box_map[2] - kw + 1), min(box_grad[3], box_map[3])
+    if r0 >= r1 or c0 >= c1:
+        return grad.new_zeros((grad.shape[0], kh, kw))
+    grad = grad[..., r0:r1, c0:c1]
+    extended = extended[..., r0 : r1 + kh - 1, c0 : c1 + kw - 1]
+    size = tuple(scipy.fft.next_fast_len(n, real=True) for n in extended.shape[-2:])
+    product = torch.fft.rfft2(grad, s=size).conj()
+    product *= torch.fft.rfft2(extended, s=size)
+    return torch.fft.irfft2(product.sum(1), s=size)[..., :kh, :kw]
+
+
+def _kernel_grad(extended, grad, kernel_hw):
+    """``flip(sum_c corr_valid(extended, grad))``: the gradient of a ``valid`` convolution
+    with respect to its kernel.
+
+    Parameters
+    ----------
+    extended : Tensor, shape (B, Nu, C, He, We)
+        The convolved maps (``Nu`` is 1 or ``N``).
+    grad : Tensor, shape (B, Ng, C, He - kh + 1, We - kw + 1)
+        The output gradients (``Ng`` is 1 or ``N``).
+
+    Returns
+    -------
+    Tensor, shape (B, N, kh, kw)
+    """
+    count = max(extended.shape[1], grad.shape[1])
+    lags = [_correlation_lags(extended[:, min(i, extended.shape[1] - 1)], grad[:, min(i, grad.shape[1] - 1)],
+                              kernel_hw) for i in range(count)]  # one kernel at a time: B * C maps in memory
+    return torch.stack(lags, 1).flip(-2, -1)
+
+
+def _gradients(operation, image, grad, kernels, weights, options, needs):
+    """``(d_image, d_kernels, d_weights)`` of ``<A(kernels, weights) image, grad>``.
+
+    Batched tensors: ``image (B, C, H, W)``, ``grad (B, C, Ho, Wo)``, ``kernels
+    (B, N, kh, kw)``, ``weights (B, N, gh, gw)`` or None. ``needs`` says which to compute
+    (the others are None).
+    """
+    op = _OPERATIONS[operation]
+    d_image = d_kernels = d_weights = None
+    if needs[0]:
+        d_image = torch.stack([op.adjoint(g, k, w, options) for g, k, w in _items(grad, kernels, weights)])
+    if needs[2] and weights is not None:
+        d_weights = torch.stack([op.weight_grad(x, g, k, options)
+                                 for x, g, k in zip(image, grad, kernels)])
+    if needs[1]:
+        kernel_hw = kernels.shape[-2:]
+        mode, boundary = options["mode"], options["boundary"]
+        if op.weighted_output:  # corr(E x, w_i ⊙ g)
+            extended = _extend(image, kernel_hw, mode, boundary)[:, None]
+            weighted = grad[:, None] if weights is None else weights[:, :, None] * grad[:, None]
+            d_kernels = _kernel_grad(extended, weighted, kernel_hw)
+        else:  # corr(E(w_i ⊙ x), g)
+            extended = _extend(weights[:, :, None] * image[:, None], kernel_hw, mode, boundary)
+            d_kernels = _kernel_grad(extended, grad[:, None], kernel_hw)
+    return d_image, d_kernels, d_weights
+
+
+def _items(tensor, kernels, weights):
+    return zip(tensor, kernels, [None] * len(tensor) if weights is None else weights)
+
+
+class _Forward(torch.autograd.Function):
+    """``A(kernels, weights) image`` for a batch."""
+
+    @staticmethod
+    def forward(ctx, image, kernels, weights, operation, options):
+        ctx.save_for_backward(image, kernels, weights)
+        ctx.operation, ctx.options = operation, options
+        op = _OPERATIONS[operation]
+        return torch.stack([op.forward(x, k, w, options) for x, k, w in _items(image, kernels, weights)])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        image, kernels, weights = ctx.saved_tensors
+        needs = ctx.needs_input_grad[:3]
+        return _gradients(ctx.operation, image, grad.contiguous(), kernels, weights, ctx.options,
+                          needs) + (None, None)
+
+
+class _Adjoint(torch.autograd.Function):
+    """``A(kernels, weights)ᵀ output`` for a batch.
+
+    With ``x = Aᵀ y``: ``<Aᵀ y, g> = <y, A g>``, so the gradient with respect to ``y`` is
+    ``A g`` and those with respect to the parameters are the forward's with image ``g``
+    and output gradient ``y``.
+    """
+
+    @staticmethod
+    def forward(ctx, output, kernels, weights, operation, options):
+        ctx.save_for_backward(output, kernels, weights)
+        ctx.operation, ctx.options = operation, options
+        op = _OPERATIONS[operation]
+        return torch.stack([op.adjoint(y, k, w, options) for y, k, w in _items(output, kernels, weights)])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        output, kernels, weights = ctx.saved_tensors
+        needs = ctx.needs_input_grad[:3]
+        op = _OPERATIONS[ctx.operation]
+        grad = grad.contiguous()
+        d_output = None
+        if needs[0]:
+            d_output = torch.stack([op.forward(g, k, w, ctx.options) for g, k, w in _items(grad, kernels, weights)])
+        _, d_kernels, d_weights = _gradients(ctx.operation, grad, output, kernels, weights, ctx.options,
+                                             (False,) + tuple(needs[1:]))
+        return d_output, d_kernels, d_weights, None, None
+
+
+# --- argument checks ------------------------------------------------------------------------
+
+def _check_tensor(value, name):
+    """A 4-D float32/float64 ``(B, C, H, W)`` tensor."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor (B, C, H, W), got {type(value).__name__}")
+    if value.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{name} must be float32 or float64, got {value.dtype}")
+    if value.ndim != 4:
+        raise ValueError(f"{name} must be 4-D (B, C, H, W), got shape {tuple(value.shape)}")
+    if 0 in value.shape:
+        raise ValueError(f"{name} must not be empty, got shape {tuple(value.shape)}")
+    return value
+
+
+def _as_parameter(value, like, name):
+    """``value`` as a tensor of ``like``'s dtype on its device (differentiably)."""
+    if isinstance(value, torch.Tensor):
+        if value.device != like.device:
+            raise ValueError(f"{name} is on {value.device}, the image on {like.device}: move it first")
+        if value.dtype.is_complex or not (value.dtype.is_floating_point or value.dtype in _INTEGERS):
+            raise TypeError(f"{name} must be a real numeric tensor, got {value.dtype}")
+        return value.to(like.dtype)
+    array = _validation.as_numeric_array(value, name)
+    return torch.as_tensor(np.asarray(array), dtype=like.dtype, device=like.device)
+
+
+_INTEGERS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def _batched(value, batch, plain_ndim, layout, name):
+    """A stack shared by the batch (``plain_ndim`` dims) or one per item, as ``(B, ...)``."""
+    if value.ndim == plain_ndim:
+        return value.expand((batch,) + tuple(value.shape))
+    if value.ndim == plain_ndim + 1 and value.shape[0] == batch:
+        return value
+    raise ValueError(f"{name} must be {layout} or (B = {batch}, {layout[1:]}, got shape {tuple(value.shape)}")
+
+
+def _check_options(mode, boundary, backend):
+    _validation.check_mode(mode)
+    _validation.check_boundary(boundary)
+    if not isinstance(backend, str):
+        raise TypeError(f"backend must be a string, got {backend!r}")
+    return {"mode": mode, "boundary": boundary, "backend": backend}
+
+
+def _check_grid(weights, expected, grid):
+    if tuple(weights.shape[-2:]) != tuple(expected):
+        raise ValueError(
+            f"weights must have spatial shape {tuple(expected)} (one map per kernel, on the "
+            f"{grid} grid), got shape {tuple(weights.shape)}"
+        )
+
+
+def _arguments(tensor, name, kernels, weights, mode, boundary, backend, operation, adjoint):
+    """Checked batched arguments ``(tensor, kernels, weights, options)`` for ``operation``."""
+    tensor = _check_tensor(tensor, name)
+    options = _check_options(mode, boundary, backend)
+    batch, spatial = tensor.shape[0], tuple(tensor.shape[-2:])
+    if operation == "convolve":
+        kernels = _batched(_as_parameter(kernels, tensor, "kernel"), batch, 2, "(kh, kw)", "kernel")[:, None]
+    else:
+        kernels = _batched(_as_parameter(kernels, tensor, "kernels"), batch, 3, "(N, kh, kw)", "kernels")
+    kernel_hw = tuple(kernels.shape[-2:])
+    if 0 in kernels.shape:
+        raise ValueError(f"kernels must not be empty, got shape {tuple(kernels.shape)}")
+    if adjoint:
+        from .adjoints import input_shape
+
+        image_hw = input_shape(spatial, kernel_hw, mode, name)
+    else:
+        _validation.check_fits(spatial, kernel_hw, mode, "kernels")
+        image_hw = spatial
+    if weights is not None:
+        weights = _batched(_as_parameter(weights, tensor, "weights"), batch, 3, "(N, gh, gw)", "weights")
+        if weights.shape[1] != kernels.shape[1]:
+            raise ValueError(f"weights must hold one map per kernel ({kernels.shape[1]}), "
+                             f"got shape {tuple(weights.shape)}")
+        if operation == "blur_masked":
+            _check_grid(weights, _geometry.output_shape(image_hw, kernel_hw, mode), "output")
+        else:
+            _check_grid(weights, image_hw, "input")
+    return tensor, kernels, weights, options
+
+
+def _public(operation, adjoint=False):
+    """The public function of ``operation`` (or of its adjoint)."""
+    function = _Adjoint if adjoint else _Forward
+    name = "y" if adjoint else "image"
+
+    def apply(tensor, kernels, weights, mode, boundary, backend):
+        tensor, kernels, weights, options = _arguments(
+            tensor, name, kernels, weights, mode, boundary, backend, operation, adjoint)
+        return function.apply(tensor, kernels, weights, operation, options)
+
+    return apply
+
+
+_apply = {(op, adj): _public(op, adj) for op in _OPERATIONS for adj in (False, True)}
+
+
+# --- public functions ---------------------------------------------------------------------
+
+def convolve(image, kernel, mode="same", boundary="reflect", backend="auto"):
+    """Differentiable :func:`fastblur.convolve` of a batch of channels-first images.
+
+    Parameters
+    ----------
+    image : Tensor, shape (B, C, H, W), float32 or float64
+        On the CPU or a CUDA device (CUDA needs CuPy).
+    kernel : Tensor or array_like, shape (kh, kw) or (B, kh, kw)
+        Shared by the batch, or one per item; cast to the image's dtype.
+    mode : {'same', 'full', 'valid'}, optional
+    boundary : {'reflect', 'constant', 'edge', 'symmetric', 'wrap'}, optional
+    backend : str, optional
+
+    Returns
+    -------
+    Tensor, shape (B, C, Ho, Wo)
+        Differentiable with respect to ``image`` and ``kernel``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`fastblur.convolve`; a non-tensor or non-float ``image``, tensors on
+        different devices.
+
+    Examples
+    --------
+    >>> import torch, fastblur.torch
+    >>> image = torch.rand(2, 3, 32, 24, dtype=torch.float64, requires_grad=True)
+    >>> kernel = torch.full((5, 5), 1 / 25, dtype=torch.float64, requires_grad=True)
+    >>> fastblur.torch.convolve(image, kernel).square().sum().backward()
+    >>> image.grad.shape, kernel.grad.shape
+    (torch.Size([2, 3, 32, 24]), torch.Size([5, 5]))
+    """
+    return _apply["convolve", False](image, kernel, None, mode, boundary, backend)
+
+
+def blur_masked(image, kernels, weights, mode="valid", boundary="reflect", backend="auto"):
+    """Differentiable :func:`fastblur.blur_masked` (``sum_i w_i ⊙ (k_i * x)``, SBDD).
+
+    Parameters
+    ----------
+    image : Tensor, shape (B, C, H, W), float32 or float64
+    kernels : Tensor or array_like, shape (N, kh, kw) or (B, N, kh, kw)
+    weights : Tensor or array_like, shape (N, Ho, Wo) or (B, N, Ho, Wo)
+        On the output grid of ``mode``.
+    mode : {'valid', 'same', 'full'}, optional
+    boundary : {'reflect', 'constant', 'edge', 'symmetric', 'wrap'}, optional
+    backend : str, optional
+
+    Returns
+    -------
+    Tensor, shape (B, C, Ho, Wo)
+        Differentiable with respect to ``image``, ``kernels`` and ``weights``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`fastblur.blur_masked` and :func:`convolve`.
+
+    Examples
+    --------
+    >>> import torch, fastblur.torch
+    >>> image = torch.rand(1, 3, 32, 24)
+    >>> kernels = torch.rand(2, 5, 5, requires_grad=True)
+    >>> weights = torch.rand(2, 28, 20, requires_grad=True)
+    >>> fastblur.torch.blur_masked(image, kernels, weights).sum().backward()
+    >>> kernels.grad.shape, weights.grad.shape
+    (torch.Size([2, 5, 5]), torch.Size([2, 28, 20]))
+    """
+    return _apply["blur_masked", False](image, kernels, weights, mode, boundary, backend)
+
+
+def blur_product(image, kernels, weights, mode="valid", boundary="reflect", backend="auto"):
+    """Differentiable :func:`fastblur.blur_product` (``sum_i k_i * (w_i ⊙ x)``).
+
+    Parameters
+    ----------
+    image : Tensor, shape (B, C, H, W), float32 or float64
+    kernels : Tensor or array_like, shape (N, kh, kw) or (B, N, kh, kw)
+    weights : Tensor or array_like, shape (N, H, W) or (B, N, H, W)
+        On the input grid.
+    mode : {'valid', 'same', 'full'}, optional
+    boundary : {'reflect', 'constant', 'edge', 'symmetric', 'wrap'}, optional
+    backend : str, optional
+
+    Returns
+    -------
+    Tensor, shape (B, C, Ho, Wo)
+        Differentiable with respect to ``image``, ``kernels`` and ``weights``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`fastblur.blur_product` and :func:`convolve`.
+    """
+    return _apply["blur_product", False](image, kernels, weights, mode, boundary, backend)
+
+
+def convolve_adjoint(y, kernel, mode="same", boundary="reflect", backend="auto"):
+    """Differentiable :func:`fastblur.convolve_adjoint`; arguments as :func:`convolve`,
+    with ``y`` of shape ``(B, C, Ho, Wo)``; returns ``(B, C, H, W)``."""
+    return _apply["convolve", True](y, kernel, None, mode, boundary, backend)
+
+
+def blur_masked_adjoint(y, kernels, weights, mode="valid", boundary="reflect", backend="auto"):
+    """Differentiable :func:`fastblur.blur_masked_adjoint`; arguments as
+    :func:`blur_masked`, with ``y`` of shape ``(B, C, Ho, Wo)``; returns ``(B, C, H, W)``."""
+    return _apply["blur_masked", True](y, kernels, weights, mode, boundary, backend)
+
+
+def blur_product_adjoint(y, kernels, weights, mode="valid", boundary="reflect", backend="auto"):
+    """Differentiable :func:`fastblur.blur_product_adjoint`; arguments as
+    :func:`blur_product`, with ``y`` of shape ``(B, C, Ho, Wo)``; returns ``(B, C, H, W)``."""
+    return _apply["blur_product", True](y, kernels, weights, mode, boundary, backend)
+
+
+# --- deepinv ----------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _physics_class():
+    """The ``deepinv.physics.LinearPhysics`` subclass, made on first use (importing deepinv
+    takes seconds)."""
+    try:
+        from deepinv.physics import LinearPhysics
+    except ImportError as error:
+        raise ImportError("SpaceVaryingBlur needs deepinv: pip install 'fastblur[deepinv]'") from error
+
+    class SpaceVaryingBlur(LinearPhysics):
+        __doc__ = _SpaceVaryingBlurDoc.__doc__
+
+        def __init__(self, kernels, weights, mode="valid", boundary="reflect", mask_first=False,
+                     backend="auto", **kwargs):
+            super().__init__(**kwargs)
+            if not isinstance(mask_first, (bool, np.bool_)):
+                raise TypeError(f"mask_first must be a bool, got {mask_first!r}")
+            self.operation = "blur_product" if mask_first else "blur_masked"
+            _check_options(mode, boundary, backend)
+            self.mode, self.boundary, self.backend = mode, boundary, backend
+            self.register_buffer("kernels", torch.as_tensor(kernels))
+            self.register_buffer("weights", torch.as_tensor(weights))
+
+        def _run(self, tensor, adjoint):
+            return _apply[self.operation, adjoint](tensor, self.kernels, self.weights, self.mode,
+                                                   self.boundary, self.backend)
+
+        def A(self, x, **kwargs):
+            return self._run(x, adjoint=False)
+
+        def A_adjoint(self, y, **kwargs):
+            return self._run(y, adjoint=True)
+
+    SpaceVaryingBlur.__module__ = "fastblur.torch"
+    SpaceVaryingBlur.__qualname__ = "SpaceVaryingBlur"
+    return SpaceVaryingBlur
+
+
+class _SpaceVaryingBlurDoc:
+    """Spatially varying blur as a ``deepinv.physics.LinearPhysics`` (``A``, ``A_adjoint``).
+
+    ``A`` is :func:`blur_masked` (``mask_first=False``, the SBDD model
+    ``sum_i w_i ⊙ (k_i * x)``, the default) or :func:`blur_product` (``mask_first=True``,
+    deepinv's product-convolution ``sum_i k_i * (w_i ⊙ x)``); ``A_adjoint`` is its exact
+    adjoint. Both are differentiable. Unlike deepinv's ``SpaceVaryingBlur``, kernels and
+    weights are shared by the channels and ``*`` is a true convolution.
+
+    Parameters
+    ----------
+    kernels : Tensor or array_like, shape (N, kh, kw) or (B, N, kh, kw)
+    weights : Tensor or array_like, shape (N, gh, gw) or (B, N, gh, gw)
+        On the output grid (``mask_first=False``) or the input grid (``True``).
+    mode : {'valid', 'same', 'full'}, optional
+    boundary : {'reflect', 'constant', 'edge', 'symmetric', 'wrap'}, optional
+    mask_first : bool, optional
+    backend : str, optional
+    **kwargs
+        Passed to ``LinearPhysics`` (``noise_model``, ``max_iter``...).
+
+    Notes
+    -----
+    deepinv is imported on the first instantiation, so ``import fastblur.torch`` stays
+    fast; instances are instances of ``deepinv.physics.LinearPhysics`` and of this class.
+    """
+
+
+class _Lazy(type):
+    def __call__(cls, *args, **kwargs):
+        return _physics_class()(*args, **kwargs)
+
+    def __instancecheck__(cls, instance):
+        return _physics_class.cache_info().currsize > 0 and isinstance(instance, _physics_class())
+
+
+class SpaceVaryingBlur(metaclass=_Lazy):
+    __doc__ = _SpaceVaryingBlurDoc.__doc__
+
