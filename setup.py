@@ -85,7 +85,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "pytest-benchmark>=4", "fpng>=0.1", "imagecodecs>=2023.1",
-                 "pylops>=2.0"],
+                 "pylops>=2.0", "distributed>=2024.1", "s3fs>=2024.1", "moto[server]>=5", "webdataset>=0.2"],
         # fastblur-gen's PNG writers: fpng for --png-compression fast, imagecodecs for small
         "codecs": ["fpng>=0.1", "imagecodecs>=2023.1"],
         "gpu": ["cupy-cuda12x>=13"],
@@ -94,6 +94,10 @@ setup(
         "segment": ["torch>=2.0", "torchvision>=0.15"],
         "operators": ["pylops>=2.0"],
         "deepinv": ["torch>=2.0", "deepinv>=0.2"],
+        # fastblur-gen beyond one machine: Dask, object stores
+        "dask": ["distributed>=2024.1", "fsspec>=2024.1"],
+        "s3": ["s3fs>=2024.1"],
+        "gcs": ["gcsfs>=2024.1"],
     },
     entry_points={
         "console_scripts": [
