@@ -82,10 +82,13 @@ setup(
         "pillow>=9",
         "tqdm>=4.60",
         "tomli>=1.1; python_version < '3.11'",
+        # the default PNG writer of fastblur-gen (a manylinux wheel; elsewhere OpenCV writes)
+        "fpng>=0.1; platform_system == 'Linux' and platform_machine == 'x86_64'",
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "pytest-benchmark>=4", "fpng>=0.1", "imagecodecs>=2023.1",
-                 "pylops>=2.0", "distributed>=2024.1", "s3fs>=2024.1", "moto[server]>=5", "webdataset>=0.2"],
+                 "pylops>=2.0", "deepinv>=0.2", "distributed>=2024.1", "s3fs>=2024.1", "moto[server]>=5",
+                 "webdataset>=0.2"],
         # fastblur-gen's PNG writers: fpng for --png-compression fast, imagecodecs for small
         "codecs": ["fpng>=0.1", "imagecodecs>=2023.1"],
         "gpu": ["cupy-cuda12x>=13"],
