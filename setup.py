@@ -82,10 +82,13 @@ setup(
         "pillow>=9",
         "tqdm>=4.60",
         "tomli>=1.1; python_version < '3.11'",
+        # the default PNG writer of fastblur-gen (a manylinux wheel; elsewhere OpenCV writes)
+        "fpng>=0.1; platform_system == 'Linux' and platform_machine == 'x86_64'",
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "pytest-benchmark>=4", "fpng>=0.1", "imagecodecs>=2023.1",
-                 "pylops>=2.0", "matplotlib>=3.7"],
+                 "pylops>=2.0", "deepinv>=0.2", "distributed>=2024.1", "s3fs>=2024.1", "moto[server]>=5",
+                 "webdataset>=0.2", "matplotlib>=3.7"],
         # fastblur-gen's PNG writers: fpng for --png-compression fast, imagecodecs for small
         "codecs": ["fpng>=0.1", "imagecodecs>=2023.1"],
         "gpu": ["cupy-cuda12x>=13"],
@@ -94,6 +97,10 @@ setup(
         "segment": ["torch>=2.0", "torchvision>=0.15"],
         "operators": ["pylops>=2.0"],
         "deepinv": ["torch>=2.0", "deepinv>=0.2"],
+        # fastblur-gen beyond one machine: Dask, object stores
+        "dask": ["distributed>=2024.1", "fsspec>=2024.1"],
+        "s3": ["s3fs>=2024.1"],
+        "gcs": ["gcsfs>=2024.1"],
         # the documentation site (docs/): sphinx-build -W --keep-going -b html docs docs/_build/html
         "docs": ["sphinx>=7", "numpydoc>=1.6", "sphinx-gallery>=0.15", "pydata-sphinx-theme>=0.15",
                  "matplotlib>=3.7", "sphinx-argparse>=0.4"],

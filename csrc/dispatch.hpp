@@ -15,7 +15,7 @@
 namespace fastblur {
 
 // The entry points of one level for one dtype (signatures as in direct_convolution.hpp,
-// masked_blur.hpp and mask_convolution.hpp).
+// masked_blur.hpp, mask_convolution.hpp and grid_blur.hpp).
 template <typename T>
 struct Kernels {
   void (*convolve_valid)(const T* image, std::int64_t height, std::int64_t width,
@@ -32,6 +32,11 @@ struct Kernels {
   void (*convolve_masks_valid)(const std::uint8_t* masks, std::int64_t count,
                                std::int64_t height, std::int64_t width, const T* kernels,
                                std::int64_t kh, std::int64_t kw, T* out, int num_threads);
+  void (*blur_grid_valid)(const T* image, std::int64_t height, std::int64_t width,
+                          std::int64_t channels, const T* kernels, std::int64_t ny,
+                          std::int64_t nx, std::int64_t kh, std::int64_t kw,
+                          const double* node_rows, const double* node_cols, T* out,
+                          int num_threads);
 };
 
 // One compiled level of the kernels.

@@ -3,6 +3,7 @@
 
 #include "direct_convolution.hpp"
 #include "dispatch.hpp"
+#include "grid_blur.hpp"
 #include "mask_convolution.hpp"
 #include "masked_blur.hpp"
 #include "simd.hpp"
@@ -15,7 +16,7 @@ namespace {
 template <typename T>
 constexpr Kernels<T> kernels_of() {
   return {&convolve_valid<T>, &blur_masked_valid<T>, &blur_product_valid<T>,
-          &convolve_masks_valid<T>};
+          &convolve_masks_valid<T>, &blur_grid_valid<T>};
 }
 
 #ifdef FASTBLUR_VECTOR_EXTENSION

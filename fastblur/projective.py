@@ -17,10 +17,17 @@ Near one pixel ``x0`` every sample is a translation by ``u_s(x0) = x0 - H_s^-1 x
 and the mean of bilinearly interpolated translations is a convolution with the
 bilinear splat of the points ``u_s(x0)`` (weight ``1/S`` each): that PSF is exact at
 ``x0``. :func:`projective_blur` computes these PSFs at the nodes of a regular grid and
-blends them with bilinear (hat) interpolation weights through
-:func:`fastblur.blur_masked` (the gather form: weights on the output grid). Each output
-pixel mixes the PSFs of the 4 nodes around it, so it costs about 4 sparse convolutions
-whatever the number of nodes.
+blends them with bilinear (hat) interpolation weights (the gather form of
+:func:`fastblur.blur_masked`: weights on the output grid), so each output pixel mixes the
+PSFs of the 4 nodes around it, whatever the number of nodes.
+
+With the native backend (``backend="native"``, or ``"auto"`` on NumPy arrays where it is
+available) a dedicated routine (``NativeBackend.blur_grid_valid``) does this a band of
+grid rows at a time: since the weights are bilinear, it blends each node column's two
+PSFs vertically once per output row, and a pixel then costs two sparse convolutions (the
+blended PSFs of the node columns on either side, weighted by their hats) instead of
+four; the hats are computed on the fly. Other backends run :func:`fastblur.blur_masked`
+tile by tile with the hat-weight maps of the tile's nodes.
 
 Accuracy is set by the grid spacing, chosen from ``tol`` (pixels): the largest
 distance by which a sample's displacement ``u_s`` may differ between two neighbouring
@@ -32,11 +39,12 @@ order, so it is used only where the field varies by less than ``tol^2 / 8``. At 
 default ``tol = 0.2`` px (rolls up to 1.5 degrees, natural images in [0, 1]) the error
 against the exact warp-sum, over the full frame, has a mean of at most about 1e-4 and a
 99.9th percentile of at most about 1.6e-3 (``tests/test_projective.py``); ``tol = 0.3``
-is about 20 % faster, with a 99.9th percentile up to about 3.5e-3.
+is about a third faster, with a 99.9th percentile up to about 3.5e-3.
 
-Memory: the image is processed in tiles of a few grid cells; only the PSFs of a tile's
-nodes and their weight maps over the tile exist at a time, so nothing full-size is
-allocated per node (peak: the padded image, the output, and one tile's weights).
+Memory: the image is processed in bands (native) or tiles of a few grid cells; only the
+PSFs of a band's or tile's nodes (and, for tiles, their weight maps over the tile) exist
+at a time, so nothing full-size is allocated per node (peak: the padded image, the
+output, the node displacements, and one band's PSFs).
 """
 import math
 
@@ -64,6 +72,9 @@ TILE_ROWS = 96
 TILE_COLS = 384
 #: Most grid cells a tile holds along (y, x) (bounds the weight maps of a tile).
 MAX_TILE_CELLS = (4, 4)
+#: Output rows per band of the native grid routine (about), and its most grid cells.
+BAND_ROWS = 128
+MAX_BAND_CELLS = 8
 
 
 def _as_homographies(homographies):
@@ -150,14 +161,19 @@ def _splat_into(u, out):
                         out[m, r, c] += wr * (fx if dc else 1.0 - fx)
 
 
-def _splat(u, size, dtype=np.float64):
+def _splat(u, size, dtype=np.float64, buffer=None):
     """Bilinear splats of displacement sets: ``u`` (M, S, 2) -> (M, size, size).
 
     Tap ``(c + dy, c + dx)``, ``c = (size - 1) // 2``, receives the share ``1/S`` of
     each sample displaced by ``(dx, dy)``, split bilinearly; mass falling outside the
-    kernel is dropped.
+    kernel is dropped. ``buffer`` (a :class:`_Scratch`) reuses memory between calls.
     """
-    out = np.zeros((len(u), size, size), dtype=dtype)
+    shape = (len(u), size, size)
+    if buffer is None:
+        out = np.zeros(shape, dtype=dtype)
+    else:
+        out = buffer("kernels", shape)
+        out.fill(0)
     _splat_into(np.ascontiguousarray(u, dtype=np.float64), out)
     return out
 
@@ -228,11 +244,17 @@ class _Plan:
         self.node_y = _nodes(y_range, slope_y, tol)
         self.inverses = inverses
         # Node displacements are made per tile (memory: a tile's nodes); the reach is
-        # their largest, found a node row at a time.
+        # their largest, found a block of node rows at a time. A grid that fits in one
+        # block keeps it for the tiles.
         step = max(1, BLOCK_VALUES // (len(self.node_x) * len(inverses)))
-        largest = max(np.abs(self.displacements(slice(j, j + step), slice(None))).max()
-                      for j in range(0, len(self.node_y), step))
         self._band = (None, None)
+        if step >= len(self.node_y):
+            every = slice(0, len(self.node_y))
+            self._band = ((every.start, every.stop), self.displacements(every, slice(None)))
+            largest = np.abs(self._band[1]).max()
+        else:
+            largest = max(np.abs(self.displacements(slice(j, j + step), slice(None))).max()
+                          for j in range(0, len(self.node_y), step))
         self.kernel_reach = int(math.ceil(largest)) + 1
         self.pad = self.kernel_reach + max(0, -offset)
 
@@ -240,7 +262,7 @@ class _Plan:
         """``u_s`` at node rows ``rows`` x node columns ``cols``: (rows, cols, S, 2)."""
         gx, gy = np.meshgrid(self.node_x[cols], self.node_y[rows])
         u = _displacements(self.inverses, gx.ravel(), gy.ravel())  # (S, N, 2)
-        return u.transpose(1, 0, 2).reshape(gx.shape + u.shape[:1] + (2,))
+        return np.ascontiguousarray(u.transpose(1, 0, 2)).reshape(gx.shape + u.shape[:1] + (2,))
 
     @staticmethod
     def _probe_points(x_range, y_range):
@@ -251,12 +273,16 @@ class _Plan:
     def kernel_size(self):
         return 2 * self.kernel_reach + 1
 
-    def kernels(self, rows, cols, dtype=np.float64):
-        """Node PSFs of node rows ``rows`` x node columns ``cols``."""
-        if self._band[0] != (rows.start, rows.stop):  # tiles come a band of node rows at a time
+    def kernels(self, rows, cols, dtype=np.float64, buffer=None):
+        """Node PSFs of node rows ``rows`` x node columns ``cols`` (in ``buffer``, a
+        :class:`_Scratch` of ``dtype``, if given)."""
+        held = self._band[0]
+        if held is not None and held[0] <= rows.start and rows.stop <= held[1]:
+            u = self._band[1][rows.start - held[0]:rows.stop - held[0], cols]
+        else:  # tiles come a band of node rows at a time
             self._band = ((rows.start, rows.stop), self.displacements(rows, slice(None)))
-        u = self._band[1][:, cols]
-        return _splat(u.reshape(-1, *u.shape[2:]), self.kernel_size, dtype)
+            u = self._band[1][:, cols]
+        return _splat(u.reshape(-1, *u.shape[2:]), self.kernel_size, dtype, buffer)
 
     def tiles(self):
         """Output tiles of whole grid cells: ``((r0, r1, node_rows), (c0, c1, node_cols))``."""
@@ -318,14 +344,40 @@ def _blend_tiles(padded, plan, backend, out):
         out[r0:r1, c0:c1] = _run(problem, chosen)
 
 
+def _native_grid():
+    """The native backend's grid routine, or None where the extension is unavailable."""
+    from .backends import available_backends, get_backend
+
+    if "native" not in available_backends():
+        return None
+    return getattr(get_backend("native"), "blur_grid_valid", None)
+
+
+def _blend_bands(padded, plan, grid, out):
+    """``out`` a band of grid cells at a time through the native grid routine: the hats
+    are computed on the fly, so only a band's node PSFs exist at a time."""
+    dtype = out.dtype
+    cells = _cells_per_tile(plan.node_y, BAND_ROWS, MAX_BAND_CELLS)
+    node_cols = plan.node_x - plan.xs[0]
+    scratch = _Scratch(np, dtype)
+    for r0, r1, j0, j1 in _groups(plan.ys, plan.node_y, cells):
+        kernels = plan.kernels(slice(j0, j1), slice(None), dtype, scratch)
+        kernels = kernels.reshape(j1 - j0, len(plan.node_x), *kernels.shape[1:])
+        rows, cols = plan.input_window(r0, r1, 0, plan.out_hw[1])
+        node_rows = plan.node_y[j0:j1] - plan.ys[r0]
+        # Contiguous: the binding would otherwise convert a float64 window to float32.
+        window = np.ascontiguousarray(padded[rows, cols])
+        out[r0:r1] = grid(window, kernels, node_rows, node_cols)
+
+
 @torch_interop
 def projective_blur(image, homographies, mode="same", boundary="reflect", tol=DEFAULT_TOL,
                     backend="auto"):
     """Blur by a camera's rotation: the mean of the image warped by each homography.
 
     ``out(x) = mean_s image(H_s^-1 x)``, bilinear, pixel centres at integer coordinates,
-    computed by product-convolution (PSFs at grid nodes blended through
-    :func:`fastblur.blur_masked`; see :mod:`fastblur.projective`).
+    computed by product-convolution (PSFs at grid nodes blended by bilinear weights, as
+    :func:`fastblur.blur_masked` would; see :mod:`fastblur.projective`).
 
     Parameters
     ----------
@@ -347,7 +399,9 @@ def projective_blur(image, homographies, mode="same", boundary="reflect", tol=DE
         accurate (error about proportional to ``tol^2``) and somewhat slower: a pixel
         always mixes 4 PSFs, but finer grids cut the image into shorter runs.
     backend : str, optional
-        Backend of :func:`fastblur.blur_masked`.
+        Backend of :func:`fastblur.blur_masked`. ``"native"``, and ``"auto"`` for NumPy
+        inputs where the native backend is available, run the native grid routine (two
+        sparse convolutions a pixel; equal to the blur_masked path to float rounding).
 
     Returns
     -------
@@ -389,7 +443,11 @@ def projective_blur(image, homographies, mode="same", boundary="reflect", tol=DE
         out = convolve(padded[rows, cols], xp.asarray(kernel), mode="valid", backend=backend)
         return out[..., 0] if was_2d else out
     out = xp.empty(plan.out_hw + image3d.shape[2:], dtype=dtype)
-    _blend_tiles(padded, plan, backend, out)
+    grid = _native_grid() if xp is np and backend in ("auto", "native") else None
+    if grid is not None:
+        _blend_bands(padded, plan, grid, out)
+    else:
+        _blend_tiles(padded, plan, backend, out)
     return out[..., 0] if was_2d else out
 
 

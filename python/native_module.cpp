@@ -8,6 +8,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <stdexcept>
@@ -129,6 +130,40 @@ py::array_t<T> convolve_masks_valid(py::array_t<std::uint8_t, py::array::c_style
 }
 
 template <typename T>
+py::array_t<T> blur_grid_valid(CArray<T> image, CArray<T> kernels, CArray<double> node_rows,
+                               CArray<double> node_cols, int num_threads) {
+  check_ndim(image, 3, "image (H, W, C)");
+  check_ndim(kernels, 4, "kernels (ny, nx, kh, kw)");
+  check_ndim(node_rows, 1, "node_rows (ny,)");
+  check_ndim(node_cols, 1, "node_cols (nx,)");
+  const auto height = image.shape(0), width = image.shape(1), channels = image.shape(2);
+  const auto ny = kernels.shape(0), nx = kernels.shape(1);
+  const auto kh = kernels.shape(2), kw = kernels.shape(3);
+  require(ny >= 1 && nx >= 1, "kernels must hold at least one node");
+  require(kh >= 1 && kw >= 1 && kh <= height && kw <= width,
+          "kernels must be non-empty and fit in the image in valid mode");
+  require(node_rows.shape(0) == ny && node_cols.shape(0) == nx,
+          "node_rows and node_cols must hold one position per node row and column");
+  const double* rows_ptr = node_rows.data();
+  const double* cols_ptr = node_cols.data();
+  for (py::ssize_t k = 0; k < ny; ++k)
+    require(std::isfinite(rows_ptr[k]) && (k == 0 || rows_ptr[k] > rows_ptr[k - 1]),
+            "node_rows must be finite and increasing");
+  for (py::ssize_t k = 0; k < nx; ++k)
+    require(std::isfinite(cols_ptr[k]) && (k == 0 || cols_ptr[k] > cols_ptr[k - 1]),
+            "node_cols must be finite and increasing");
+  py::array_t<T> out({height - kh + 1, width - kw + 1, channels});
+  const T *in_ptr = image.data(), *k_ptr = kernels.data();
+  T* out_ptr = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    fastblur::kernels<T>().blur_grid_valid(in_ptr, height, width, channels, k_ptr, ny, nx, kh,
+                                           kw, rows_ptr, cols_ptr, out_ptr, num_threads);
+  }
+  return out;
+}
+
+template <typename T>
 void bind_dtype(py::module_& m) {
   m.def("convolve_valid", &convolve_valid<T>, py::arg("image"), py::arg("kernel"),
         py::arg("num_threads") = 1,
@@ -143,6 +178,11 @@ void bind_dtype(py::module_& m) {
   m.def("convolve_masks_valid", &convolve_masks_valid<T>, py::arg("masks"),
         py::arg("kernels"), py::arg("num_threads") = 1,
         "kernels[i] * masks[i] for 0/1 uint8 masks (N, H, W); result in the kernels' dtype.");
+  m.def("blur_grid_valid", &blur_grid_valid<T>, py::arg("image"), py::arg("kernels"),
+        py::arg("node_rows"), py::arg("node_cols"), py::arg("num_threads") = 1,
+        "sum over the grid nodes (j, i) of hat_y[j] * hat_x[i] * (kernels[j, i] * image): "
+        "kernels (ny, nx, kh, kw) at output rows node_rows (ny,) and columns node_cols "
+        "(nx,), evenly spaced, with bilinear (hat) weights (see csrc/grid_blur.hpp).");
 }
 
 // Chooses the level calls run (FASTBLUR_SIMD, else the best this CPU runs) and records

@@ -20,6 +20,8 @@ MODULES = (
     "fastblur.sbdd",
     "fastblur.sbdd.segment",
     "fastblur.sbdd.codecs",
+    "fastblur.sbdd.distributed",
+    "fastblur.sbdd.storage",
     "fastblur.evaluate",
     "fastblur.torch",
 )

@@ -5,7 +5,9 @@ values of each output row and threaded with OpenMP over output tiles
 (``FASTBLUR_NUM_THREADS`` caps the threads). ``blur_masked`` and ``blur_product``
 evaluate a kernel only where its weight exceeds :data:`~fastblur.backends.ZERO_WEIGHT`
 and accumulate into the output directly; ``convolve_masks_valid`` computes taps only
-near mask edges. The GIL is released during every call.
+near mask edges. ``blur_grid_valid`` (projective_blur's product-convolution) blends a grid
+of kernels with bilinear weights computed on the fly, at two sparse convolutions a pixel.
+The GIL is released during every call.
 
 The kernels are compiled for several instruction-set levels (``sse4``, ``avx2``,
 ``avx512`` on x86-64; ``baseline`` elsewhere; one ``native`` level when built with
@@ -59,6 +61,29 @@ class NativeBackend(Backend):
 
     def convolve_masks_valid(self, masks, kernels):
         return _native.convolve_masks_valid(binary_bytes(masks), kernels, self.threads())
+
+    def blur_grid_valid(self, image, kernels, node_rows, node_cols):
+        """Kernels on a regular grid blended by bilinear (hat) weights, ``valid`` mode.
+
+        ``out[y, x] = sum_{j,i} hat_y[j](y) hat_x[i](x) (kernels[j, i] * image)[y, x]``
+        with ``hat[k](v) = max(0, 1 - |v - node[k]| / step)`` over the two nodes of the
+        cell holding ``v`` (weight 1 for a single node): :meth:`blur_masked_valid` with
+        hat-weight maps, without the maps, at two sparse convolutions a pixel.
+
+        Parameters
+        ----------
+        image : ndarray, shape (H, W, C)
+            float32 or float64, C-contiguous (else copied).
+        kernels : ndarray, shape (ny, nx, kh, kw)
+            The kernel of each node, ``image``'s dtype.
+        node_rows, node_cols : ndarray, shape (ny,) and (nx,), float64
+            Output row / column of each node row / column: evenly spaced, increasing.
+
+        Returns
+        -------
+        ndarray, shape (H - kh + 1, W - kw + 1, C)
+        """
+        return _native.blur_grid_valid(image, kernels, node_rows, node_cols, self.threads())
 
 
 BACKEND = NativeBackend()

@@ -9,8 +9,10 @@ Options mirror the reference generator's (``--gamma``, ``--exponential-crf``,
 ``--augment-illumination``, ``--max-objects``, ``--min-object-area``,
 ``--score-threshold``, ``--n-images``, ``--random-masks``, streak, saturation and noise
 options, ``--kernel-size``); ``--config FILE.toml`` supplies any of them (command-line
-options win). Exit status: 0 done, 1 some pairs failed (reported, the rest were
-written), 2 bad settings, 130 interrupted.
+options win). ``--scheduler``/``--scheduler-file`` make the pairs on a Dask cluster,
+``--out``/``--input``/``--masks-path``/``--kernels`` take fsspec URLs (``s3://...``),
+``--layout webdataset`` writes tar shards. Exit status: 0 done, 1 some pairs failed
+(reported, the rest were written), 2 bad settings, 130 interrupted.
 """
 import argparse
 import sys
@@ -24,6 +26,18 @@ def parse_classes(text):
     """``--classes`` text: comma-separated COCO class names or integer ids."""
     items = [item.strip() for item in text.split(",") if item.strip()]
     return [int(item) if item.isdigit() else item for item in items]
+
+
+def _json_object(text):
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object, got {text!r}")
+    return value
 
 
 def build_parser():
@@ -116,6 +130,16 @@ def build_parser():
     run.add_argument("--timings", action="store_true",
                      help="print the mean ms a pair of each stage (read, masks, kernels, synthesis, encode, "
                           "write, manifest) at the end")
+
+    cluster = parser.add_argument_group("beyond one machine (Dask, object storage, tar shards)")
+    cluster.add_argument("--scheduler", metavar="local|tcp://HOST:PORT",
+                         help="make the pairs on Dask: 'local' starts a LocalCluster of --workers processes")
+    cluster.add_argument("--scheduler-file", metavar="FILE", help="the file `dask scheduler --scheduler-file` writes")
+    cluster.add_argument("--chunk-size", type=int, help="pairs a Dask task makes (default: from count and workers)")
+    cluster.add_argument("--timeout", type=float, help="seconds to reach the scheduler (default 30)")
+    cluster.add_argument("--storage-options", type=_json_object, metavar="JSON",
+                         help="fsspec options for URL paths (s3://, gs://), e.g. '{\"anon\": false}'")
+    cluster.add_argument("--shard-size", type=int, help="pairs a tar shard holds with --layout webdataset (default 1000)")
     return parser
 
 

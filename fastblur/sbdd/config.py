@@ -29,14 +29,15 @@ __all__ = ["DatasetConfig", "load_config", "MASK_SOURCES", "LAYOUTS", "FORMATS",
 MASK_SOURCES = ("classical", "shapes", "detectron2", "coco", "labels", "maskrcnn", "none")
 #: Networks of ``masks="maskrcnn"`` (:data:`fastblur.sbdd.segment.MODELS`).
 SEGMENT_MODELS = ("maskrcnn_resnet50_fpn_v2", "maskrcnn_resnet50_fpn")
-LAYOUTS = ("sbdd", "gopro", "basicsr")
+LAYOUTS = ("sbdd", "gopro", "basicsr", "webdataset")
 FORMATS = ("png", "jpg", "jxl")
 INPUT_LAYOUTS = ("auto", "folder", "gopro")
 
 #: Fields that do not change the pairs: a rerun may change them and resume.
 #: ``png_compression`` changes the files' bytes, never their pixels.
 RUN_ONLY_FIELDS = ("out", "count", "workers", "preview", "preview_count", "progress", "overwrite",
-                   "png_compression", "timings")
+                   "png_compression", "timings", "scheduler", "scheduler_file", "chunk_size", "timeout",
+                   "storage_options")
 
 
 def _count(low, high=None):
@@ -81,10 +82,17 @@ FIELD_RULES = (
     (("gamma", "exponential_factor"), _real(0, low_inclusive=False)),
     (("random_masks", "augment_illumination", "random_white_streaks", "saturation_streaks",
       "sat_augmentation_in_blurry", "gaussian_noise", "progress", "overwrite", "timings"), check_flag),
+    # beyond one machine (fastblur.sbdd.distributed)
+    (("scheduler",), lambda value, name: check_instance(value, str, name)),
+    (("scheduler_file",), check_path),
+    (("chunk_size", "shard_size"), _count(1)),
+    (("timeout",), _real(0, low_inclusive=False)),
+    (("storage_options",), lambda value, name: check_instance(value, dict, name)),
 )
 
 #: Fields that may be None.
-OPTIONAL_FIELDS = ("out", "input", "masks_path", "kernels_root", "preview", "count", "workers", "poisson_peak")
+OPTIONAL_FIELDS = ("out", "input", "masks_path", "kernels_root", "preview", "count", "workers", "poisson_peak",
+                   "scheduler", "scheduler_file", "chunk_size", "shard_size", "storage_options")
 
 
 @dataclass
@@ -191,6 +199,14 @@ class DatasetConfig:
     overwrite: bool = False
     timings: bool = False
 
+    # beyond one machine (fastblur.sbdd.distributed): none of these changes the pairs
+    scheduler: str = None
+    scheduler_file: str = None
+    chunk_size: int = None
+    timeout: float = 30.0
+    storage_options: dict = None
+    shard_size: int = None
+
     def __post_init__(self):
         self.validate()
 
@@ -206,6 +222,8 @@ class DatasetConfig:
             raise ValueError(f"masks={self.masks!r} needs masks_path (--masks-path)")
         if self.classes is not None:
             self.classes = [self.classes] if isinstance(self.classes, (str, numbers.Integral)) else list(self.classes)
+        if self.scheduler is not None and self.scheduler_file is not None:
+            raise ValueError("give scheduler or scheduler_file, not both")
         self.formation_options()  # the formation configs validate themselves
         return self
 
@@ -259,7 +277,7 @@ class DatasetConfig:
 def _flatten(table, where="config"):
     flat = {}
     for key, value in table.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and key != "storage_options":  # a table only groups, except that one
             for inner, item in _flatten(value, f"{where}.{key}").items():
                 if inner in flat:
                     raise ValueError(f"setting {inner!r} is given twice in {where}")
@@ -298,7 +316,8 @@ def load_config(path, **overrides):
     base = os.path.dirname(os.path.abspath(os.fspath(path)))
     for key in ("input", "out", "masks_path", "kernels", "kernels_root", "preview"):
         value = data.get(key)
-        if isinstance(value, str) and not (key == "kernels" and value in ("generated", "camera_shake")):
+        if isinstance(value, str) and "://" not in value and not (
+                key == "kernels" and value in ("generated", "camera_shake")):
             data[key] = os.path.join(base, os.path.expanduser(value))
     data.update(overrides)
     return DatasetConfig.from_dict(data)

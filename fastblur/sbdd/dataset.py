@@ -431,13 +431,17 @@ def _write_settings(config):
     write_atomic(os.path.join(config.out, "args.json"), (json.dumps(data, indent=2) + "\n").encode("utf-8"))
 
 
-def generate(config):
+def generate(config, client=None):
     """Write an SBDD dataset as ``config`` says (the ``fastblur-gen`` command).
 
     Parameters
     ----------
     config : DatasetConfig or dict
         ``out`` is required; see :class:`~fastblur.sbdd.config.DatasetConfig`.
+    client : distributed.Client, optional
+        Make the pairs on this Dask cluster (:mod:`fastblur.sbdd.distributed`). So do
+        runs with ``scheduler``/``scheduler_file``, ``layout="webdataset"`` or fsspec URLs
+        for paths; the others use a local process pool and never import Dask.
 
     Returns
     -------
@@ -467,6 +471,15 @@ def generate(config):
         raise ValueError("out must name the output folder (--out)")
     if config.masks == "maskrcnn" and config.masks_path is None:
         config = replace(config, masks_path=os.path.join(config.out, "masks"))
+    from .distributed import generate_chunked, needs_chunks
+    from .storage import local_paths
+
+    config = local_paths(config)
+    if client is not None or needs_chunks(config):
+        return generate_chunked(config, client)
+    if os.path.exists(config.out) and not os.path.isdir(config.out):
+        raise ValueError(f"out {config.out!r} exists and is not a folder; pass a folder (--out)")
+    config = replace(config, storage_options=None)  # nothing remote here; never in args.json
     sources = find_sources(config)
     total = config.count if config.count is not None else len(sources) * config.n_images
     maker = PairMaker(config, sources)  # fails early on a bad kernel source

@@ -1,0 +1,634 @@
+"""Generation in chunks: on a Dask cluster, and for object-store outputs and tar shards.
+
+The work unit is a **chunk**: consecutive pair indices (with ``layout="webdataset"``,
+the pairs of one shard). :func:`run_chunk` is a pure function of (settings, indices):
+it makes the pairs, writes them straight to the destination (atomically on a local
+disk, one put each on an object store) and returns their manifest records. Since a
+pair's bytes depend only on ``(seed, index)``, any cluster size and any chunking give the
+same bytes; a chunk that runs twice (a worker lost mid-task, Dask reruns it elsewhere)
+writes the same files again.
+
+The manifest:
+
+* local ``out``: the driver appends each returned record to ``manifest.jsonl``, as the
+  process pool does;
+* remote ``out``: each chunk writes its records as the object ``manifest/part-NNNNNN.jsonl``
+  (``NNNNNN``: the chunk's first index) after its pairs; at the end of the run the driver
+  consolidates all records into ``manifest.jsonl`` and removes the parts.
+
+A rerun reads ``manifest.jsonl`` and the parts, keeps the records whose files exist, and
+makes the rest.
+
+Engines: a ``distributed.Client`` (``scheduler="local"`` starts a ``LocalCluster`` of
+one-thread worker processes, a ``tcp://`` address or a scheduler file connects to a
+running scheduler), or without Dask a process pool (object-store outputs, shards and
+remote inputs need no cluster).
+"""
+import json
+import math
+import os
+import signal
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
+
+from .config import RUN_ONLY_FIELDS, DatasetConfig, pinned_backend
+from .remote_inputs import InputStager, check_remote_inputs, find_remote_sources, remote_fields
+from .shards import shard_name, shard_range, write_shard
+from .storage import is_remote, open_storage
+
+__all__ = ["Job", "connect", "default_chunk_size", "generate_chunked", "needs_chunks", "plan_chunks", "read_done",
+           "run_chunk"]
+
+#: Fields ``args.json`` never holds (credentials may sit in them).
+SECRET_FIELDS = ("storage_options",)
+MANIFEST = "manifest.jsonl"
+DEFAULT_SHARD_SIZE = 1000
+PARTS = "manifest"
+
+
+@dataclass
+class Job:
+    """What every chunk of a run needs; shipped to each worker once.
+
+    Attributes
+    ----------
+    config : dict
+        The run's settings (``DatasetConfig.to_dict``, backend pinned).
+    sources : list of Source
+    storage : LocalStorage or RemoteStorage
+        Where the pairs go.
+    total : int
+        Pairs in the run.
+    token : str
+        Identifies the run (a worker keeps one pair maker per token).
+    """
+
+    config: dict
+    sources: list
+    storage: object
+    total: int
+    token: str
+
+
+# -- on the worker ----------------------------------------------------------------------
+_state = {}
+
+
+def _configure_worker_process():
+    """One thread a worker, warm allocator pages (processes fastblur runs pairs in)."""
+    from .._memory import keep_freed_memory
+
+    os.environ.setdefault("FASTBLUR_NUM_THREADS", "1")
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:
+        pass
+    keep_freed_memory()
+
+
+def _install_maker(job):
+    """Make this process's ``(PairMaker, InputStager)`` for ``job``, dropping an earlier run's."""
+    from .dataset import PairMaker
+
+    config = DatasetConfig.from_dict(job.config)
+    stager = InputStager(config, job.sources, config.storage_options)
+    for _, old in _state.values():
+        old.close()
+    _state.clear()  # one run at a time per process
+    _state[job.token] = (PairMaker(replace(stager.config, out=None), stager.sources), stager)
+    return _state[job.token]
+
+
+def _worker_maker(job):
+    """The process's ``(PairMaker, InputStager)`` for ``job`` (made on first use)."""
+    found = _state.get(job.token)
+    if found is None:
+        _configure_worker_process()
+        found = _install_maker(job)
+    return found
+
+
+def _make(maker, stager, index):
+    """``(record, blurry bytes, sharp bytes)`` or ``(index, name, message)`` on failure."""
+    from .dataset import _encode, pair_location
+
+    try:
+        record, blurry, sharp, _, _ = maker.make(index)
+        with maker.timer.stage("encode"):
+            blurry, sharp = _encode(blurry, maker.config), _encode(sharp, maker.config)
+        return stager.restore(record), blurry, sharp
+    except Exception as error:  # a bad image/mask/kernel file: reported, the run goes on
+        source_index, variant = pair_location(index, len(maker.sources), maker.config.n_images)
+        return index, f"{maker.sources[source_index].name}_{variant}", f"{type(error).__name__}: {error}"
+
+
+def run_chunk(job, indices, shard=None):
+    """Make and write the pairs ``indices`` (the whole of ``shard`` for tar shards).
+
+    Returns
+    -------
+    dict
+        ``records`` (manifest records of the pairs made), ``failures``
+        (``(index, name, message)``), ``pairs`` (``len(indices)``).
+    """
+    from .dataset import pair_location
+
+    maker, stager = _worker_maker(job)
+    storage = job.storage
+    stager.stage(pair_location(i, len(job.sources), maker.config.n_images)[0] for i in indices)
+    records, failures = [], []
+    if shard is None:
+        for index in indices:
+            made = _make(maker, stager, index)
+            if isinstance(made[0], dict):
+                record, blurry, sharp = made
+                with maker.timer.stage("write"):
+                    storage.write(record["blurry"], blurry)
+                    storage.write(record["sharp"], sharp)
+                records.append(record)
+            else:
+                failures.append(made)
+    else:
+        name = shard_name(shard)
+
+        def pairs():
+            for index in indices:
+                made = _make(maker, stager, index)
+                if isinstance(made[0], dict):
+                    made[0]["shard"] = name
+                    records.append(made[0])
+                    yield made
+                else:
+                    failures.append(made)
+
+        temporary = storage.temporary_file(name)
+        try:
+            write_shard(temporary, pairs())
+            with maker.timer.stage("write"):
+                storage.commit(temporary, name)
+        except BaseException:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+            raise
+    if storage.remote and records:
+        lines = "".join(json.dumps(r) + "\n" for r in records)
+        storage.write(f"{PARTS}/part-{indices[0]:06d}.jsonl", lines.encode("utf-8"))
+    answer = {"records": records, "failures": failures, "pairs": len(indices)}
+    if maker.timer.enabled:
+        answer["timings"] = maker.timer.take()
+    return answer
+
+
+_pool_job = None
+
+
+def _init_pool(job):
+    global _pool_job
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    os.environ["FASTBLUR_NUM_THREADS"] = "1"
+    _pool_job = job
+
+
+def _run_pooled(indices, shard):
+    return run_chunk(_pool_job, indices, shard)
+
+
+def needs_chunks(config):
+    """Whether ``config``'s run goes through this module (a Dask scheduler, tar shards, a
+    remote path) rather than the local process pool of :func:`fastblur.sbdd.generate`."""
+    return bool(config.scheduler or config.scheduler_file or config.layout == "webdataset"
+                or any(is_remote(getattr(config, n)) for n in ("out", "input", "masks_path", "kernels", "kernels_root")))
+
+
+# -- planning ---------------------------------------------------------------------------
+def default_chunk_size(pairs, workers):
+    """About four chunks a worker, at most 64 pairs a chunk."""
+    return max(1, min(64, math.ceil(pairs / (4 * max(1, workers)))))
+
+
+def plan_chunks(todo, chunk_size):
+    """``todo`` (sorted indices) cut into lists of at most ``chunk_size`` consecutive ones."""
+    chunks, current = [], []
+    for index in todo:
+        if current and (len(current) == chunk_size or index != current[-1] + 1):
+            chunks.append(current)
+            current = []
+        current.append(index)
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+# -- the engines ------------------------------------------------------------------------
+def connect(scheduler=None, scheduler_file=None, workers=None, timeout=30.0):
+    """A ``distributed.Client``: a new LocalCluster, an address, or a scheduler file.
+
+    Returns
+    -------
+    client, cluster
+        ``cluster`` is the LocalCluster started here (None otherwise); the caller closes both.
+
+    Raises
+    ------
+    RuntimeError
+        The scheduler cannot be reached within ``timeout`` seconds, or no worker joined.
+    """
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as error:
+        raise RuntimeError('a Dask scheduler needs distributed: pip install "fastblur[dask]"') from error
+    cluster = None
+    where = scheduler or scheduler_file
+    try:
+        if scheduler == "local":
+            from .._threads import available_cores
+
+            cluster = LocalCluster(n_workers=workers or available_cores(), threads_per_worker=1,
+                                   processes=True, dashboard_address=None, host="127.0.0.1")
+            client = Client(cluster, timeout=timeout)
+        elif scheduler_file is not None:
+            if not os.path.isfile(scheduler_file):
+                raise RuntimeError(f"scheduler file {scheduler_file!r} does not exist")
+            client = Client(scheduler_file=scheduler_file, timeout=timeout)
+        else:
+            client = Client(scheduler, timeout=timeout)
+    except RuntimeError:
+        if cluster is not None:
+            cluster.close()
+        raise
+    except (OSError, TimeoutError, ValueError) as error:
+        if cluster is not None:
+            cluster.close()
+        raise RuntimeError(f"cannot reach the Dask scheduler {where!r} within {timeout:g} s: {error}") from error
+    try:
+        client.wait_for_workers(len(cluster.workers) if cluster is not None else 1, timeout=timeout)
+    except (OSError, TimeoutError) as error:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+        raise RuntimeError(f"no Dask worker joined the scheduler {where!r} within {timeout:g} s") from error
+    return client, cluster
+
+
+class _DaskEngine:
+    def __init__(self, client, job):
+        from distributed import as_completed
+
+        self.client = client
+        self.job = client.scatter(job, broadcast=True, hash=False)
+        self.completed = as_completed()
+
+    def workers(self):
+        return len(self.client.scheduler_info()["workers"])
+
+    def submit(self, indices, shard):
+        future = self.client.submit(run_chunk, self.job, indices, shard, pure=False, retries=0)
+        self.completed.add(future)
+        return future
+
+    def finished(self, pending):
+        return [next(self.completed)]
+
+    def cancel(self, pending):
+        self.client.cancel(list(pending))
+        return []
+
+    def close(self):
+        self.client.cancel(self.job)
+
+
+class _PoolEngine:
+    def __init__(self, job, workers):
+        import multiprocessing
+
+        self.count = workers
+        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_init_pool, initargs=(job,))
+
+    def workers(self):
+        return self.count
+
+    def submit(self, indices, shard):
+        return self.pool.submit(_run_pooled, indices, shard)
+
+    def finished(self, pending):
+        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        return list(done)
+
+    def cancel(self, pending):
+        for future in pending:
+            future.cancel()
+        return [f for f in pending if not f.cancelled()]  # in progress: they finish
+
+    def close(self):
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _result(future):
+    try:
+        return future.result()
+    except (KeyboardInterrupt, BrokenProcessPool):
+        raise
+    except Exception as error:  # not a bad pair (those are reported): the engine or the store failed
+        raise RuntimeError(f"a fastblur-gen chunk failed: {type(error).__name__}: {error}; rerun to resume") from error
+
+
+class _InlineEngine:
+    """One worker: the chunks run in this process, one at a time, when collected."""
+
+    def __init__(self, job):
+        from concurrent.futures import Future
+
+        self.job = job
+        self.Future = Future
+        _install_maker(job)  # this process keeps its thread settings
+
+    def workers(self):
+        return 1
+
+    def submit(self, indices, shard):
+        future = self.Future()
+        future.task = (indices, shard)
+        return future
+
+    def finished(self, pending):
+        future = min(pending, key=lambda f: f.task[0][0])
+        future.set_result(run_chunk(self.job, *future.task))
+        return [future]
+
+    def cancel(self, pending):
+        return []
+
+    def close(self):
+        for _, stager in _state.values():
+            stager.close()
+        _state.clear()
+
+
+# -- the run ----------------------------------------------------------------------------
+def _settings(config):
+    data = config.to_dict()
+    for name in SECRET_FIELDS:
+        data.pop(name, None)
+    return data
+
+
+def _check_settings(storage, config):
+    if config.overwrite or storage.size("args.json") is None:
+        return
+    try:
+        previous = json.loads(storage.read("args.json")).get("settings", {})
+    except (OSError, ValueError):
+        return
+    current = _settings(config)
+    differing = sorted(key for key in set(previous) | set(current)
+                       if key not in RUN_ONLY_FIELDS + SECRET_FIELDS and previous.get(key) != current.get(key))
+    if differing:
+        raise ValueError(
+            f"{config.out!r} holds a dataset made with other settings ({', '.join(differing)} "
+            "differ); use another out folder, or overwrite (--overwrite) to remake it"
+        )
+
+
+def _write_settings(storage, config):
+    from .. import __version__
+
+    data = {"fastblur": __version__, "settings": _settings(config)}
+    storage.write("args.json", (json.dumps(data, indent=2) + "\n").encode("utf-8"))
+
+
+def _parse_lines(text, into):
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+            into[int(record["index"])] = record
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a crash
+
+
+def read_done(storage, config, total):
+    """Finished pairs ``{index: record}``: manifest lines (and parts) whose files exist.
+
+    For tar shards a shard counts only when it exists and every pair of its range
+    (for this ``total``) has a record: a shard is redone whole or not at all.
+    """
+    records = {}
+    if config.overwrite:
+        return records
+    files = storage.sizes()
+    if MANIFEST in files:
+        _parse_lines(storage.read(MANIFEST).decode("utf-8", "replace"), records)
+    for name in sorted(files):
+        if name.startswith(PARTS + "/part-") and name.endswith(".jsonl"):
+            _parse_lines(storage.read(name).decode("utf-8", "replace"), records)
+    if config.layout != "webdataset":
+        return {i: r for i, r in records.items()
+                if files.get(r.get("blurry"), 0) > 0 and files.get(r.get("sharp"), 0) > 0}
+    done = {}
+    by_shard = {}
+    for index, record in records.items():
+        by_shard.setdefault(record.get("shard"), {})[index] = record
+    for name, members in by_shard.items():
+        if not name or files.get(name, 0) <= 0:
+            continue
+        shard = int(name.rsplit("-", 1)[1].split(".")[0])
+        wanted = shard_range(shard, config.shard_size, total)
+        if len(wanted) and all(i in members for i in wanted):
+            done.update(members)
+    return done
+
+
+def _consolidate(storage, records):
+    lines = "".join(json.dumps(records[i]) + "\n" for i in sorted(records))
+    storage.write(MANIFEST, lines.encode("utf-8"))
+    if storage.remote:  # the parts are in manifest.jsonl now
+        for name in [n for n in storage.sizes(PARTS) if n.startswith(PARTS + "/part-")]:
+            storage.remove(name)
+
+
+def _sources(config):
+    from .dataset import find_sources
+
+    if is_remote(config.input):
+        return find_remote_sources(config, config.storage_options)
+    return find_sources(config)
+
+
+def _tasks(config, todo, total, workers):
+    """``[(indices, shard)]`` in index order."""
+    if config.layout == "webdataset":
+        shards = sorted({i // config.shard_size for i in todo})
+        return [(list(shard_range(s, config.shard_size, total)), s) for s in shards]
+    size = config.chunk_size or default_chunk_size(len(todo), workers)
+    return [(chunk, None) for chunk in plan_chunks(todo, size)]
+
+
+def _drive(engine, tasks, pending, collect, progress):
+    """Keep about four chunks a worker in flight (the count followed as workers come and
+    go), collect each as it finishes."""
+    queue = iter(tasks)
+    if isinstance(engine, _InlineEngine):
+        window = len(tasks)
+    else:
+        window = max(8, 4 * engine.workers())
+    checked = time.monotonic()
+    while True:
+        while len(pending) < window:
+            task = next(queue, None)
+            if task is None:
+                break
+            pending.add(engine.submit(*task))
+        if not pending:
+            return
+        for future in engine.finished(pending):
+            pending.discard(future)
+            collect(_result(future))
+        if time.monotonic() - checked > 2.0 and not isinstance(engine, _InlineEngine):
+            workers = engine.workers()
+            window = max(8, 4 * workers)
+            progress.set_postfix(workers=workers, refresh=False)
+            checked = time.monotonic()
+
+
+def generate_chunked(config, client=None):
+    """:func:`fastblur.sbdd.generate` in chunks (a Dask client, remote paths, tar shards).
+
+    Parameters
+    ----------
+    config : DatasetConfig
+    client : distributed.Client, optional
+        Runs the chunks on this cluster. Without it, ``config.scheduler`` /
+        ``config.scheduler_file`` name one to connect to (or ``"local"`` to start), else
+        a local process pool of ``config.workers`` processes makes them.
+
+    Returns
+    -------
+    GenerateSummary
+    """
+    import hashlib
+
+    from tqdm import tqdm
+
+    from .dataset import GenerateSummary, PairMaker, _write_preview
+    from .timings import StageTimer
+
+    config = replace(config, backend=pinned_backend(config.backend))
+    if config.layout == "webdataset" and config.shard_size is None:
+        config = replace(config, shard_size=DEFAULT_SHARD_SIZE)
+    if config.out is None:
+        raise ValueError("out must name the output folder (--out)")
+    storage = open_storage(config.out, config.storage_options)
+    storage.check_output()
+    check_remote_inputs(config, config.storage_options)
+    sources = _sources(config)
+    if config.masks == "maskrcnn":
+        if is_remote(config.masks_path) or is_remote(config.input):
+            raise ValueError("masks='maskrcnn' segments into a local masks_path from local input images; "
+                             "make the masks with fastblur-segment first and pass them as --masks detectron2")
+        from .sources import segment_missing
+
+        segment_missing(config, sources)
+    total = config.count if config.count is not None else len(sources) * config.n_images
+    stager = InputStager(config, sources, config.storage_options) if remote_fields(config) else None
+    local_config = stager.config if stager else config
+    maker = PairMaker(local_config, stager.sources if stager else sources)  # fails early on a bad kernel source
+    _check_settings(storage, config)
+    storage.clean()
+    _write_settings(storage, config)
+    records = read_done(storage, config, total)
+    _consolidate(storage, records)
+
+    summary = GenerateSummary(out=config.out, total=total)
+    timer = StageTimer(enabled=config.timings)
+    summary.timings = timer if config.timings else None
+    summary.skipped = sum(1 for i in records if i < total)
+    todo = [i for i in range(total) if i not in records]
+    preview_indices = list(range(min(config.preview_count, total))) if config.preview else []
+    token = hashlib.sha1(json.dumps([config.to_dict(), time.time(), os.getpid()], default=str)
+                         .encode()).hexdigest()
+    job = Job(config.to_dict(), sources, storage, total, token)
+
+    own_client = own_cluster = None
+    if client is None and (config.scheduler or config.scheduler_file) and todo:
+        own_client, own_cluster = connect(config.scheduler, config.scheduler_file, config.workers,
+                                          config.timeout)
+        client = own_client
+    def tasks_of(workers):
+        return _tasks(config, todo, total, workers)
+
+    if not todo:
+        engine = None
+    elif client is not None:
+        engine = _DaskEngine(client, job)
+    else:
+        from .._threads import available_cores
+
+        processes = min(config.workers or available_cores(), len(tasks_of(1)))
+        engine = _PoolEngine(job, processes) if processes > 1 else _InlineEngine(job)
+    workers = engine.workers() if engine else 0
+    tasks = tasks_of(workers)
+
+    manifest = None if storage.remote else open(storage.path(MANIFEST), "a", encoding="utf-8")
+    progress = tqdm(total=len(todo), unit="pair", desc="fastblur-gen", disable=not config.progress,
+                    file=sys.stderr, dynamic_ncols=True)
+    progress.set_postfix(workers=workers)
+    start = time.perf_counter()
+
+    def collect(answer):
+        with timer.stage("manifest"):
+            for record in answer["records"]:
+                if record["index"] not in records:
+                    summary.written += 1
+                records[record["index"]] = record
+                if manifest is not None:
+                    manifest.write(json.dumps(record) + "\n")
+            if manifest is not None:
+                manifest.flush()
+        timer.add(answer.get("timings", {}), pairs=len(answer["records"]))
+        for failure in answer["failures"]:
+            summary.failed += 1
+            summary.failures.append(tuple(failure))
+            progress.write(f"fastblur-gen: skipped pair {failure[0]} ({failure[1]}): {failure[2]}", file=sys.stderr)
+        progress.update(answer["pairs"])
+
+    pending = set()
+    try:
+        if engine is not None:
+            try:
+                _drive(engine, tasks, pending, collect, progress)
+            except KeyboardInterrupt:
+                summary.interrupted = True
+                for future in engine.cancel(pending):  # the chunks in progress finish: no partial file
+                    try:
+                        collect(future.result())
+                    except Exception:
+                        pass
+            except BrokenProcessPool as error:
+                raise RuntimeError("a fastblur-gen worker process died (killed, out of memory); rerun to resume") from error
+    finally:
+        progress.close()
+        if manifest is not None:
+            manifest.close()
+        if engine is not None:
+            try:
+                engine.close()
+            except Exception:
+                pass
+        if own_client is not None:
+            own_client.close()
+        if own_cluster is not None:
+            own_cluster.close()
+        summary.seconds = time.perf_counter() - start
+        storage.clean()  # temporaries of workers killed mid-write
+    _consolidate(storage, records)
+
+    if config.preview and not summary.interrupted:
+        _write_preview(config, maker, preview_indices, {})
+    if stager is not None:
+        stager.close()
+    return summary

@@ -1,0 +1,279 @@
+"""Where a run's files live: a local folder or an fsspec URL (``s3://``, ``gs://``, ...).
+
+One interface for both, so that the dataset writer never asks which it has:
+
+* :class:`LocalStorage` keeps the local behaviour exactly: folders are created as needed
+  and every file is written through :func:`fastblur._atomic.write_atomic` (a temporary
+  file beside the target, then :func:`os.replace`). ``file://`` URLs are local paths.
+* :class:`RemoteStorage` writes every object with a single put (``pipe_file`` /
+  ``put_file``): an object store shows a whole object or none, so no partial object is
+  ever visible and no temporary name is needed.
+
+Credentials and endpoints come from fsspec's own configuration (``FSSPEC_S3_ENDPOINT_URL``,
+the standard AWS / Google variables) plus ``storage_options``, as pandas and dask take them.
+"""
+import os
+import shutil
+import tempfile
+
+from .._atomic import remove_temporaries, write_atomic
+
+__all__ = ["LocalStorage", "RemoteStorage", "is_remote", "open_storage", "local_path", "join"]
+
+
+def _protocol(path):
+    path = os.fspath(path)
+    if "://" not in path:
+        return None
+    return path.split("://", 1)[0].lower()
+
+
+def is_remote(path):
+    """Whether ``path`` is a URL that is not a local file (``s3://``, ``gs://``, ``memory://``...)."""
+    return path is not None and _protocol(path) not in (None, "file", "local")
+
+
+def local_path(path):
+    """A local path for ``path`` (``file://`` stripped)."""
+    path = os.fspath(path)
+    if _protocol(path) in ("file", "local"):
+        return path.split("://", 1)[1]
+    return path
+
+
+def join(base, *parts):
+    """``base/part/...`` for a URL or a local path."""
+    if is_remote(base):
+        return "/".join([base.rstrip("/")] + [p.strip("/") for p in parts if p])
+    return os.path.join(local_path(base), *parts)
+
+
+def local_paths(config):
+    """``config`` with its ``file://`` URLs made plain paths (the local behaviour)."""
+    from dataclasses import replace
+
+    changes = {name: local_path(getattr(config, name)) for name in ("out", "input", "masks_path", "kernels",
+                                                                     "kernels_root", "preview")
+               if isinstance(getattr(config, name), str) and _protocol(getattr(config, name)) in ("file", "local")}
+    return replace(config, **changes) if changes else config
+
+
+class LocalStorage:
+    """A local folder (today's behaviour). Relative names use ``/``."""
+
+    remote = False
+
+    def __init__(self, root):
+        self.url = local_path(root)
+        self.root = self.url
+
+    def path(self, name):
+        return os.path.join(self.root, *name.split("/"))
+
+    def check_output(self):
+        """Refuse an ``out`` that exists and is not a folder; create the folder."""
+        if os.path.exists(self.root) and not os.path.isdir(self.root):
+            raise ValueError(f"out {self.url!r} exists and is not a folder; pass a folder (--out)")
+        try:
+            os.makedirs(self.root, exist_ok=True)
+        except OSError as error:
+            raise ValueError(f"cannot create the out folder {self.url!r}: {error}") from error
+
+    def write(self, name, data):
+        path = self.path(name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_atomic(path, data)
+
+    def temporary_file(self, name):
+        """A new local file to fill and then :meth:`commit` as ``name`` (beside the target,
+        named as :func:`write_atomic` names its temporaries so that a crash leaves a file
+        :meth:`clean` removes)."""
+        import secrets
+
+        path = self.path(name)
+        folder, base = os.path.split(path)
+        os.makedirs(folder, exist_ok=True)
+        return os.path.join(folder, f".{base}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+    def commit(self, temporary, name):
+        os.replace(temporary, self.path(name))
+
+    def read(self, name):
+        with open(self.path(name), "rb") as stream:
+            return stream.read()
+
+    def sizes(self, folder=""):
+        """``{name: size}`` of the files under ``folder`` (names relative to the root)."""
+        top = self.path(folder) if folder else self.root
+        found = {}
+        for directory, _, files in os.walk(top):
+            for file in files:
+                full = os.path.join(directory, file)
+                name = os.path.relpath(full, self.root).replace(os.sep, "/")
+                try:
+                    found[name] = os.path.getsize(full)
+                except OSError:
+                    pass
+        return found
+
+    def size(self, name):
+        try:
+            return os.path.getsize(self.path(name))
+        except OSError:
+            return None
+
+    def remove(self, name):
+        try:
+            os.unlink(self.path(name))
+        except FileNotFoundError:
+            pass
+
+    def clean(self):
+        """Remove the temporaries interrupted writes left behind."""
+        remove_temporaries(self.root)
+
+
+class RemoteStorage:
+    """A prefix on an fsspec filesystem; every object is written by one put."""
+
+    remote = True
+
+    def __init__(self, url, storage_options=None):
+        import fsspec
+
+        self.url = url.rstrip("/")
+        self.options = dict(storage_options or {})
+        try:
+            self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.options)
+        except (ValueError, ImportError, TypeError) as error:
+            raise ValueError(f"cannot open {url!r}: {error}") from error
+        self.root = self.root.rstrip("/")
+
+    def __getstate__(self):  # filesystems are rebuilt where the object lands (a worker)
+        return {"url": self.url, "options": self.options}
+
+    def __setstate__(self, state):
+        self.__init__(state["url"], state["options"])
+
+    def path(self, name):
+        return f"{self.root}/{name}" if name else self.root
+
+    def _fail(self, error, what):
+        return ValueError(f"{what} {self.url!r}: {type(error).__name__}: {error}")
+
+    def check_output(self):
+        """Reach the store (bucket, credentials) and refuse an ``out`` that is an object."""
+        bucket = self.root.split("/", 1)[0]
+        try:
+            self.fs.invalidate_cache()
+            try:  # info, not exists: exists answers False for missing credentials too
+                self.fs.info(bucket)
+            except FileNotFoundError:
+                raise ValueError(f"out {self.url!r}: the bucket {bucket!r} does not exist") from None
+            if self.root != bucket and self.fs.isfile(self.root):
+                raise ValueError(f"out {self.url!r} exists and is an object, not a prefix; pass a prefix (--out)")
+        except ValueError:
+            raise
+        except Exception as error:  # credentials, endpoint, permissions: botocore's own types
+            raise self._fail(error, "cannot reach out") from error
+
+    def check_input(self, what):
+        """Reach the store and check that ``url`` exists (an input)."""
+        try:
+            self.fs.invalidate_cache()
+            self.fs.info(self.root)
+            found = True
+        except FileNotFoundError:
+            found = False
+        except Exception as error:
+            raise self._fail(error, f"cannot reach {what}") from error
+        if not found:
+            raise ValueError(f"{what} {self.url!r} does not exist")
+
+    def write(self, name, data):
+        self.fs.pipe_file(self.path(name), data)
+
+    def temporary_file(self, name):
+        handle, path = tempfile.mkstemp(prefix="fastblur-", suffix="-" + name.rsplit("/", 1)[-1])
+        os.close(handle)
+        return path
+
+    def commit(self, temporary, name):
+        try:
+            self.fs.put_file(temporary, self.path(name))
+        finally:
+            os.unlink(temporary)
+
+    def read(self, name):
+        return self.fs.cat_file(self.path(name))
+
+    def sizes(self, folder=""):
+        top = self.path(folder)
+        self.fs.invalidate_cache()
+        try:
+            listing = self.fs.find(top, detail=True)
+        except FileNotFoundError:
+            return {}
+        prefix = self.root + "/"
+        return {
+            name[len(prefix):]: info.get("size") or 0
+            for name, info in listing.items()
+            if name.startswith(prefix) and info.get("type", "file") == "file"
+        }
+
+    def size(self, name):
+        try:
+            return self.fs.info(self.path(name)).get("size") or 0
+        except FileNotFoundError:
+            return None
+
+    def remove(self, name):
+        try:
+            self.fs.rm_file(self.path(name))
+        except FileNotFoundError:
+            pass
+
+    def clean(self):
+        pass  # single puts leave nothing behind
+
+    def get(self, name, target):
+        """Copy object ``name`` to the local file ``target``."""
+        self.fs.get_file(self.path(name), target)
+
+
+def open_storage(url, storage_options=None):
+    """:class:`LocalStorage` for a path or ``file://`` URL, else :class:`RemoteStorage`."""
+    if is_remote(url):
+        return RemoteStorage(url, storage_options)
+    return LocalStorage(url)
+
+
+def fetch(url, target, storage_options=None):
+    """Copy the file or object ``url`` to the local path ``target``."""
+    if is_remote(url):
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        fs.get_file(path, target)
+    else:
+        shutil.copyfile(local_path(url), target)
+
+
+def fetch_tree(url, target, storage_options=None):
+    """Copy everything under the prefix (or the single object) ``url`` into ``target``.
+
+    Returns the local path standing for ``url``: ``target`` itself, or the file in it.
+    """
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    path = path.rstrip("/")
+    if fs.isfile(path):
+        local = os.path.join(target, path.rsplit("/", 1)[-1])
+        fs.get_file(path, local)
+        return local
+    for name in fs.find(path):
+        local = os.path.join(target, *name[len(path) + 1:].split("/"))
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        fs.get_file(name, local)
+    return target
