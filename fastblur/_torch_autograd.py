@@ -159,11 +159,15 @@ def _extend(tensor, kernel_hw, mode, boundary):
 def _rows_cols(tensor):
     """Index ranges ``(r0, r1, c0, c1)`` of the non-zero rows and columns of a
     ``(B, C, H, W)`` tensor, or None where it is zero."""
-    nonzero = (tensor != 0).flatten(0, -3).any(0)
-    rows = torch.nonzero(nonzero.any(1)).flatten().tolist()
+    if tensor.device.type == "cpu":  # NumPy's reductions are the faster ones on the CPU
+        nonzero = tensor.detach().numpy() != 0
+        rows, cols = np.flatnonzero(nonzero.any(axis=(0, 1, 3))), np.flatnonzero(nonzero.any(axis=(0, 1, 2)))
+    else:
+        nonzero = (tensor != 0).flatten(0, -3).any(0)
+        rows, cols = torch.nonzero(nonzero.any(1)).flatten(), torch.nonzero(nonzero.any(0)).flatten()
+    rows, cols = rows.tolist(), cols.tolist()
     if not rows:
         return None
-    cols = torch.nonzero(nonzero.any(0)).flatten().tolist()
     return rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
 
 
