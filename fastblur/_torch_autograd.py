@@ -198,9 +198,11 @@ def _correlation_lags(extended, map_box, grad, grad_box, kernel_hw):
     r0, r1, c0, c1 = box
     extended = extended[..., r0 : r1 + kh - 1, c0 : c1 + kw - 1]
     size = tuple(scipy.fft.next_fast_len(n, real=True) for n in extended.shape[-2:])
-    product = torch.fft.rfft2(grad(box), s=size).conj()
-    product *= torch.fft.rfft2(extended, s=size)
-    return torch.fft.irfft2(product.sum(1), s=size)[..., :kh, :kw]
+    spectra = torch.fft.rfft2(grad(box), s=size).conj(), torch.fft.rfft2(extended, s=size)
+    product = spectra[0][:, 0] * spectra[1][:, 0]  # summed over the channels as it is formed
+    for c in range(1, spectra[0].shape[1]):
+        product.addcmul_(spectra[0][:, c], spectra[1][:, c])
+    return torch.fft.irfft2(product, s=size)[..., :kh, :kw]
 
 
 def _kernel_grad(extended, grad, kernel_hw, weights=None):
