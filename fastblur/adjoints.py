@@ -146,8 +146,8 @@ def _scatter_full(y, kernels, weights, backend):
     non-zero on a small box (:data:`SMALL_BOX`) is scattered on that box alone. The
     inputs are validated already: each box goes to the backend as the ``valid`` problem
     of its zero-padded crop (:func:`_scatter_problem`), with the backend ``auto``
-    picks for the first (largest) one, and the first result is placed in
-    the output rather than added to zeros.
+    picks for the first (largest) one; the whole-grid group is padded so that its result
+    is the whole output, which the objects' results are added to.
     """
     xp = get_array_module(y)
     kh, kw = kernels.shape[1:]
@@ -165,12 +165,14 @@ def _scatter_full(y, kernels, weights, backend):
         index = [i for i, _, _ in group]
         r0, r1, c0, c1 = _union([box for _, box, _ in group])
         t0, t1, s0, s1 = _union([taps for _, _, taps in group])
+        reach = shape[:2] if group is large else None
         problem = _scatter_problem(y[r0:r1, c0:c1], kernels[index, t0:t1, s0:s1],
-                                   weights[index, r0:r1, c0:c1])
+                                   weights[index, r0:r1, c0:c1], (r0 + t0, c0 + s0) if reach else None, reach)
         if backend == "auto" and not is_cupy_array(y):
             backend = select_backend(backend, problem).name  # one decision, on the largest group
         part = _run(problem, backend)
-        where = (slice(r0 + t0, r0 + t0 + part.shape[0]), slice(c0 + s0, c0 + s0 + part.shape[1]))
+        top, left = (0, 0) if reach else (r0 + t0, c0 + s0)
+        where = (slice(top, top + part.shape[0]), slice(left, left + part.shape[1]))
         if out is None:
             out = _placed(part, shape, where)
         else:
@@ -178,13 +180,16 @@ def _scatter_full(y, kernels, weights, backend):
     return xp.zeros(shape, y.dtype) if out is None else out
 
 
-def _scatter_problem(y, kernels, weights):
-    """The Problem of ``blur_product(y, kernels, weights, 'full', 'constant')``, validated arrays."""
+def _scatter_problem(y, kernels, weights, offset=None, reach=None):
+    """The Problem of ``blur_product(y, kernels, weights, 'full', 'constant')``, validated arrays;
+    with ``offset`` and ``reach``, of that result placed at ``offset`` in zeros of shape ``reach``."""
     xp = get_array_module(y)
     kh, kw = kernels.shape[1:]
     height, width = y.shape[:2]
-    inner = (slice(kh - 1, kh - 1 + height), slice(kw - 1, kw - 1 + width))
-    padded = xp.zeros((height + 2 * (kh - 1), width + 2 * (kw - 1), y.shape[2]), y.dtype)
+    top, left = (kh - 1, kw - 1) if offset is None else (kh - 1 + offset[0], kw - 1 + offset[1])
+    rows, cols = ((height + kh - 1, width + kw - 1) if reach is None else reach)
+    inner = (slice(top, top + height), slice(left, left + width))
+    padded = xp.zeros((rows + kh - 1, cols + kw - 1, y.shape[2]), y.dtype)
     padded[inner] = y
     padded_weights = xp.zeros((len(kernels),) + padded.shape[:2], weights.dtype)
     padded_weights[(slice(None),) + inner] = weights
