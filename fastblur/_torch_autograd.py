@@ -111,7 +111,7 @@ def _combine(blurs, weights):
     :data:`~fastblur.backends.ZERO_WEIGHT` counts as zero; each map is applied on the box
     where it is non-zero."""
     if weights.device.type == "cpu":  # NumPy's reductions are the faster ones on the CPU
-        array = weights.numpy()
+        array = weights.detach().numpy()
         active = np.abs(array) > ZERO_WEIGHT
         weights = torch.from_numpy(np.where(active, array, 0))
     else:
