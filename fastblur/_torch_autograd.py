@@ -6,11 +6,16 @@ to the image are the fastblur primitives and their exact adjoints
 through CuPy, on PyTorch's current stream). Gradients with respect to
 
 - the weights are one convolution (``blur_masked``) or one adjoint convolution
-  (``blur_product``) per kernel, multiplied by the output gradient or the image;
+  (``blur_product``) per kernel, multiplied by the output gradient or the image. For
+  ``blur_masked`` the forward computes those convolutions when the weights need a
+  gradient (:data:`KEEP_BLURS`), makes its output their weighted sum and keeps them
+  for the backward: the convolutions are needed anyway, and the weighted sum costs
+  less than the mask-restricted gather it replaces;
 - the kernels are ``valid`` correlations of an image-sized map with another (the
   extended image with the weighted output gradient, or the extended weighted image with
   the output gradient), cropped to the kernel: computed with ``torch.fft``, since a
-  kernel-sized output of image-sized inputs is what FFTs do best.
+  kernel-sized output of image-sized inputs is what FFTs do best, each on the box
+  where both maps can be non-zero (an SBDD object's).
 
 Each function also has a differentiable adjoint (``*_adjoint``), for unrolled
 networks and :class:`SpaceVaryingBlur`.
@@ -24,6 +29,7 @@ from torch.autograd.function import once_differentiable
 
 from . import _geometry, _validation
 from .adjoints import blur_masked_adjoint as _blur_masked_adjoint
+from .backends import ZERO_WEIGHT
 from .adjoints import blur_product_adjoint as _blur_product_adjoint
 from .adjoints import convolve_adjoint as _convolve_adjoint
 from .primitives import blur_masked as _blur_masked
@@ -75,10 +81,56 @@ class _Operation:
     def weight_grad(self, image, grad, kernels, options):
         """``d<A x, g>/dw``, shape ``(N, gh, gw)``."""
         if self.weighted_output:  # sum_c g ⊙ (k_i * x)
-            blurs = [_convolve(_channels_last(image), k, **options) for k in kernels]
-            return torch.stack([(_channels_first(b) * grad).sum(0) for b in blurs])
-        spread = [_convolve_adjoint(_channels_last(grad), k, **options) for k in kernels]
-        return torch.stack([(_channels_first(s) * image).sum(0) for s in spread])
+            return _weight_grad_of_blurs(_blurs(image, kernels, options), grad)
+        grad = _channels_last(grad)
+        return torch.stack([_channel_dot(_convolve_adjoint(grad, k, **options), image) for k in kernels])
+
+
+def _blurs(image, kernels, options):
+    """``[k_i * x]``: one ``(Ho, Wo, C)`` channels-last tensor per kernel, ``image`` ``(C, H, W)``."""
+    image = _channels_last(image)
+    return [_convolve(image, k, **options) for k in kernels]
+
+
+def _channel_dot(channels_last, channels_first):
+    """``sum_c a[..., c] * b[c]``, shape ``(H, W)``, of ``(H, W, C)`` and ``(C, H, W)`` tensors."""
+    out = channels_last[..., 0] * channels_first[0]
+    for c in range(1, len(channels_first)):
+        out.addcmul_(channels_last[..., c], channels_first[c])
+    return out
+
+
+def _weight_grad_of_blurs(blurs, grad):
+    """``sum_c g ⊙ b_i`` for each blur ``b_i`` (:func:`_blurs`), shape ``(N, Ho, Wo)``."""
+    return torch.stack([_channel_dot(b, grad) for b in blurs])
+
+
+def _combine(blurs, weights):
+    """``sum_i w_i ⊙ b_i``, channels-first ``(C, Ho, Wo)``: :func:`fastblur.blur_masked` from
+    its kernels' blurs (:func:`_blurs`). As there, a weight of magnitude at most
+    :data:`~fastblur.backends.ZERO_WEIGHT` counts as zero; each map is applied on the box
+    where it is non-zero."""
+    if weights.device.type == "cpu":  # NumPy's reductions are the faster ones on the CPU
+        array = weights.detach().numpy()
+        active = np.abs(array) > ZERO_WEIGHT
+        weights = torch.from_numpy(np.where(active, array, 0))
+    else:
+        active = weights.abs() > ZERO_WEIGHT
+        weights = torch.where(active, weights, 0)
+    rows, cols = active.any(2).tolist(), active.any(1).tolist()
+    out = None
+    for blur, w, row, col in zip(blurs, weights, rows, cols):
+        if not any(row):
+            continue
+        r0, r1 = row.index(True), len(row) - row[::-1].index(True)
+        c0, c1 = col.index(True), len(col) - col[::-1].index(True)
+        if out is None and (r0, r1, c0, c1) == (0, len(row), 0, len(col)):
+            out = blur * w[..., None]  # a whole-grid map first: no zeros to add to
+            continue
+        if out is None:
+            out = blur.new_zeros(blur.shape)
+        out[r0:r1, c0:c1].addcmul_(blur[r0:r1, c0:c1], w[r0:r1, c0:c1, None])
+    return _channels_first(blurs[0].new_zeros(blurs[0].shape) if out is None else out)
 
 
 _OPERATIONS = {
@@ -107,69 +159,102 @@ def _extend(tensor, kernel_hw, mode, boundary):
 def _rows_cols(tensor):
     """Index ranges ``(r0, r1, c0, c1)`` of the non-zero rows and columns of a
     ``(B, C, H, W)`` tensor, or None where it is zero."""
-    nonzero = (tensor != 0).flatten(0, -3).any(0)
-    rows = torch.nonzero(nonzero.any(1)).flatten().tolist()
+    if tensor.device.type == "cpu":  # NumPy's reductions are the faster ones on the CPU
+        nonzero = tensor.detach().numpy() != 0
+        rows, cols = np.flatnonzero(nonzero.any(axis=(0, 1, 3))), np.flatnonzero(nonzero.any(axis=(0, 1, 2)))
+    else:
+        nonzero = (tensor != 0).flatten(0, -3).any(0)
+        rows, cols = torch.nonzero(nonzero.any(1)).flatten(), torch.nonzero(nonzero.any(0)).flatten()
+    rows, cols = rows.tolist(), cols.tolist()
     if not rows:
         return None
-    cols = torch.nonzero(nonzero.any(0)).flatten().tolist()
     return rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
 
 
-def _correlation_lags(extended, grad, kernel_hw):
+def _intersect(first, second):
+    """The intersection of two boxes ``(r0, r1, c0, c1)`` (None: empty), or None."""
+    if first is None or second is None:
+        return None
+    r0, r1 = max(first[0], second[0]), min(first[1], second[1])
+    c0, c1 = max(first[2], second[2]), min(first[3], second[3])
+    return (r0, r1, c0, c1) if r0 < r1 and c0 < c1 else None
+
+
+def _correlation_lags(extended, map_box, grad, grad_box, kernel_hw):
     """``sum_c sum_p grad[p] extended[p + r]`` for ``r`` in ``[0, kh) x [0, kw)``, shape
     (B, kh, kw), over the outputs ``p`` where both can be non-zero (an SBDD object's box).
 
-    A circular correlation of size >= the extended crop has no wrap-around at these lags.
+    ``grad`` is a callable returning the output gradient's crop to a box (so that a
+    weighted gradient is only formed there); ``grad_box`` and ``map_box`` hold the
+    non-zeros of the gradient and of ``extended`` (None: all zero). A circular
+    correlation of size >= the extended crop has no wrap-around at these lags.
     """
     kh, kw = kernel_hw
-    box_grad, box_map = _rows_cols(grad), _rows_cols(extended)
-    if box_grad is None or box_map is None:
-        return grad.new_zeros((grad.shape[0], kh, kw))
-    r0, r1 = max(box_grad[0], box_map[0] - kh + 1), min(box_grad[1], box_map[1])
-    c0, c1 = max(box_grad[2], box_map[2] - kw + 1), min(box_grad[3], box_map[3])
-    if r0 >= r1 or c0 >= c1:
-        return grad.new_zeros((grad.shape[0], kh, kw))
-    grad = grad[..., r0:r1, c0:c1]
+    if map_box is not None:  # the outputs whose window meets the map's non-zeros
+        map_box = (map_box[0] - kh + 1, map_box[1], map_box[2] - kw + 1, map_box[3])
+    box = _intersect(grad_box, map_box)
+    if box is None:
+        return extended.new_zeros((extended.shape[0], kh, kw))
+    r0, r1, c0, c1 = box
     extended = extended[..., r0 : r1 + kh - 1, c0 : c1 + kw - 1]
     size = tuple(scipy.fft.next_fast_len(n, real=True) for n in extended.shape[-2:])
-    product = torch.fft.rfft2(grad, s=size).conj()
-    product *= torch.fft.rfft2(extended, s=size)
-    return torch.fft.irfft2(product.sum(1), s=size)[..., :kh, :kw]
+    spectra = torch.fft.rfft2(grad(box), s=size).conj(), torch.fft.rfft2(extended, s=size)
+    product = spectra[0][:, 0] * spectra[1][:, 0]  # summed over the channels as it is formed
+    for c in range(1, spectra[0].shape[1]):
+        product.addcmul_(spectra[0][:, c], spectra[1][:, c])
+    return torch.fft.irfft2(product, s=size)[..., :kh, :kw]
 
 
-def _kernel_grad(extended, grad, kernel_hw):
-    """``flip(sum_c corr_valid(extended, grad))``: the gradient of a ``valid`` convolution
-    with respect to its kernel.
+def _kernel_grad(extended, grad, kernel_hw, weights=None):
+    """``flip(sum_c corr_valid(extended, w_i ⊙ grad))``: the gradient of a ``valid``
+    convolution with respect to its kernel.
 
     Parameters
     ----------
     extended : Tensor, shape (B, Nu, C, He, We)
         The convolved maps (``Nu`` is 1 or ``N``).
-    grad : Tensor, shape (B, Ng, C, He - kh + 1, We - kw + 1)
-        The output gradients (``Ng`` is 1 or ``N``).
+    grad : Tensor, shape (B, C, He - kh + 1, We - kw + 1)
+        The output gradient.
+    weights : Tensor, shape (B, N, He - kh + 1, We - kw + 1), optional
+        Weights of the output gradient, one map per kernel (the gather form); each
+        weighted gradient is formed on the box where its map is non-zero only.
 
     Returns
     -------
     Tensor, shape (B, N, kh, kw)
     """
-    count = max(extended.shape[1], grad.shape[1])
-    lags = [_correlation_lags(extended[:, min(i, extended.shape[1] - 1)], grad[:, min(i, grad.shape[1] - 1)],
-                              kernel_hw) for i in range(count)]  # one kernel at a time: B * C maps in memory
+    count = max(extended.shape[1], 1 if weights is None else weights.shape[1])
+    grad_box = _rows_cols(grad)
+    map_boxes = [_rows_cols(extended[:, i]) for i in range(extended.shape[1])]
+    lags = []
+    for i in range(count):  # one kernel at a time: B * C maps in memory
+        w = None if weights is None else weights[:, i, None]
+        box = grad_box if w is None else _intersect(grad_box, _rows_cols(w))
+
+        def crop(box, w=w):
+            r0, r1, c0, c1 = box
+            part = grad[..., r0:r1, c0:c1]
+            return part if w is None else part * w[..., r0:r1, c0:c1]
+
+        j = min(i, extended.shape[1] - 1)
+        lags.append(_correlation_lags(extended[:, j], map_boxes[j], crop, box, kernel_hw))
     return torch.stack(lags, 1).flip(-2, -1)
 
 
-def _gradients(operation, image, grad, kernels, weights, options, needs):
+def _gradients(operation, image, grad, kernels, weights, options, needs, blurs=None):
     """``(d_image, d_kernels, d_weights)`` of ``<A(kernels, weights) image, grad>``.
 
     Batched tensors: ``image (B, C, H, W)``, ``grad (B, C, Ho, Wo)``, ``kernels
     (B, N, kh, kw)``, ``weights (B, N, gh, gw)`` or None. ``needs`` says which to compute
-    (the others are None).
+    (the others are None). ``blurs``: each item's :func:`_blurs`, kept by the forward.
     """
     op = _OPERATIONS[operation]
     d_image = d_kernels = d_weights = None
     if needs[0]:
         d_image = torch.stack([op.adjoint(g, k, w, options) for g, k, w in _items(grad, kernels, weights)])
-    if needs[2] and weights is not None:
+    if needs[2] and weights is not None and blurs is not None:
+        d_weights = torch.stack([_weight_grad_of_blurs(b, g) for b, g in zip(blurs, grad)])
+    elif needs[2] and weights is not None:
         d_weights = torch.stack([op.weight_grad(x, g, k, options)
                                  for x, g, k in zip(image, grad, kernels)])
     if needs[1]:
@@ -177,12 +262,17 @@ def _gradients(operation, image, grad, kernels, weights, options, needs):
         mode, boundary = options["mode"], options["boundary"]
         if op.weighted_output:  # corr(E x, w_i ⊙ g)
             extended = _extend(image, kernel_hw, mode, boundary)[:, None]
-            weighted = grad[:, None] if weights is None else weights[:, :, None] * grad[:, None]
-            d_kernels = _kernel_grad(extended, weighted, kernel_hw)
+            d_kernels = _kernel_grad(extended, grad, kernel_hw, weights)
         else:  # corr(E(w_i ⊙ x), g)
             extended = _extend(weights[:, :, None] * image[:, None], kernel_hw, mode, boundary)
-            d_kernels = _kernel_grad(extended, grad[:, None], kernel_hw)
+            d_kernels = _kernel_grad(extended, grad, kernel_hw)
     return d_image, d_kernels, d_weights
+
+
+#: Whether ``blur_masked``'s forward keeps the kernels' blurs when the weights need a
+#: gradient (:class:`_Forward`): N output-sized tensors per item held until the backward.
+#: False computes them in the backward instead (less memory, a slower backward).
+KEEP_BLURS = True
 
 
 def _items(tensor, kernels, weights):
@@ -190,13 +280,23 @@ def _items(tensor, kernels, weights):
 
 
 class _Forward(torch.autograd.Function):
-    """``A(kernels, weights) image`` for a batch."""
+    """``A(kernels, weights) image`` for a batch.
+
+    With ``keep_blurs`` (``blur_masked`` whose weights need a gradient), the forward
+    computes each kernel's blur ``k_i * x`` on the whole grid, which the weights'
+    gradient ``sum_c g ⊙ (k_i * x)`` needs, and keeps them for the backward: the output is
+    their weighted sum (:func:`_combine`) instead of the mask-restricted gather.
+    """
 
     @staticmethod
-    def forward(ctx, image, kernels, weights, operation, options):
+    def forward(ctx, image, kernels, weights, operation, options, keep_blurs=False):
         ctx.save_for_backward(image, kernels, weights)
         ctx.operation, ctx.options = operation, options
         op = _OPERATIONS[operation]
+        if keep_blurs:
+            ctx.blurs = [_blurs(x, k, options) for x, k in zip(image, kernels)]
+            return torch.stack([_combine(b, w) for b, w in zip(ctx.blurs, weights)])
+        ctx.blurs = None
         return torch.stack([op.forward(x, k, w, options) for x, k, w in _items(image, kernels, weights)])
 
     @staticmethod
@@ -205,7 +305,7 @@ class _Forward(torch.autograd.Function):
         image, kernels, weights = ctx.saved_tensors
         needs = ctx.needs_input_grad[:3]
         return _gradients(ctx.operation, image, grad.contiguous(), kernels, weights, ctx.options,
-                          needs) + (None, None)
+                          needs, ctx.blurs) + (None, None, None)
 
 
 class _Adjoint(torch.autograd.Function):
@@ -332,7 +432,11 @@ def _public(operation, adjoint=False):
     def apply(tensor, kernels, weights, mode, boundary, backend):
         tensor, kernels, weights, options = _arguments(
             tensor, name, kernels, weights, mode, boundary, backend, operation, adjoint)
-        return function.apply(tensor, kernels, weights, operation, options)
+        if adjoint:
+            return function.apply(tensor, kernels, weights, operation, options)
+        keep_blurs = (operation == "blur_masked" and torch.is_grad_enabled() and weights.requires_grad
+                      and KEEP_BLURS)
+        return function.apply(tensor, kernels, weights, operation, options, keep_blurs)
 
     return apply
 

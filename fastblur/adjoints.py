@@ -23,9 +23,10 @@ the operator whose weights are zero there.
 """
 import numpy as np
 
-from . import _geometry, _validation
-from ._array_module import get_array_module, to_numpy, torch_interop
-from .primitives import blur_masked, blur_product, convolve
+from . import _geometry, _problem, _validation
+from ._array_module import get_array_module, is_cupy_array, to_numpy, torch_interop
+from .backends import select_backend
+from .primitives import _run, blur_masked, convolve
 
 __all__ = ["blur_masked_adjoint", "blur_product_adjoint", "convolve_adjoint", "fold"]
 
@@ -117,14 +118,16 @@ def fold(extended, image_hw, kernel_hw, mode, boundary, first_axis=0):
 SMALL_BOX = 0.5
 
 
-def _nonzero_box(array):
-    """``(r0, r1, c0, c1)``: the smallest box holding every non-zero of a 2-D array, or None."""
-    xp = get_array_module(array)
-    rows = to_numpy(xp.flatnonzero(array.any(axis=1)))
-    if rows.size == 0:
-        return None
-    cols = to_numpy(xp.flatnonzero(array.any(axis=0)))
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+def _nonzero_boxes(stack):
+    """For each 2-D slice of a 3-D ``stack``, the smallest box ``(r0, r1, c0, c1)`` holding
+    its non-zeros, or None; from one comparison of the whole stack."""
+    nonzero = stack != 0
+    rows, cols = to_numpy(nonzero.any(axis=2)), to_numpy(nonzero.any(axis=1))
+    boxes = []
+    for row, col in zip(rows, cols):
+        r, c = np.flatnonzero(row), np.flatnonzero(col)
+        boxes.append((int(r[0]), int(r[-1]) + 1, int(c[0]), int(c[-1]) + 1) if r.size else None)
+    return boxes
 
 
 def _union(boxes):
@@ -140,7 +143,11 @@ def _scatter_full(y, kernels, weights, backend):
     kernel, so the ring of ``kh - 1`` rows and ``kw - 1`` columns that ``full`` adds
     around each weight map's support costs as much as the support itself for an SBDD
     object. Each kernel is trimmed to its non-zero taps, and a kernel whose weights are
-    non-zero on a small box (:data:`SMALL_BOX`) is scattered on that box alone.
+    non-zero on a small box (:data:`SMALL_BOX`) is scattered on that box alone. The
+    inputs are validated already: each box goes to the backend as the ``valid`` problem
+    of its zero-padded crop (:func:`_scatter_problem`), with the backend ``auto``
+    picks for the first (largest) one; the whole-grid group is padded so that its result
+    is the whole output, which the objects' results are added to.
     """
     xp = get_array_module(y)
     kh, kw = kernels.shape[1:]
@@ -148,8 +155,7 @@ def _scatter_full(y, kernels, weights, backend):
     shape = (height + kh - 1, width + kw - 1, y.shape[2])
     out = None
     large, small = [], []
-    for i, (kernel, w) in enumerate(zip(kernels, weights)):
-        box, taps = _nonzero_box(w), _nonzero_box(kernel)
+    for i, (box, taps) in enumerate(zip(_nonzero_boxes(weights), _nonzero_boxes(kernels))):
         if box is None or taps is None:
             continue
         area = (box[1] - box[0]) * (box[3] - box[2])
@@ -159,15 +165,51 @@ def _scatter_full(y, kernels, weights, backend):
         index = [i for i, _, _ in group]
         r0, r1, c0, c1 = _union([box for _, box, _ in group])
         t0, t1, s0, s1 = _union([taps for _, _, taps in group])
-        part = blur_product(y[r0:r1, c0:c1], kernels[index, t0:t1, s0:s1], weights[index, r0:r1, c0:c1],
-                            mode="full", boundary="constant", backend=backend)
-        if out is None and part.shape == shape:
-            out = part  # a whole-grid group comes first: no zeros, no copy
-            continue
+        reach = shape[:2] if group is large else None
+        problem = _scatter_problem(y[r0:r1, c0:c1], kernels[index, t0:t1, s0:s1],
+                                   weights[index, r0:r1, c0:c1], (r0 + t0, c0 + s0) if reach else None, reach)
+        if backend == "auto" and not is_cupy_array(y):
+            backend = select_backend(backend, problem).name  # one decision, on the largest group
+        part = _run(problem, backend)
+        top, left = (0, 0) if reach else (r0 + t0, c0 + s0)
+        where = (slice(top, top + part.shape[0]), slice(left, left + part.shape[1]))
         if out is None:
-            out = xp.zeros(shape, y.dtype)
-        out[r0 + t0 : r0 + t0 + part.shape[0], c0 + s0 : c0 + s0 + part.shape[1]] += part
+            out = _placed(part, shape, where)
+        else:
+            out[where] += part
     return xp.zeros(shape, y.dtype) if out is None else out
+
+
+def _scatter_problem(y, kernels, weights, offset=None, reach=None):
+    """The Problem of ``blur_product(y, kernels, weights, 'full', 'constant')``, validated arrays;
+    with ``offset`` and ``reach``, of that result placed at ``offset`` in zeros of shape ``reach``."""
+    xp = get_array_module(y)
+    kh, kw = kernels.shape[1:]
+    height, width = y.shape[:2]
+    top, left = (kh - 1, kw - 1) if offset is None else (kh - 1 + offset[0], kw - 1 + offset[1])
+    rows, cols = ((height + kh - 1, width + kw - 1) if reach is None else reach)
+    inner = (slice(top, top + height), slice(left, left + width))
+    padded = xp.zeros((rows + kh - 1, cols + kw - 1, y.shape[2]), y.dtype)
+    padded[inner] = y
+    padded_weights = xp.zeros((len(kernels),) + padded.shape[:2], weights.dtype)
+    padded_weights[(slice(None),) + inner] = weights
+    return _problem.Problem("blur_product", "blur_product_valid",
+                            (padded, xp.ascontiguousarray(kernels), padded_weights), "full", "constant")
+
+
+def _placed(part, shape, where):
+    """An array of ``shape``, ``part`` at ``where`` and zeros around it."""
+    xp = get_array_module(part)
+    if part.shape == tuple(shape):
+        return part
+    out = xp.empty(shape, part.dtype)
+    rows, cols = where
+    out[: rows.start] = 0
+    out[rows.stop :] = 0
+    out[rows, : cols.start] = 0
+    out[rows, cols.stop :] = 0
+    out[where] = part
+    return out
 
 
 def _prepare(y, kernel_hw, mode, boundary):

@@ -152,6 +152,35 @@ def test_valid_fold_is_the_identity(rng):
     assert fold(z, (5, 4), (3, 3), "valid", "reflect") is z
 
 
+@pytest.mark.parametrize("shape", [(40, 33), (37, 30, 3)])
+def test_cropped_scatter_equals_the_full_blur_product(backend, shape, rng):
+    """The adjoint's scatter (one group on the grid, objects on their boxes, placed by
+    offset) equals ``blur_product`` in ``full`` mode on the whole grid, float64 to 1e-10;
+    two large maps, an all-zero map, objects and trimmed kernels of both parities."""
+    from fastblur.adjoints import _scatter_full
+
+    hw = shape[:2]
+    for kernel_hw, trim_all in (((7, 6), False), ((5, 9), True)):
+        kernels = _kernels(rng, (5,) + kernel_hw, np.float64)
+        kernels[2, :, :2] = 0
+        if trim_all:  # the whole-grid group's kernels trimmed too: its output is offset
+            kernels[:, 0], kernels[:, :, 0], kernels[:, -2:] = 0, 0, 0
+        weights = rng.random((5,) + hw)
+        weights[1, :4] = 0  # large, with a zero band
+        weights[2] = 0
+        weights[2, 3:9, 20:28] = rng.random((6, 8))
+        weights[3] = 0
+        weights[4, :, :] = 0
+        weights[4, -5:, :3] = 1.5
+        y = rng.random(shape)
+        y3d = y if y.ndim == 3 else y[..., None]
+        got = _scatter_full(y3d, kernels, weights, backend)
+        expected = fastblur.blur_product(y3d, kernels, weights, mode="full", boundary="constant",
+                                         backend=backend)
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
+
+
 def test_dtype_rules(rng):
     """float32 and float64 keep their precision, integers compute in float32; kernels and
     weights take y's precision."""

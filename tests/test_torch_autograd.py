@@ -82,10 +82,13 @@ def test_forward_and_adjoint_are_the_primitives(operation, shared):
             np.testing.assert_array_equal(result[b].detach().permute(1, 2, 0).numpy(), expected)
 
 
-@pytest.mark.parametrize("operation", ["blur_masked", "blur_product"])
-def test_gradients_of_large_kernels_against_autograd_reference(operation):
+@pytest.mark.parametrize("operation, keep_blurs", [("blur_masked", True), ("blur_masked", False),
+                                                   ("blur_product", True)])
+def test_gradients_of_large_kernels_against_autograd_reference(operation, keep_blurs, monkeypatch):
     """Image, kernel (FFT path) and weight gradients against torch's own conv2d autograd,
-    9x8 kernels; one weight map zero but on a box (the kernel gradient's cropped path)."""
+    9x8 kernels; one weight map zero but on a box (the kernel gradient's cropped path);
+    blur_masked with and without the blurs kept by the forward."""
+    monkeypatch.setattr("fastblur._torch_autograd.KEEP_BLURS", keep_blurs)
     image, kernels, weights = _problem(operation, "valid", batch=2, channels=3, image_hw=(30, 27),
                                        kernel_hw=(9, 8), count=3)
     with torch.no_grad():
@@ -111,6 +114,58 @@ def test_gradients_of_large_kernels_against_autograd_reference(operation):
     out.backward(grad)
     for got, want in zip(expected, (image.grad, kernels.grad, weights.grad)):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("mode, boundary", [("valid", "reflect"), ("same", "wrap"), ("full", "constant")])
+@pytest.mark.parametrize("kernel_hw", [(5, 4), (3, 3)])
+def test_kept_blurs_equal_the_gather(mode, boundary, kernel_hw, monkeypatch):
+    """With weights needing a gradient, the forward's weighted sum of kept blurs and the
+    backward's gradients from them equal the gather path's, float64 to 1e-10: maps on the
+    whole grid (first, and not first), on a box, all zero, and weights at most ZERO_WEIGHT
+    (zero for the gather) in the mix; the forward equals fastblur.blur_masked."""
+    from fastblur.backends import ZERO_WEIGHT
+
+    for order in ([0, 1, 2, 3], [2, 0, 3, 1]):
+        image, kernels, weights = _problem("blur_masked", mode, batch=2, channels=3, image_hw=(19, 17),
+                                           kernel_hw=kernel_hw, count=4)
+        with torch.no_grad():
+            weights[:, 1] = 0
+            weights[:, 1, 3:8, 2:9] = 0.7
+            weights[:, 2] = 0
+            weights[:, 3, ::2] = ZERO_WEIGHT / 2
+            weights.copy_(weights[:, order])
+        grad = torch.rand(image.shape[:2] + weights.shape[-2:], dtype=torch.float64)
+        results = []
+        for keep in (False, True):
+            monkeypatch.setattr("fastblur._torch_autograd.KEEP_BLURS", keep)
+            for t in (image, kernels, weights):
+                t.grad = None
+            out = ft.blur_masked(image, kernels, weights, mode, boundary)
+            out.backward(grad)
+            results.append([out.detach()] + [t.grad.clone() for t in (image, kernels, weights)])
+        for gather, kept in zip(*results):
+            torch.testing.assert_close(kept, gather, rtol=1e-10, atol=1e-10)
+        expected = fastblur.blur_masked(image[0].detach().permute(1, 2, 0).numpy(), kernels[0].detach().numpy(),
+                                        weights[0].detach().numpy(), mode, boundary)
+        np.testing.assert_allclose(results[1][0][0].permute(1, 2, 0).numpy(), expected, rtol=0, atol=1e-10)
+
+
+def test_blurs_are_kept_only_when_the_weights_need_a_gradient(monkeypatch):
+    """Kept blurs with a weight gradient; none without one or under no_grad (the gather)."""
+    import fastblur._torch_autograd as autograd
+
+    calls = []
+    blurs = autograd._blurs
+    monkeypatch.setattr(autograd, "_blurs", lambda *args: calls.append(1) or blurs(*args))
+    image, kernels, weights = _problem("blur_masked", "valid")
+    ft.blur_masked(image, kernels, weights)
+    assert len(calls) == 2  # one per batch item
+    weights.requires_grad_(False)
+    ft.blur_masked(image, kernels, weights)
+    weights.requires_grad_()
+    with torch.no_grad():
+        ft.blur_masked(image, kernels, weights)
+    assert len(calls) == 2
 
 
 def test_backward_skips_what_is_not_needed():
