@@ -13,13 +13,12 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from fastblur.cli.gen import main
 from fastblur.sbdd import DatasetConfig, generate
 from fastblur.sbdd.distributed import default_chunk_size, plan_chunks
+from photos import photo_folder
 
 pytest.importorskip("distributed")
 REPO = str(Path(__file__).resolve().parents[1])
@@ -27,19 +26,9 @@ KERNEL = 9
 COUNT = 6
 
 
-def _photos():
-    from skimage import data
-
-    return [data.astronaut()[::6, ::6][:64, :80], data.coffee()[::6, ::6][:60, :84],
-            data.chelsea()[::4, ::4][:64, :80]]
-
-
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sharp")
-    for name, image in zip(("a", "b", "c"), _photos()):
-        Image.fromarray(np.ascontiguousarray(image)).save(folder / f"{name}.png")
-    return folder
+    return photo_folder(tmp_path_factory, ("astronaut", 6, 64, 80), ("coffee", 6, 60, 84), ("chelsea", 4, 64, 80))
 
 
 def _config(out, images, **changes):
