@@ -514,8 +514,7 @@ def generate_chunked(config, client=None):
 
     from tqdm import tqdm
 
-    from .dataset import GenerateSummary, PairMaker, _write_preview
-    from .timings import StageTimer
+    from .dataset import PairMaker, _pair_total, _start_run, _write_preview
 
     config = replace(config, backend=pinned_backend(config.backend))
     if config.layout == "webdataset" and config.shard_size is None:
@@ -533,7 +532,7 @@ def generate_chunked(config, client=None):
         from .sources import segment_missing
 
         segment_missing(config, sources)
-    total = config.count if config.count is not None else len(sources) * config.n_images
+    total = _pair_total(config, sources)
     stager = InputStager(config, sources, config.storage_options) if remote_fields(config) else None
     local_config = stager.config if stager else config
     maker = PairMaker(local_config, stager.sources if stager else sources)  # fails early on a bad kernel source
@@ -543,12 +542,7 @@ def generate_chunked(config, client=None):
     records = read_done(storage, config, total)
     _consolidate(storage, records)
 
-    summary = GenerateSummary(out=config.out, total=total)
-    timer = StageTimer(enabled=config.timings)
-    summary.timings = timer if config.timings else None
-    summary.skipped = sum(1 for i in records if i < total)
-    todo = [i for i in range(total) if i not in records]
-    preview_indices = list(range(min(config.preview_count, total))) if config.preview else []
+    summary, timer, todo, preview_indices = _start_run(config, total, records)
     token = hashlib.sha1(json.dumps([config.to_dict(), time.time(), os.getpid()], default=str)
                          .encode()).hexdigest()
     job = Job(config.to_dict(), sources, storage, total, token)
