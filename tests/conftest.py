@@ -64,6 +64,18 @@ def rng():
     return np.random.default_rng(20261127)
 
 
+@pytest.fixture
+def default_constants(monkeypatch):
+    """No cache directory: the cost model's built-in constants, so decisions are deterministic."""
+    from fastblur.backends import cost_model
+
+    monkeypatch.setenv("FASTBLUR_CACHE_DIR", "none")
+    monkeypatch.setenv("FASTBLUR_NUM_THREADS", "1")
+    cost_model.reset()
+    yield
+    cost_model.reset()
+
+
 #: Relative tolerance vs the float64 reference for each working precision.
 TOLERANCE = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-10}
 
