@@ -12,7 +12,7 @@ from fastblur.sbdd import DatasetConfig, generate
 from fastblur.sbdd import codecs
 from fastblur.sbdd.codecs import DecodedCache, decode_image, encode_image, png_writer
 from fastblur.sbdd.masks import fill_polygon, random_shape_masks
-from photos import photo_folder
+from inputs import photo_folder
 
 KERNEL = 15
 

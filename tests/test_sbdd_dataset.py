@@ -11,7 +11,7 @@ from fastblur.cli.gen import main
 from fastblur.kernels import save as save_kernel
 from fastblur.sbdd import DatasetConfig, generate, load_config
 from fastblur.sbdd.dataset import find_sources, make_pair, read_image
-from photos import photo_folder
+from inputs import photo_folder
 
 KERNEL = 15
 

@@ -18,7 +18,7 @@ import pytest
 from fastblur.cli.gen import main
 from fastblur.sbdd import DatasetConfig, generate
 from fastblur.sbdd.distributed import default_chunk_size, plan_chunks
-from photos import photo_folder
+from inputs import photo_folder
 
 pytest.importorskip("distributed")
 REPO = str(Path(__file__).resolve().parents[1])
