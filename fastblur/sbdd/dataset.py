@@ -383,11 +383,17 @@ def _check_settings(config):
             previous = json.load(stream).get("settings", {})
     except (OSError, ValueError):
         return
-    current = config.to_dict()
-    defaults = DatasetConfig().to_dict()  # settings added since an older run count as their default
+    # Settings added since an older run count as their default.
+    _refuse_other_settings(config, previous, config.to_dict(), RUN_ONLY_FIELDS, DatasetConfig().to_dict())
+
+
+def _refuse_other_settings(config, previous, current, ignored, defaults=None):
+    """A ValueError naming the settings (but ``ignored``) in which ``previous`` (a stored
+    run's, missing ones read from ``defaults``) and ``current`` differ, if any."""
+    defaults = defaults or {}
     differing = sorted(
         key for key in set(previous) | set(current)
-        if key not in RUN_ONLY_FIELDS and previous.get(key, defaults.get(key)) != current.get(key)
+        if key not in ignored and previous.get(key, defaults.get(key)) != current.get(key)
     )
     if differing:
         raise ValueError(

@@ -379,20 +379,15 @@ def _settings(config):
 
 
 def _check_settings(storage, config):
+    from .dataset import _refuse_other_settings
+
     if config.overwrite or storage.size("args.json") is None:
         return
     try:
         previous = json.loads(storage.read("args.json")).get("settings", {})
     except (OSError, ValueError):
         return
-    current = _settings(config)
-    differing = sorted(key for key in set(previous) | set(current)
-                       if key not in RUN_ONLY_FIELDS + SECRET_FIELDS and previous.get(key) != current.get(key))
-    if differing:
-        raise ValueError(
-            f"{config.out!r} holds a dataset made with other settings ({', '.join(differing)} "
-            "differ); use another out folder, or overwrite (--overwrite) to remake it"
-        )
+    _refuse_other_settings(config, previous, _settings(config), RUN_ONLY_FIELDS + SECRET_FIELDS)
 
 
 def _write_settings(storage, config):
