@@ -1,4 +1,5 @@
 import os
+import socket
 
 import numpy as np
 import pytest
@@ -57,6 +58,13 @@ def backend(request):
     cupy_standin.reload_backend()
     request.addfinalizer(cupy_standin.reload_backend)  # runs before the stand-in is removed
     return "cupy"
+
+
+def free_port():
+    """A TCP port of 127.0.0.1 that nothing listens on (at the time of asking)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -18,6 +17,7 @@ import pytest
 from fastblur.cli.gen import main
 from fastblur.sbdd import DatasetConfig, generate
 from fastblur.sbdd.distributed import default_chunk_size, plan_chunks
+from conftest import free_port
 from inputs import photo_folder
 
 pytest.importorskip("distributed")
@@ -137,16 +137,10 @@ def test_ctrl_c_cancels_the_chunks_and_a_rerun_finishes(tmp_path, images, refere
     assert (out / "manifest.jsonl").read_text() == manifest
 
 
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_unreachable_scheduler_is_a_clear_error(tmp_path, images, capsys):
     start = time.monotonic()
     status = main(["--out", str(tmp_path / "ds"), "--input", str(images), "--count", "2", "--no-progress",
-                   "--scheduler", f"tcp://127.0.0.1:{_free_port()}", "--timeout", "2"])
+                   "--scheduler", f"tcp://127.0.0.1:{free_port()}", "--timeout", "2"])
     assert status == 2
     assert time.monotonic() - start < 30
     error = capsys.readouterr().err
