@@ -1,15 +1,12 @@
 """fastblur.operators: matvec is the primitive, rmatvec its adjoint, in every form; scipy
 and pylops wrappers; and the README's non-blind deconvolution example."""
-from pathlib import Path
-
 import numpy as np
 import pytest
 import scipy.sparse.linalg
 
 import fastblur
+from conftest import needs_readme, run_readme_example
 from fastblur.operators import BlurMasked, BlurProduct, Convolve, LinearOperator
-
-README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def _operators(rng, image_shape=(21, 18, 2), mode="same", boundary="symmetric"):
@@ -133,13 +130,8 @@ def test_numpy_integers_are_sizes():
     assert operator.ishape == (6, 5) and isinstance(operator.shape[0], int)
 
 
-@pytest.mark.skipif(not README.exists(), reason="README.md not beside tests/")
+@needs_readme
 def test_readme_deconvolution_example_runs():
     """The README's non-blind deconvolution example: lsqr gains at least 3 dB."""
-    text = README.read_text(encoding="utf-8")
-    section = text[text.index("## Linear operators and gradients"):]
-    code = section[section.index("```python\n") + len("```python\n"):]
-    code = code[: code.index("```")]
-    namespace = {}
-    exec(compile(code, str(README), "exec"), namespace)
+    _, namespace = run_readme_example("## Linear operators and gradients")
     assert namespace["after"] > namespace["before"] + 3
