@@ -279,10 +279,6 @@ class _Plan:
             for c0, c1, i0, i1 in _groups(self.xs, self.node_x, cells_x):
                 yield (r0, r1, slice(j0, j1)), (c0, c1, slice(i0, i1))
 
-    @staticmethod
-    def _step(nodes):
-        return nodes[1] - nodes[0] if len(nodes) > 1 else 1e9
-
     def input_window(self, r0, r1, c0, c1):
         """Rows/columns of the padded image a 'valid' blur of output tile needs."""
         top = int(self.ys[r0]) + self.pad - self.kernel_reach
