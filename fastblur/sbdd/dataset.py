@@ -35,7 +35,7 @@ import numpy as np
 
 from .._atomic import remove_temporaries, write_atomic
 from .._memory import keep_freed_memory
-from .codecs import DecodedCache, check_format, decode_image, encode_image
+from .codecs import check_format, decode_image, encode_image
 from .config import RUN_ONLY_FIELDS, DatasetConfig, pinned_backend
 from ..projective import psf_field
 from .camera import draw_camera
