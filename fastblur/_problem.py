@@ -71,7 +71,7 @@ class Problem:
             spatial = first.shape[1:]
         else:
             spatial = first.shape[-3:-1]
-        return tuple(n - k + 1 for n, k in zip(spatial, kernels.shape[-2:]))
+        return _geometry.output_shape(spatial, kernels.shape[-2:], "valid")
 
     @property
     def dtype(self):

@@ -337,8 +337,9 @@ def blur_masked_adjoint(y, kernels, weights, mode="valid", boundary="reflect", b
     kernels = _validation.as_kernel_stack(kernels, dtype)
     y3d, was_2d, image_hw = _prepare(prepared, kernels.shape[1:], mode, boundary)
     weights = _validation.as_numeric_array(weights, "weights")
-    if _weights_grid(weights) is not None:
-        _check_grid(y3d.shape[:2], _weights_grid(weights), "weights (output grid)")
+    grid = _weights_grid(weights)
+    if grid is not None:
+        _check_grid(y3d.shape[:2], grid, "weights (output grid)")
     weights = _validation.as_weights(weights, len(kernels), y3d.shape[:2], dtype)
     scattered = _scatter_full(y3d, _flipped(kernels), weights, backend)
     return _finish(fold(scattered, image_hw, kernels.shape[1:], mode, boundary), was_2d)

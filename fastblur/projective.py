@@ -55,6 +55,7 @@ from . import _geometry, _validation
 from ._array_module import get_array_module, to_numpy, torch_interop
 from .backends import select_backend
 from ._problem import Problem
+from .kernels.rasterize import _deposit
 from .primitives import _run, convolve
 
 __all__ = ["projective_blur", "psf_field", "DEFAULT_TOL"]
@@ -139,26 +140,12 @@ def _nodes(extent, slope, tol):
 @njit(cache=True, nogil=True)
 def _splat_into(u, out):
     count, samples, _ = u.shape
-    size = out.shape[1]
-    centre = (size - 1) // 2
+    centre = (out.shape[1] - 1) // 2
     share = 1.0 / samples
     for m in range(count):
+        grid = out[m]
         for s in range(samples):
-            x = u[m, s, 0] + centre
-            y = u[m, s, 1] + centre
-            c0 = int(math.floor(x))
-            r0 = int(math.floor(y))
-            fx = x - c0
-            fy = y - r0
-            for dr in range(2):
-                r = r0 + dr
-                if r < 0 or r >= size:
-                    continue
-                wr = share * (fy if dr else 1.0 - fy)
-                for dc in range(2):
-                    c = c0 + dc
-                    if 0 <= c < size:
-                        out[m, r, c] += wr * (fx if dc else 1.0 - fx)
+            _deposit(grid, u[m, s, 0] + centre, u[m, s, 1] + centre, share)
 
 
 def _splat(u, size, dtype=np.float64, buffer=None):
@@ -291,10 +278,6 @@ class _Plan:
         for r0, r1, j0, j1 in _groups(self.ys, self.node_y, cells_y):
             for c0, c1, i0, i1 in _groups(self.xs, self.node_x, cells_x):
                 yield (r0, r1, slice(j0, j1)), (c0, c1, slice(i0, i1))
-
-    @staticmethod
-    def _step(nodes):
-        return nodes[1] - nodes[0] if len(nodes) > 1 else 1e9
 
     def input_window(self, r0, r1, c0, c1):
         """Rows/columns of the padded image a 'valid' blur of output tile needs."""

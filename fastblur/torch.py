@@ -34,33 +34,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from ._array_module import on_cuda_stream
-from ._torch_autograd import (  # noqa: F401  (differentiable primitives, issue 14)
-    SpaceVaryingBlur,
-    blur_masked,
-    blur_masked_adjoint,
-    blur_product,
-    blur_product_adjoint,
-    convolve,
-    convolve_adjoint,
-)
+from . import _torch_autograd
+from ._torch_autograd import *  # noqa: F401,F403  (differentiable primitives, issue 14)
 from ._validation import check_count
 from .sbdd.batch import RecipeBatch, check_device
 from .sbdd.config import DatasetConfig
 from .sbdd.crops import CropSampler
 from .sbdd.dataset import read_image
 
-__all__ = [
-    "SBDDDataset",
-    "SBDDLoader",
-    "SBDDMapDataset",
-    "SpaceVaryingBlur",
-    "blur_masked",
-    "blur_masked_adjoint",
-    "blur_product",
-    "blur_product_adjoint",
-    "convolve",
-    "convolve_adjoint",
-]
+__all__ = sorted(["SBDDDataset", "SBDDLoader", "SBDDMapDataset", *_torch_autograd.__all__])
 
 logger = logging.getLogger("fastblur")
 

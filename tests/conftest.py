@@ -1,4 +1,5 @@
 import os
+import socket
 
 import numpy as np
 import pytest
@@ -59,9 +60,28 @@ def backend(request):
     return "cupy"
 
 
+def free_port():
+    """A TCP port of 127.0.0.1 that nothing listens on (at the time of asking)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261127)
+
+
+@pytest.fixture
+def default_constants(monkeypatch):
+    """No cache directory: the cost model's built-in constants, so decisions are deterministic."""
+    from fastblur.backends import cost_model
+
+    monkeypatch.setenv("FASTBLUR_CACHE_DIR", "none")
+    monkeypatch.setenv("FASTBLUR_NUM_THREADS", "1")
+    cost_model.reset()
+    yield
+    cost_model.reset()
 
 
 #: Relative tolerance vs the float64 reference for each working precision.
@@ -72,3 +92,19 @@ TOLERANCE = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-10}
 #: ``-m``) put their working directory first on sys.path, so they run from here to import
 #: the same fastblur (the installed one in CI, not the source tree without its extension).
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastblur.__file__)))
+
+#: The README beside tests/ (absent where only the package and its tests are installed).
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+needs_readme = pytest.mark.skipif(not os.path.exists(README), reason="README.md not beside tests/")
+
+
+def run_readme_example(heading):
+    """Run the first ```python block after ``heading`` in README.md: ``(code, namespace)``."""
+    with open(README, encoding="utf-8") as stream:
+        text = stream.read()
+    section = text[text.index(heading):]
+    code = section[section.index("```python\n") + len("```python\n"):]
+    code = code[: code.index("```")]
+    namespace = {}
+    exec(compile(code, README, "exec"), namespace)
+    return code, namespace

@@ -17,16 +17,6 @@ needs_direct_and_fft = pytest.mark.skipif(
 
 
 @pytest.fixture
-def default_constants(monkeypatch):
-    """No cache directory: the built-in constants, so decisions are deterministic."""
-    monkeypatch.setenv("FASTBLUR_CACHE_DIR", "none")
-    monkeypatch.setenv("FASTBLUR_NUM_THREADS", "1")
-    cost_model.reset()
-    yield
-    cost_model.reset()
-
-
-@pytest.fixture
 def cache_in(tmp_path, monkeypatch):
     monkeypatch.setenv("FASTBLUR_CACHE_DIR", str(tmp_path))
     cost_model.reset()

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import fastblur
 from conftest import TOLERANCE
+from inputs import region_weights
 from reference import (
     reference_blur_masked,
     reference_blur_product,
@@ -80,13 +81,7 @@ def test_integer_image_is_computed_in_float32(backend, rng):
 
 def _sbdd_like_weights(rng, count, shape):
     """Weights that are exactly zero over large areas (one dominant map per region)."""
-    labels = np.zeros(shape, int)
-    for i in range(1, count):
-        r, c = rng.integers(0, shape[0]), rng.integers(0, shape[1])
-        labels[max(0, r - 9) : r + 9, max(0, c - 12) : c + 12] = i
-    weights = np.stack([(labels == i).astype(float) for i in range(count)])
-    weights = scipy.ndimage.uniform_filter(weights, size=(1, 5, 5))
-    return weights / weights.sum(axis=0)
+    return region_weights(rng, count, shape, (9, 12))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

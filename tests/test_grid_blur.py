@@ -4,8 +4,6 @@ References: ``blur_masked`` from its definition (float64) with the hat-weight ma
 written out, and projective_blur's generic path (blur_masked per tile, on numpy and on
 the native backend). Every forced instruction-set level runs in a child interpreter.
 """
-import json
-
 import numpy as np
 import pytest
 

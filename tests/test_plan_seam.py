@@ -13,15 +13,6 @@ from fastblur.backends import cost_model, get_backend, select_backend
 from reference import reference_blur_masked, relative_error
 
 
-@pytest.fixture
-def default_constants(monkeypatch):
-    monkeypatch.setenv("FASTBLUR_CACHE_DIR", "none")
-    monkeypatch.setenv("FASTBLUR_NUM_THREADS", "1")
-    cost_model.reset()
-    yield
-    cost_model.reset()
-
-
 def _case(rng, mode):
     image = rng.random((40, 50, 3), dtype=np.float32)
     kernels = np.zeros((3, 7, 6), np.float32)

@@ -10,7 +10,7 @@ import fastblur
 from fastblur.cli.bench_cases import photo
 from fastblur.kernels import CameraMotion, camera_motion, camera_shake
 from fastblur.kernels.camera_motion import rotation_matrices, rotation_vectors
-from fastblur.projective import DEFAULT_TOL, _Plan, _as_homographies
+from fastblur.projective import _Plan, _as_homographies
 from reference import reference_convolve, reference_warp_sum
 
 BOUNDARIES = ["reflect", "constant", "edge", "symmetric", "wrap"]

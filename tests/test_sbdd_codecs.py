@@ -12,6 +12,7 @@ from fastblur.sbdd import DatasetConfig, generate
 from fastblur.sbdd import codecs
 from fastblur.sbdd.codecs import DecodedCache, decode_image, encode_image, png_writer
 from fastblur.sbdd.masks import fill_polygon, random_shape_masks
+from inputs import photo_folder
 
 KERNEL = 15
 
@@ -175,12 +176,7 @@ def test_random_shapes_are_those_of_the_skimage_rasterisation():
 # -- the dataset writer -----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    from skimage import data
-
-    folder = tmp_path_factory.mktemp("sharp")
-    for name, image in (("a", data.astronaut()[::3, ::3][:120, :150]), ("b", data.coffee()[::3, ::3][:110, :160])):
-        Image.fromarray(np.ascontiguousarray(image)).save(folder / f"{name}.png")
-    return folder
+    return photo_folder(tmp_path_factory, ("astronaut", 3, 120, 150), ("coffee", 3, 110, 160))
 
 
 def _config(out, images, **changes):

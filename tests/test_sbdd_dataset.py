@@ -6,29 +6,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from fastblur.cli.gen import main
 from fastblur.kernels import save as save_kernel
 from fastblur.sbdd import DatasetConfig, generate, load_config
 from fastblur.sbdd.dataset import find_sources, make_pair, read_image
+from inputs import photo_folder
 
 KERNEL = 15
 
 
-def _photos():
-    from skimage import data
-
-    return [data.astronaut()[::3, ::3][:120, :150], data.coffee()[::3, ::3][:110, :160],
-            data.chelsea()[::2, ::2][:120, :160]]
-
-
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sharp")
-    for name, image in zip(("a", "b", "c"), _photos()):
-        Image.fromarray(np.ascontiguousarray(image)).save(folder / f"{name}.png")
-    return folder
+    return photo_folder(tmp_path_factory, ("astronaut", 3, 120, 150), ("coffee", 3, 110, 160),
+                        ("chelsea", 2, 120, 160))
 
 
 @pytest.fixture(scope="module")

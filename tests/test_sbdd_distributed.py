@@ -5,7 +5,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -13,13 +12,13 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from fastblur.cli.gen import main
 from fastblur.sbdd import DatasetConfig, generate
 from fastblur.sbdd.distributed import default_chunk_size, plan_chunks
+from conftest import free_port
+from inputs import photo_folder
 
 pytest.importorskip("distributed")
 REPO = str(Path(__file__).resolve().parents[1])
@@ -27,19 +26,9 @@ KERNEL = 9
 COUNT = 6
 
 
-def _photos():
-    from skimage import data
-
-    return [data.astronaut()[::6, ::6][:64, :80], data.coffee()[::6, ::6][:60, :84],
-            data.chelsea()[::4, ::4][:64, :80]]
-
-
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sharp")
-    for name, image in zip(("a", "b", "c"), _photos()):
-        Image.fromarray(np.ascontiguousarray(image)).save(folder / f"{name}.png")
-    return folder
+    return photo_folder(tmp_path_factory, ("astronaut", 6, 64, 80), ("coffee", 6, 60, 84), ("chelsea", 4, 64, 80))
 
 
 def _config(out, images, **changes):
@@ -148,16 +137,10 @@ def test_ctrl_c_cancels_the_chunks_and_a_rerun_finishes(tmp_path, images, refere
     assert (out / "manifest.jsonl").read_text() == manifest
 
 
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_unreachable_scheduler_is_a_clear_error(tmp_path, images, capsys):
     start = time.monotonic()
     status = main(["--out", str(tmp_path / "ds"), "--input", str(images), "--count", "2", "--no-progress",
-                   "--scheduler", f"tcp://127.0.0.1:{_free_port()}", "--timeout", "2"])
+                   "--scheduler", f"tcp://127.0.0.1:{free_port()}", "--timeout", "2"])
     assert status == 2
     assert time.monotonic() - start < 30
     error = capsys.readouterr().err

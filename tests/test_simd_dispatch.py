@@ -13,10 +13,10 @@ import sys
 
 import numpy as np
 import pytest
-import scipy.ndimage
 
 import fastblur
 from conftest import PACKAGE_ROOT, TOLERANCE
+from inputs import region_weights
 from reference import (reference_blur_masked, reference_blur_product, reference_convolve,
                        reference_smooth_masks, relative_error)
 
@@ -141,13 +141,7 @@ def _sparse_kernels(rng, count, shape, dtype):
 
 def _weights(rng, count, shape, dtype):
     """SBDD-like: each map 1 on a region, 0 elsewhere, soft edges; summing to one."""
-    labels = np.zeros(shape, int)
-    for i in range(1, count):
-        r, c = rng.integers(0, shape[0]), rng.integers(0, shape[1])
-        labels[max(0, r - 15):r + 15, max(0, c - 40):c + 40] = i
-    weights = np.stack([(labels == i).astype(float) for i in range(count)])
-    weights = scipy.ndimage.uniform_filter(weights, size=(1, 5, 5))
-    return (weights / weights.sum(axis=0)).astype(dtype)
+    return region_weights(rng, count, shape, (15, 40)).astype(dtype)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ two gloo processes on 127.0.0.1 and lets the datasets read both from torch.distr
 """
 import datetime
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ torch = pytest.importorskip("torch")
 from torch.utils.data import DataLoader, DistributedSampler  # noqa: E402
 
 from fastblur.torch import SBDDDataset, SBDDLoader, SBDDMapDataset  # noqa: E402
+from conftest import free_port  # noqa: E402
 
 TINY = dict(crop_size=32, kernel_size=7, masks="shapes", max_objects=2, min_object_area=100, seed=11)
 LENGTH, BATCH = 7, 2  # blocks of 2, 2, 2 and 1 pairs
@@ -122,12 +122,6 @@ def test_bad_ranks_are_named():
 
 
 # -- two real processes -------------------------------------------------------------------
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _rank_main(rank, world_size, out):
     """One rank: rank and world size from torch.distributed; its batches saved to ``out``."""
     # DataLoader workers fork, as in the plain processes torchrun starts (the spawned rank
@@ -161,7 +155,7 @@ def _rank_main(rank, world_size, out):
 @pytest.mark.slow
 def test_two_gloo_processes(tmp_path, monkeypatch):
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))
     monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")
     torch.multiprocessing.spawn(_rank_main, args=(2, str(tmp_path)), nprocs=2, join=True)
     results = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=False) for rank in range(2)]

@@ -34,7 +34,7 @@ import numbers
 import numpy as np
 
 from .._validation import as_rng, check_count, check_positive_number, check_real
-from .rasterize import rasterize_centred, splat_polyline, kernel_centre, trajectory_centroid
+from .rasterize import rasterize_centred, splat_polyline, kernel_centre
 from .shake import (
     DRIFT_CORNER, DRIFT_RMS_VELOCITY, TREMOR_BAND, TREMOR_RMS, UNSTEADINESS_SIGMA,
     _draw_angles, _segments, _shake_angles,

@@ -55,8 +55,27 @@ def trajectory_centroid(points, weights):
 
 
 @njit(cache=True, nogil=True)
-def _splat_polyline(xs, ys, weights, out, max_step):
+def _deposit(out, x, y, weight):
+    """Add ``weight`` at ``(x, y)`` of the 2-D ``out``, split bilinearly over the four
+    neighbouring taps; taps outside the grid are skipped."""
     rows, cols = out.shape
+    c0 = int(math.floor(x))
+    r0 = int(math.floor(y))
+    fx = x - c0
+    fy = y - r0
+    for dr in range(2):
+        r = r0 + dr
+        if r < 0 or r >= rows:
+            continue
+        wr = weight * (fy if dr else 1.0 - fy)
+        for dc in range(2):
+            c = c0 + dc
+            if 0 <= c < cols:
+                out[r, c] += wr * (fx if dc else 1.0 - fx)
+
+
+@njit(cache=True, nogil=True)
+def _splat_polyline(xs, ys, weights, out, max_step):
     for k in range(xs.shape[0] - 1):
         w = weights[k]
         if w == 0.0:
@@ -67,25 +86,9 @@ def _splat_polyline(xs, ys, weights, out, max_step):
         piece_w = w / pieces
         for j in range(pieces):
             s = (j + 0.5) / pieces
-            x = xs[k] + s * dx
-            y = ys[k] + s * dy
-            c0 = int(math.floor(x))
-            r0 = int(math.floor(y))
-            fx = x - c0
-            fy = y - r0
             # Taps outside the grid carry zero weight whenever the trajectory lies in
             # [0, size - 1] (a point exactly on the last row/column).
-            for dr in range(2):
-                r = r0 + dr
-                if r < 0 or r >= rows:
-                    continue
-                wr = fy if dr else 1.0 - fy
-                for dc in range(2):
-                    c = c0 + dc
-                    if c < 0 or c >= cols:
-                        continue
-                    wc = fx if dc else 1.0 - fx
-                    out[r, c] += piece_w * wr * wc
+            _deposit(out, xs[k] + s * dx, ys[k] + s * dy, piece_w)
 
 
 def splat_polyline(points, weights, size, max_step=MAX_STEP):

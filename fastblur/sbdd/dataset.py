@@ -35,7 +35,7 @@ import numpy as np
 
 from .._atomic import remove_temporaries, write_atomic
 from .._memory import keep_freed_memory
-from .codecs import DecodedCache, check_format, decode_image, encode_image
+from .codecs import check_format, decode_image, encode_image
 from .config import RUN_ONLY_FIELDS, DatasetConfig, pinned_backend
 from ..projective import psf_field
 from .camera import draw_camera
@@ -383,11 +383,17 @@ def _check_settings(config):
             previous = json.load(stream).get("settings", {})
     except (OSError, ValueError):
         return
-    current = config.to_dict()
-    defaults = DatasetConfig().to_dict()  # settings added since an older run count as their default
+    # Settings added since an older run count as their default.
+    _refuse_other_settings(config, previous, config.to_dict(), RUN_ONLY_FIELDS, DatasetConfig().to_dict())
+
+
+def _refuse_other_settings(config, previous, current, ignored, defaults=None):
+    """A ValueError naming the settings (but ``ignored``) in which ``previous`` (a stored
+    run's, missing ones read from ``defaults``) and ``current`` differ, if any."""
+    defaults = defaults or {}
     differing = sorted(
         key for key in set(previous) | set(current)
-        if key not in RUN_ONLY_FIELDS and previous.get(key, defaults.get(key)) != current.get(key)
+        if key not in ignored and previous.get(key, defaults.get(key)) != current.get(key)
     )
     if differing:
         raise ValueError(
@@ -429,6 +435,22 @@ def _write_settings(config):
 
     data = {"fastblur": __version__, "settings": config.to_dict()}
     write_atomic(os.path.join(config.out, "args.json"), (json.dumps(data, indent=2) + "\n").encode("utf-8"))
+
+
+def _pair_total(config, sources):
+    """How many pairs the run makes: ``count``, or ``n_images`` for each source."""
+    return config.count if config.count is not None else len(sources) * config.n_images
+
+
+def _start_run(config, total, records):
+    """A run's summary and stage timer, the indices still to make (not in ``records``)
+    and those shown in the preview (a range)."""
+    summary = GenerateSummary(out=config.out, total=total)
+    timer = StageTimer(enabled=config.timings)
+    summary.timings = timer if config.timings else None
+    summary.skipped = sum(1 for i in records if i < total)
+    todo = [i for i in range(total) if i not in records]
+    return summary, timer, todo, range(min(config.preview_count, total) if config.preview else 0)
 
 
 def generate(config, client=None):
@@ -481,7 +503,7 @@ def generate(config, client=None):
         raise ValueError(f"out {config.out!r} exists and is not a folder; pass a folder (--out)")
     config = replace(config, storage_options=None)  # nothing remote here; never in args.json
     sources = find_sources(config)
-    total = config.count if config.count is not None else len(sources) * config.n_images
+    total = _pair_total(config, sources)
     maker = PairMaker(config, sources)  # fails early on a bad kernel source
     os.makedirs(config.out, exist_ok=True)
     _check_settings(config)
@@ -490,12 +512,7 @@ def generate(config, client=None):
     segment_missing(config, sources)
     records = _read_manifest(config)
     _write_manifest(config, records)
-    summary = GenerateSummary(out=config.out, total=total)
-    timer = StageTimer(enabled=config.timings)
-    summary.timings = timer if config.timings else None
-    summary.skipped = sum(1 for i in records if i < total)
-    todo = [i for i in range(total) if i not in records]
-    preview_indices = set(range(min(config.preview_count, total))) if config.preview else set()
+    summary, timer, todo, preview_indices = _start_run(config, total, records)
     previews = {}
     workers = min(config.workers or os.cpu_count() or 1, max(1, len(todo)))
 

@@ -379,20 +379,15 @@ def _settings(config):
 
 
 def _check_settings(storage, config):
+    from .dataset import _refuse_other_settings
+
     if config.overwrite or storage.size("args.json") is None:
         return
     try:
         previous = json.loads(storage.read("args.json")).get("settings", {})
     except (OSError, ValueError):
         return
-    current = _settings(config)
-    differing = sorted(key for key in set(previous) | set(current)
-                       if key not in RUN_ONLY_FIELDS + SECRET_FIELDS and previous.get(key) != current.get(key))
-    if differing:
-        raise ValueError(
-            f"{config.out!r} holds a dataset made with other settings ({', '.join(differing)} "
-            "differ); use another out folder, or overwrite (--overwrite) to remake it"
-        )
+    _refuse_other_settings(config, previous, _settings(config), RUN_ONLY_FIELDS + SECRET_FIELDS)
 
 
 def _write_settings(storage, config):
@@ -514,8 +509,7 @@ def generate_chunked(config, client=None):
 
     from tqdm import tqdm
 
-    from .dataset import GenerateSummary, PairMaker, _write_preview
-    from .timings import StageTimer
+    from .dataset import PairMaker, _pair_total, _start_run, _write_preview
 
     config = replace(config, backend=pinned_backend(config.backend))
     if config.layout == "webdataset" and config.shard_size is None:
@@ -533,7 +527,7 @@ def generate_chunked(config, client=None):
         from .sources import segment_missing
 
         segment_missing(config, sources)
-    total = config.count if config.count is not None else len(sources) * config.n_images
+    total = _pair_total(config, sources)
     stager = InputStager(config, sources, config.storage_options) if remote_fields(config) else None
     local_config = stager.config if stager else config
     maker = PairMaker(local_config, stager.sources if stager else sources)  # fails early on a bad kernel source
@@ -543,12 +537,7 @@ def generate_chunked(config, client=None):
     records = read_done(storage, config, total)
     _consolidate(storage, records)
 
-    summary = GenerateSummary(out=config.out, total=total)
-    timer = StageTimer(enabled=config.timings)
-    summary.timings = timer if config.timings else None
-    summary.skipped = sum(1 for i in records if i < total)
-    todo = [i for i in range(total) if i not in records]
-    preview_indices = list(range(min(config.preview_count, total))) if config.preview else []
+    summary, timer, todo, preview_indices = _start_run(config, total, records)
     token = hashlib.sha1(json.dumps([config.to_dict(), time.time(), os.getpid()], default=str)
                          .encode()).hexdigest()
     job = Job(config.to_dict(), sources, storage, total, token)
