@@ -98,13 +98,19 @@ README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 needs_readme = pytest.mark.skipif(not os.path.exists(README), reason="README.md not beside tests/")
 
 
-def run_readme_example(heading):
-    """Run the first ```python block after ``heading`` in README.md: ``(code, namespace)``."""
+def readme_example(heading):
+    """The first ```python block after ``heading`` in README.md."""
     with open(README, encoding="utf-8") as stream:
         text = stream.read()
     section = text[text.index(heading):]
     code = section[section.index("```python\n") + len("```python\n"):]
-    code = code[: code.index("```")]
-    namespace = {}
+    return code[: code.index("```")]
+
+
+def run_readme_example(heading, namespace=None):
+    """Run :func:`readme_example` of ``heading`` in ``namespace`` (a new one by default):
+    ``(code, namespace)``."""
+    code = readme_example(heading)
+    namespace = {} if namespace is None else namespace
     exec(compile(code, README, "exec"), namespace)
     return code, namespace

@@ -1,5 +1,5 @@
 """The README's API example runs and shows the shapes it claims."""
-from conftest import needs_readme, run_readme_example
+from conftest import needs_readme, readme_example, run_readme_example
 
 
 @needs_readme
@@ -11,19 +11,11 @@ def test_primitives_example_runs():
     assert "(656, 1216, 3)" in code
 
 
-def _python_block(text, heading):
-    section = text[text.index(heading):]
-    code = section[section.index("```python\n") + len("```python\n"):]
-    return code[: code.index("```")]
-
-
-@pytest.mark.skipif(not README.exists(), reason="README.md not beside tests/")
+@needs_readme
 def test_layer_examples_run_after_the_primitives():
     """The README's operators and backends examples run on the primitives example's arrays."""
-    text = README.read_text(encoding="utf-8")
-    namespace = {}
-    exec(compile(_python_block(text, "## The primitives"), str(README), "exec"), namespace)
-    exec(compile(_python_block(text, "## Linear operators and gradients"), str(README), "exec"), namespace)
+    _, namespace = run_readme_example("## The primitives")
+    run_readme_example("## Linear operators and gradients", namespace)
     operator = namespace["A"]
     assert operator.ishape == (720, 1280, 3) and operator.oshape == (656, 1216, 3)
-    assert "fastblur.explain(" in _python_block(text, "## Backends")
+    assert "fastblur.explain(" in readme_example("## Backends")
