@@ -34,16 +34,16 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 
+from .. import __version__
+from .._threads import available_cores
 from .config import RUN_ONLY_FIELDS, DatasetConfig, pinned_backend
 from .remote_inputs import InputStager, check_remote_inputs, find_remote_sources, remote_fields
 from .shards import shard_name, shard_range, write_shard
-from .storage import is_remote, open_storage
+from .storage import is_remote, local_paths, open_storage
 
 __all__ = ["Job", "connect", "default_chunk_size", "generate_chunked", "needs_chunks", "plan_chunks", "read_done",
            "run_chunk"]
 
-#: Fields ``args.json`` never holds (credentials may sit in them).
-SECRET_FIELDS = ("storage_options",)
 MANIFEST = "manifest.jsonl"
 DEFAULT_SHARD_SIZE = 1000
 PARTS = "manifest"
@@ -246,8 +246,6 @@ def connect(scheduler=None, scheduler_file=None, workers=None, timeout=30.0):
     where = scheduler or scheduler_file
     try:
         if scheduler == "local":
-            from .._threads import available_cores
-
             cluster = LocalCluster(n_workers=workers or available_cores(), threads_per_worker=1,
                                    processes=True, dashboard_address=None, host="127.0.0.1")
             client = Client(cluster, timeout=timeout)
@@ -371,30 +369,32 @@ class _InlineEngine:
 
 
 # -- the run ----------------------------------------------------------------------------
-def _settings(config):
+def _settings(config, local):
+    """What ``args.json`` holds: the settings but ``storage_options`` (credentials may sit
+    there), which a local run records as null."""
     data = config.to_dict()
-    for name in SECRET_FIELDS:
-        data.pop(name, None)
+    if local:
+        data["storage_options"] = None
+    else:
+        del data["storage_options"]
     return data
 
 
-def _check_settings(storage, config):
-    from .dataset import _refuse_other_settings
-
+def _check_settings(storage, config, current):
+    """Refuse to resume a dataset made with other settings (unless overwriting); settings
+    added since an older run count as their default."""
     if config.overwrite or storage.size("args.json") is None:
         return
     try:
         previous = json.loads(storage.read("args.json")).get("settings", {})
     except (OSError, ValueError):
         return
-    _refuse_other_settings(config, previous, _settings(config), RUN_ONLY_FIELDS + SECRET_FIELDS)
-
-
-def _write_settings(storage, config):
-    from .. import __version__
-
-    data = {"fastblur": __version__, "settings": _settings(config)}
-    storage.write("args.json", (json.dumps(data, indent=2) + "\n").encode("utf-8"))
+    defaults = DatasetConfig().to_dict()
+    differing = sorted(key for key in set(previous) | set(current)
+                       if key not in RUN_ONLY_FIELDS and previous.get(key, defaults.get(key)) != current.get(key))
+    if differing:
+        raise ValueError(f"{config.out!r} holds a dataset made with other settings ({', '.join(differing)} "
+                         "differ); use another out folder, or overwrite (--overwrite) to remake it")
 
 
 def _parse_lines(text, into):
@@ -409,6 +409,8 @@ def _parse_lines(text, into):
 def read_done(storage, config, total):
     """Finished pairs ``{index: record}``: manifest lines (and parts) whose files exist.
 
+    Files are not fsynced (that would cost more than the pair); an empty file, what a
+    power loss can leave behind a completed rename, counts as missing and is redone.
     For tar shards a shard counts only when it exists and every pair of its range
     (for this ``total``) has a record: a shard is redone whole or not at all.
     """
@@ -416,10 +418,8 @@ def read_done(storage, config, total):
     if config.overwrite:
         return records
     files = storage.sizes()
-    if MANIFEST in files:
-        _parse_lines(storage.read(MANIFEST).decode("utf-8", "replace"), records)
     for name in sorted(files):
-        if name.startswith(PARTS + "/part-") and name.endswith(".jsonl"):
+        if name == MANIFEST or (name.startswith(PARTS + "/part-") and name.endswith(".jsonl")):
             _parse_lines(storage.read(name).decode("utf-8", "replace"), records)
     if config.layout != "webdataset":
         return {i: r for i, r in records.items()
@@ -446,20 +446,11 @@ def _consolidate(storage, records):
             storage.remove(name)
 
 
-def _sources(config):
-    from .dataset import find_sources
-
-    if is_remote(config.input):
-        return find_remote_sources(config, config.storage_options)
-    return find_sources(config)
-
-
-def _tasks(config, todo, total, workers):
-    """``[(indices, shard)]`` in index order."""
+def _tasks(config, todo, total, size):
+    """``[(indices, shard)]`` in index order, ``size`` pairs a chunk."""
     if config.layout == "webdataset":
         shards = sorted({i // config.shard_size for i in todo})
         return [(list(shard_range(s, config.shard_size, total)), s) for s in shards]
-    size = config.chunk_size or default_chunk_size(len(todo), workers)
     return [(chunk, None) for chunk in plan_chunks(todo, size)]
 
 
@@ -467,10 +458,7 @@ def _drive(engine, tasks, pending, collect, progress):
     """Keep about four chunks a worker in flight (the count followed as workers come and
     go), collect each as it finishes."""
     queue = iter(tasks)
-    if isinstance(engine, _InlineEngine):
-        window = len(tasks)
-    else:
-        window = max(8, 4 * engine.workers())
+    window = max(8, 4 * engine.workers())
     checked = time.monotonic()
     while True:
         while len(pending) < window:
@@ -483,15 +471,24 @@ def _drive(engine, tasks, pending, collect, progress):
         for future in engine.finished(pending):
             pending.discard(future)
             collect(_result(future))
-        if time.monotonic() - checked > 2.0 and not isinstance(engine, _InlineEngine):
+        if time.monotonic() - checked > 2.0:
             workers = engine.workers()
             window = max(8, 4 * workers)
             progress.set_postfix(workers=workers, refresh=False)
             checked = time.monotonic()
 
 
+def _write_preview(config, maker, indices):
+    from .preview import contact_sheet
+
+    rows = [row for row in map(maker.preview, indices) if row is not None]
+    if rows:
+        contact_sheet(rows, config.preview)
+
+
 def generate_chunked(config, client=None):
-    """:func:`fastblur.sbdd.generate` in chunks (a Dask client, remote paths, tar shards).
+    """:func:`fastblur.sbdd.generate`: the pairs made in chunks, by a Dask client, a local
+    process pool, or this process.
 
     Parameters
     ----------
@@ -499,7 +496,8 @@ def generate_chunked(config, client=None):
     client : distributed.Client, optional
         Runs the chunks on this cluster. Without it, ``config.scheduler`` /
         ``config.scheduler_file`` name one to connect to (or ``"local"`` to start), else
-        a local process pool of ``config.workers`` processes makes them.
+        a local process pool of ``config.workers`` processes makes them (one pair a
+        chunk for a local ``out`` unless ``chunk_size`` says otherwise).
 
     Returns
     -------
@@ -509,35 +507,43 @@ def generate_chunked(config, client=None):
 
     from tqdm import tqdm
 
-    from .dataset import PairMaker, _pair_total, _start_run, _write_preview
+    from .dataset import GenerateSummary, PairMaker, find_sources
+    from .sources import segment_missing
+    from .timings import StageTimer
 
     config = replace(config, backend=pinned_backend(config.backend))
-    if config.layout == "webdataset" and config.shard_size is None:
-        config = replace(config, shard_size=DEFAULT_SHARD_SIZE)
     if config.out is None:
         raise ValueError("out must name the output folder (--out)")
+    if config.masks == "maskrcnn" and config.masks_path is None:
+        config = replace(config, masks_path=os.path.join(config.out, "masks"))
+    config = local_paths(config)
+    local = client is None and not needs_chunks(config)  # pair by pair, as a process pool
+    if config.layout == "webdataset" and config.shard_size is None:
+        config = replace(config, shard_size=DEFAULT_SHARD_SIZE)
+    check_remote_inputs(config, config.storage_options)
+    sources = find_remote_sources(config, config.storage_options) if is_remote(config.input) else find_sources(config)
+    total = config.count if config.count is not None else len(sources) * config.n_images
+    stager = InputStager(config, sources, config.storage_options) if remote_fields(config) else None
+    maker = PairMaker(stager.config if stager else config, stager.sources if stager else sources)  # fails early
     storage = open_storage(config.out, config.storage_options)
     storage.check_output()
-    check_remote_inputs(config, config.storage_options)
-    sources = _sources(config)
     if config.masks == "maskrcnn":
         if is_remote(config.masks_path) or is_remote(config.input):
             raise ValueError("masks='maskrcnn' segments into a local masks_path from local input images; "
                              "make the masks with fastblur-segment first and pass them as --masks detectron2")
-        from .sources import segment_missing
-
-        segment_missing(config, sources)
-    total = _pair_total(config, sources)
-    stager = InputStager(config, sources, config.storage_options) if remote_fields(config) else None
-    local_config = stager.config if stager else config
-    maker = PairMaker(local_config, stager.sources if stager else sources)  # fails early on a bad kernel source
-    _check_settings(storage, config)
+    settings = _settings(config, local)
+    _check_settings(storage, config, settings)
     storage.clean()
-    _write_settings(storage, config)
+    storage.write("args.json", (json.dumps({"fastblur": __version__, "settings": settings}, indent=2) + "\n")
+                  .encode("utf-8"))
+    segment_missing(config, sources)
     records = read_done(storage, config, total)
     _consolidate(storage, records)
 
-    summary, timer, todo, preview_indices = _start_run(config, total, records)
+    timer = StageTimer(enabled=config.timings)
+    summary = GenerateSummary(out=config.out, total=total, timings=timer if config.timings else None)
+    summary.skipped = sum(1 for i in records if i < total)
+    todo = [i for i in range(total) if i not in records]
     token = hashlib.sha1(json.dumps([config.to_dict(), time.time(), os.getpid()], default=str)
                          .encode()).hexdigest()
     job = Job(config.to_dict(), sources, storage, total, token)
@@ -547,20 +553,16 @@ def generate_chunked(config, client=None):
         own_client, own_cluster = connect(config.scheduler, config.scheduler_file, config.workers,
                                           config.timeout)
         client = own_client
-    def tasks_of(workers):
-        return _tasks(config, todo, total, workers)
-
     if not todo:
         engine = None
     elif client is not None:
         engine = _DaskEngine(client, job)
     else:
-        from .._threads import available_cores
-
-        processes = min(config.workers or available_cores(), len(tasks_of(1)))
+        processes = min(config.workers or available_cores(), len(_tasks(config, todo, total, 1)))
         engine = _PoolEngine(job, processes) if processes > 1 else _InlineEngine(job)
     workers = engine.workers() if engine else 0
-    tasks = tasks_of(workers)
+    size = config.chunk_size or (1 if local else default_chunk_size(len(todo), workers))
+    tasks = _tasks(config, todo, total, size)
 
     manifest = None if storage.remote else open(storage.path(MANIFEST), "a", encoding="utf-8")
     progress = tqdm(total=len(todo), unit="pair", desc="fastblur-gen", disable=not config.progress,
@@ -598,7 +600,10 @@ def generate_chunked(config, client=None):
                     except Exception:
                         pass
             except BrokenProcessPool as error:
-                raise RuntimeError("a fastblur-gen worker process died (killed, out of memory); rerun to resume") from error
+                raise RuntimeError(
+                    "a fastblur-gen worker process died (killed, out of memory, or a script that "
+                    "calls generate() outside `if __name__ == '__main__':`); rerun to resume"
+                ) from error
     finally:
         progress.close()
         if manifest is not None:
@@ -608,16 +613,15 @@ def generate_chunked(config, client=None):
                 engine.close()
             except Exception:
                 pass
-        if own_client is not None:
-            own_client.close()
-        if own_cluster is not None:
-            own_cluster.close()
+        for closing in (own_client, own_cluster):
+            if closing is not None:
+                closing.close()
         summary.seconds = time.perf_counter() - start
         storage.clean()  # temporaries of workers killed mid-write
     _consolidate(storage, records)
 
     if config.preview and not summary.interrupted:
-        _write_preview(config, maker, preview_indices, {})
+        _write_preview(config, maker, range(min(config.preview_count, total)))
     if stager is not None:
         stager.close()
     return summary
