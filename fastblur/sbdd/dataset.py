@@ -136,16 +136,6 @@ def _embedded_sources():
     ]
 
 
-def _gopro_root(folder, split):
-    """The folder holding GoPro sequences (``SEQ/sharp/*.png``), or None."""
-    for candidate in (os.path.join(folder, split), folder):
-        if os.path.isdir(candidate) and any(
-            os.path.isdir(os.path.join(candidate, s, "sharp")) for s in os.listdir(candidate)
-        ):
-            return candidate
-    return None
-
-
 def _is_image(name):
     return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
 
@@ -171,34 +161,37 @@ def find_sources(config):
     folder = config.input
     if not os.path.isdir(folder):
         raise ValueError(f"input must be a folder of sharp images, got {folder!r}")
+    relative = []
+    for directory, subdirs, files in os.walk(folder):
+        subdirs[:] = [d for d in subdirs if not d.startswith(".")]
+        relative += [os.path.relpath(os.path.join(directory, f), folder).replace(os.sep, "/")
+                     for f in files if _is_image(f)]
+    return sources_from(config, sorted(relative), os.path.join)
+
+
+def sources_from(config, relative, join):
+    """The sources of the image files ``relative`` (sorted ``/``-separated paths under
+    ``config.input``, which ``join(config.input, path)`` locates), as :func:`find_sources`
+    names them."""
+    if config.input_layout in ("auto", "gopro"):
+        for prefix in (config.split + "/", ""):
+            parts = [(r, r[len(prefix):].split("/")) for r in relative if r.startswith(prefix)]
+            gopro = sorted((p[0], os.path.splitext(p[2])[0], r) for r, p in parts if len(p) == 3 and p[1] == "sharp")
+            if gopro:
+                return [Source(f"{sequence}_{stem}", join(config.input, r), sequence, stem, r)
+                        for sequence, stem, r in gopro]
+        if config.input_layout == "gopro":
+            raise ValueError(f"input {config.input!r} is not a GoPro tree ([{config.split}/]SEQUENCE/sharp/*.png)")
+    names = [os.path.splitext(r)[0].replace("/", "_") for r in relative]
+    clash = {n for n in names if names.count(n) > 1}
     sources = []
-    root = _gopro_root(folder, config.split) if config.input_layout in ("auto", "gopro") else None
-    if root is not None:
-        for sequence in sorted(os.listdir(root)):
-            sharp_dir = os.path.join(root, sequence, "sharp")
-            if not os.path.isdir(sharp_dir):
-                continue
-            for name in sorted(filter(_is_image, os.listdir(sharp_dir))):
-                stem = os.path.splitext(name)[0]
-                path = os.path.join(sharp_dir, name)
-                sources.append(Source(f"{sequence}_{stem}", path, sequence, stem, os.path.relpath(path, folder)))
-    elif config.input_layout == "gopro":
-        raise ValueError(f"input {folder!r} is not a GoPro tree ([{config.split}/]SEQUENCE/sharp/*.png)")
-    else:
-        paths = []
-        for directory, subdirs, files in os.walk(folder):
-            subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-            paths += [os.path.join(directory, f) for f in files if _is_image(f)]
-        relative = sorted(os.path.relpath(p, folder) for p in paths)
-        names = [os.path.splitext(r)[0].replace(os.sep, "_") for r in relative]
-        clash = {n for n in names if names.count(n) > 1}
-        for rel, name in zip(relative, names):
-            if name in clash:  # a.png and a.jpg: keep both, told apart by the extension
-                name = rel.replace(os.sep, "_").replace(".", "_")
-            group = os.path.dirname(rel).replace(os.sep, "_") or "images"
-            sources.append(Source(name, os.path.join(folder, rel), group, os.path.basename(name), rel))
+    for rel, name in zip(relative, names):
+        if name in clash:  # a.png and a.jpg: keep both, told apart by the extension
+            name = rel.replace("/", "_").replace(".", "_")
+        group = rel.rsplit("/", 1)[0].replace("/", "_") if "/" in rel else "images"
+        sources.append(Source(name, join(config.input, rel), group, os.path.basename(name), rel))
     if not sources:
-        raise ValueError(f"input {folder!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        raise ValueError(f"input {config.input!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
     return sources
 
 
