@@ -277,15 +277,11 @@ class DatasetConfig:
 def _flatten(table, where="config"):
     flat = {}
     for key, value in table.items():
-        if isinstance(value, dict) and key != "storage_options":  # a table only groups, except that one
-            for inner, item in _flatten(value, f"{where}.{key}").items():
-                if inner in flat:
-                    raise ValueError(f"setting {inner!r} is given twice in {where}")
-                flat[inner] = item
-        else:
-            if key in flat:
-                raise ValueError(f"setting {key!r} is given twice in {where}")
-            flat[key] = value
+        grouped = isinstance(value, dict) and key != "storage_options"  # a table only groups, except that one
+        for inner, item in (_flatten(value, f"{where}.{key}") if grouped else {key: value}).items():
+            if inner in flat:
+                raise ValueError(f"setting {inner!r} is given twice in {where}")
+            flat[inner] = item
     return flat
 
 

@@ -237,8 +237,8 @@ class PairMaker(PairInputs):
     segmentations and mask files in ``cache_bytes``), the time of each stage goes to
     ``timer`` when ``config.timings`` is set."""
 
-    def __init__(self, config, sources, cached_segmentations=None, cache_bytes=CACHE_BYTES):
-        super().__init__(config, sources, cached_segmentations, cache_bytes)
+    def __init__(self, config, sources, cache_bytes=CACHE_BYTES):
+        super().__init__(config, sources, cache_bytes)
         check_format(config.format)
         self.timer = StageTimer(enabled=config.timings)
 
@@ -282,10 +282,8 @@ class PairMaker(PairInputs):
             "kernels": kernel_ids,
             "gain": gain,
             "size": [int(blurry.shape[0]), int(blurry.shape[1])],
-            "offset": params["offset"],
-            "saturated_fraction": params["saturated_fraction"],
-            "saturation_boost": params["saturation_boost"],
-            "saturation_boost_in_blurry": params["saturation_boost_in_blurry"],
+            **{key: params[key] for key in ("offset", "saturated_fraction", "saturation_boost",
+                                            "saturation_boost_in_blurry")},
             "streaks": len(params["streaks"]),
         }
         if camera != "uniform":

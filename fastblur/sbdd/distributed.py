@@ -383,9 +383,9 @@ def _settings(config, local):
 def _check_settings(storage, config, current):
     """Refuse to resume a dataset made with other settings (unless overwriting); settings
     added since an older run count as their default."""
-    if config.overwrite or storage.size("args.json") is None:
+    if config.overwrite:
         return
-    try:
+    try:  # no args.json (FileNotFoundError) or an unreadable one: nothing to compare
         previous = json.loads(storage.read("args.json")).get("settings", {})
     except (OSError, ValueError):
         return

@@ -549,7 +549,7 @@ def random_shape_masks(shape, *, max_objects=5, min_area=4000, max_area_fraction
         x, y = a * np.cos(theta) * jitter, b * np.sin(theta) * jitter
         rows = centre[0] + x * np.sin(angle) + y * np.cos(angle)
         cols = centre[1] + x * np.cos(angle) - y * np.sin(angle)
-        areas.append(_fill_polygon(mask, rows, cols))
+        areas.append(np.count_nonzero(fill_polygon(mask, rows, cols)))
     keep = [i for i, area in enumerate(areas) if area > min_area]
     if len(keep) < count:
         masks = masks[keep]
@@ -586,12 +586,6 @@ def fill_polygon(mask, rows, cols):
            [0, 1, 1, 1, 1, 0],
            [0, 0, 0, 0, 0, 0]])
     """
-    _fill_polygon(mask, rows, cols)
-    return mask
-
-
-def _fill_polygon(mask, rows, cols):
-    """:func:`fill_polygon` on an empty ``mask``; returns the number of pixels set."""
     height, width = mask.shape
     yi = np.asarray(rows, np.float64)
     xi = np.asarray(cols, np.float64)
@@ -600,7 +594,7 @@ def _fill_polygon(mask, rows, cols):
     left = max(0, int(np.ceil(xi.min())))
     right = min(width, int(np.floor(xi.max())) + 1)
     if last < first or right <= left:
-        return 0
+        return mask
     yj, xj = np.roll(yi, 1), np.roll(xi, 1)  # edge i runs from vertex i - 1 to vertex i
     y = np.arange(first, last + 1, dtype=np.float64)[:, None]
     crosses = ((yi <= y) & (y < yj)) | ((yj <= y) & (y < yi))
@@ -610,11 +604,11 @@ def _fill_polygon(mask, rows, cols):
     # crossings come in pairs along a row; columns c with x_2k <= c < x_2k+1 are inside
     x = x[:, : 2 * (int(crosses.sum(axis=1).max()) // 2)]
     if x.shape[1] == 0:
-        return 0
+        return mask
     edges = np.clip(np.ceil(x), left, right) - left
     columns = np.arange(right - left, dtype=np.float64)
     inside = (columns >= edges[:, 0:1]) & (columns < edges[:, 1:2])
     for k in range(2, x.shape[1], 2):  # rows crossed more than twice (a concave side)
         inside |= (columns >= edges[:, k : k + 1]) & (columns < edges[:, k + 1 : k + 2])
     mask[first : last + 1, left:right] |= inside
-    return int(np.count_nonzero(inside))
+    return mask

@@ -17,7 +17,7 @@ import io
 import json
 import tarfile
 
-__all__ = ["shard_name", "shard_of", "shard_range", "member_key", "write_shard"]
+__all__ = ["shard_name", "shard_range", "write_shard"]
 
 
 def shard_name(shard):
@@ -25,17 +25,9 @@ def shard_name(shard):
     return f"shards/shard-{shard:06d}.tar"
 
 
-def shard_of(index, shard_size):
-    return index // shard_size
-
-
 def shard_range(shard, shard_size, total):
     """The pair indices of ``shard`` in a run of ``total`` pairs."""
     return range(shard * shard_size, min((shard + 1) * shard_size, total))
-
-
-def member_key(name):
-    return name.replace(".", "_")
 
 
 def _info(name, size):
@@ -61,7 +53,7 @@ def write_shard(path, pairs):
     """
     with open(path, "wb") as stream, tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for record, blurry, sharp in pairs:
-            key = member_key(record["name"])
+            key = record["name"].replace(".", "_")
             ext = record["blurry"].rsplit(".", 1)[-1]
             record["blurry"], record["sharp"] = f"{key}.blurry.{ext}", f"{key}.sharp.{ext}"
             meta = json.dumps(record, sort_keys=True).encode("utf-8")

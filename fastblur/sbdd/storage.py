@@ -116,18 +116,6 @@ class LocalStorage:
                     pass
         return found
 
-    def size(self, name):
-        try:
-            return os.path.getsize(self.path(name))
-        except OSError:
-            return None
-
-    def remove(self, name):
-        try:
-            os.unlink(self.path(name))
-        except FileNotFoundError:
-            pass
-
     def clean(self):
         """Remove the temporaries interrupted writes left behind."""
         remove_temporaries(self.root)
@@ -221,12 +209,6 @@ class RemoteStorage:
             if name.startswith(prefix) and info.get("type", "file") == "file"
         }
 
-    def size(self, name):
-        try:
-            return self.fs.info(self.path(name)).get("size") or 0
-        except FileNotFoundError:
-            return None
-
     def remove(self, name):
         try:
             self.fs.rm_file(self.path(name))
@@ -235,10 +217,6 @@ class RemoteStorage:
 
     def clean(self):
         pass  # single puts leave nothing behind
-
-    def get(self, name, target):
-        """Copy object ``name`` to the local file ``target``."""
-        self.fs.get_file(self.path(name), target)
 
 
 def open_storage(url, storage_options=None):
