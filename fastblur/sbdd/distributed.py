@@ -1,28 +1,21 @@
-"""Generation in chunks: on a Dask cluster, and for object-store outputs and tar shards.
+"""The run behind :func:`fastblur.sbdd.generate`: pairs made in chunks, on a Dask cluster,
+a local process pool or in this process; outputs on a local disk or an object store.
 
-The work unit is a **chunk**: consecutive pair indices (with ``layout="webdataset"``,
-the pairs of one shard). :func:`run_chunk` is a pure function of (settings, indices):
-it makes the pairs, writes them straight to the destination (atomically on a local
-disk, one put each on an object store) and returns their manifest records. Since a
-pair's bytes depend only on ``(seed, index)``, any cluster size and any chunking give the
-same bytes; a chunk that runs twice (a worker lost mid-task, Dask reruns it elsewhere)
-writes the same files again.
+A **chunk** is consecutive pair indices (with ``layout="webdataset"``, the pairs of one
+shard). :func:`run_chunk` is a pure function of (settings, indices): it makes the pairs,
+writes them (atomically on a local disk, one put each on an object store) and returns
+their manifest records. A pair's bytes depend only on ``(seed, index)``, so any cluster
+size and chunking give the same bytes, and a chunk run twice writes the same files.
 
-The manifest:
-
-* local ``out``: the driver appends each returned record to ``manifest.jsonl``, as the
-  process pool does;
-* remote ``out``: each chunk writes its records as the object ``manifest/part-NNNNNN.jsonl``
-  (``NNNNNN``: the chunk's first index) after its pairs; at the end of the run the driver
-  consolidates all records into ``manifest.jsonl`` and removes the parts.
-
-A rerun reads ``manifest.jsonl`` and the parts, keeps the records whose files exist, and
-makes the rest.
+The manifest: with a local ``out`` the driver appends each returned record to
+``manifest.jsonl``; with a remote one each chunk writes its records as the object
+``manifest/part-NNNNNN.jsonl`` (its first index), which the driver consolidates into
+``manifest.jsonl`` at the end. A rerun keeps the records whose files exist and makes the
+rest.
 
 Engines: a ``distributed.Client`` (``scheduler="local"`` starts a ``LocalCluster`` of
-one-thread worker processes, a ``tcp://`` address or a scheduler file connects to a
-running scheduler), or without Dask a process pool (object-store outputs, shards and
-remote inputs need no cluster).
+one-thread worker processes; a ``tcp://`` address or a scheduler file connects to a
+running scheduler), else a process pool, or this process for one worker.
 """
 import json
 import math
@@ -77,54 +70,56 @@ class Job:
 _state = {}
 
 
-def _configure_worker_process():
-    """One thread a worker, warm allocator pages (processes fastblur runs pairs in)."""
-    from .._memory import keep_freed_memory
+def _worker_maker(job, configure=True):
+    """This process's ``(PairMaker, InputStager)`` for ``job``, made on first use (an earlier
+    run's dropped); ``configure``: first one thread and warm allocator pages."""
+    if job.token not in _state:
+        from .._memory import keep_freed_memory
+        from .dataset import PairMaker
 
-    os.environ.setdefault("FASTBLUR_NUM_THREADS", "1")
-    try:
-        import cv2
+        if configure:
+            os.environ.setdefault("FASTBLUR_NUM_THREADS", "1")
+            try:
+                import cv2
 
-        cv2.setNumThreads(1)
-    except ImportError:
-        pass
-    keep_freed_memory()
-
-
-def _install_maker(job):
-    """Make this process's ``(PairMaker, InputStager)`` for ``job``, dropping an earlier run's."""
-    from .dataset import PairMaker
-
-    config = DatasetConfig.from_dict(job.config)
-    stager = InputStager(config, job.sources, config.storage_options)
-    for _, old in _state.values():
-        old.close()
-    _state.clear()  # one run at a time per process
-    _state[job.token] = (PairMaker(replace(stager.config, out=None), stager.sources), stager)
+                cv2.setNumThreads(1)
+            except ImportError:
+                pass
+            keep_freed_memory()
+        config = DatasetConfig.from_dict(job.config)
+        stager = InputStager(config, job.sources, config.storage_options)
+        _close_state()  # one run at a time per process
+        _state[job.token] = (PairMaker(replace(stager.config, out=None), stager.sources), stager)
     return _state[job.token]
 
 
-def _worker_maker(job):
-    """The process's ``(PairMaker, InputStager)`` for ``job`` (made on first use)."""
-    found = _state.get(job.token)
-    if found is None:
-        _configure_worker_process()
-        found = _install_maker(job)
-    return found
+def _close_state():
+    for _, stager in _state.values():
+        stager.close()
+    _state.clear()
 
 
-def _make(maker, stager, index):
-    """``(record, blurry bytes, sharp bytes)`` or ``(index, name, message)`` on failure."""
+def _made(maker, stager, indices, records, failures, shard=None):
+    """``(record, blurry bytes, sharp bytes)`` of the pairs of ``indices`` made; the records
+    (tagged with ``shard``) go to ``records``, the ``(index, name, message)`` of failed ones
+    to ``failures``."""
     from .dataset import _encode, pair_location
 
-    try:
-        record, blurry, sharp, _, _ = maker.make(index)
-        with maker.timer.stage("encode"):
-            blurry, sharp = _encode(blurry, maker.config), _encode(sharp, maker.config)
-        return stager.restore(record), blurry, sharp
-    except Exception as error:  # a bad image/mask/kernel file: reported, the run goes on
-        source_index, variant = pair_location(index, len(maker.sources), maker.config.n_images)
-        return index, f"{maker.sources[source_index].name}_{variant}", f"{type(error).__name__}: {error}"
+    for index in indices:
+        try:
+            record, blurry, sharp, _, _ = maker.make(index)
+            with maker.timer.stage("encode"):
+                blurry, sharp = _encode(blurry, maker.config), _encode(sharp, maker.config)
+        except Exception as error:  # a bad image/mask/kernel file: reported, the run goes on
+            source_index, variant = pair_location(index, len(maker.sources), maker.config.n_images)
+            failures.append((index, f"{maker.sources[source_index].name}_{variant}",
+                             f"{type(error).__name__}: {error}"))
+            continue
+        record = stager.restore(record)
+        if shard is not None:
+            record["shard"] = shard
+        records.append(record)
+        yield record, blurry, sharp
 
 
 def run_chunk(job, indices, shard=None):
@@ -143,32 +138,15 @@ def run_chunk(job, indices, shard=None):
     stager.stage(pair_location(i, len(job.sources), maker.config.n_images)[0] for i in indices)
     records, failures = [], []
     if shard is None:
-        for index in indices:
-            made = _make(maker, stager, index)
-            if isinstance(made[0], dict):
-                record, blurry, sharp = made
-                with maker.timer.stage("write"):
-                    storage.write(record["blurry"], blurry)
-                    storage.write(record["sharp"], sharp)
-                records.append(record)
-            else:
-                failures.append(made)
+        for record, blurry, sharp in _made(maker, stager, indices, records, failures):
+            with maker.timer.stage("write"):
+                storage.write(record["blurry"], blurry)
+                storage.write(record["sharp"], sharp)
     else:
         name = shard_name(shard)
-
-        def pairs():
-            for index in indices:
-                made = _make(maker, stager, index)
-                if isinstance(made[0], dict):
-                    made[0]["shard"] = name
-                    records.append(made[0])
-                    yield made
-                else:
-                    failures.append(made)
-
         temporary = storage.temporary_file(name)
         try:
-            write_shard(temporary, pairs())
+            write_shard(temporary, _made(maker, stager, indices, records, failures, name))
             with maker.timer.stage("write"):
                 storage.commit(temporary, name)
         except BaseException:
@@ -199,8 +177,8 @@ def _run_pooled(indices, shard):
 
 
 def needs_chunks(config):
-    """Whether ``config``'s run goes through this module (a Dask scheduler, tar shards, a
-    remote path) rather than the local process pool of :func:`fastblur.sbdd.generate`."""
+    """Whether ``config``'s run is made in chunks of pairs (a Dask scheduler, tar shards, a
+    remote path) rather than pair by pair."""
     return bool(config.scheduler or config.scheduler_file or config.layout == "webdataset"
                 or any(is_remote(getattr(config, n)) for n in ("out", "input", "masks_path", "kernels", "kernels_root")))
 
@@ -242,7 +220,7 @@ def connect(scheduler=None, scheduler_file=None, workers=None, timeout=30.0):
         from distributed import Client, LocalCluster
     except ImportError as error:
         raise RuntimeError('a Dask scheduler needs distributed: pip install "fastblur[dask]"') from error
-    cluster = None
+    client = cluster = None
     where = scheduler or scheduler_file
     try:
         if scheduler == "local":
@@ -255,20 +233,15 @@ def connect(scheduler=None, scheduler_file=None, workers=None, timeout=30.0):
             client = Client(scheduler_file=scheduler_file, timeout=timeout)
         else:
             client = Client(scheduler, timeout=timeout)
-    except RuntimeError:
-        if cluster is not None:
-            cluster.close()
-        raise
-    except (OSError, TimeoutError, ValueError) as error:
-        if cluster is not None:
-            cluster.close()
-        raise RuntimeError(f"cannot reach the Dask scheduler {where!r} within {timeout:g} s: {error}") from error
-    try:
         client.wait_for_workers(len(cluster.workers) if cluster is not None else 1, timeout=timeout)
-    except (OSError, TimeoutError) as error:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    except (RuntimeError, OSError, TimeoutError, ValueError) as error:
+        for opened in (client, cluster):
+            if opened is not None:
+                opened.close()
+        if isinstance(error, RuntimeError):
+            raise
+        if client is None:
+            raise RuntimeError(f"cannot reach the Dask scheduler {where!r} within {timeout:g} s: {error}") from error
         raise RuntimeError(f"no Dask worker joined the scheduler {where!r} within {timeout:g} s") from error
     return client, cluster
 
@@ -315,8 +288,7 @@ class _PoolEngine:
         return self.pool.submit(_run_pooled, indices, shard)
 
     def finished(self, pending):
-        done, _ = wait(pending, return_when=FIRST_COMPLETED)
-        return list(done)
+        return wait(pending, return_when=FIRST_COMPLETED).done
 
     def cancel(self, pending):
         for future in pending:
@@ -344,7 +316,7 @@ class _InlineEngine:
 
         self.job = job
         self.Future = Future
-        _install_maker(job)  # this process keeps its thread settings
+        _worker_maker(job, configure=False)  # this process keeps its thread settings
 
     def workers(self):
         return 1
@@ -363,9 +335,7 @@ class _InlineEngine:
         return []
 
     def close(self):
-        for _, stager in _state.values():
-            stager.close()
-        _state.clear()
+        _close_state()
 
 
 # -- the run ----------------------------------------------------------------------------
