@@ -1,18 +1,15 @@
-"""The dataset writer behind ``fastblur-gen``: many pairs, reproducible, resumable.
+"""The pairs of a ``fastblur-gen`` run: its inputs, its output names, one pair at a time.
 
 Pair ``i`` of a run takes sharp image ``(i // n_images) % len(images)`` and draws all of
-its randomness from ``numpy.random.SeedSequence([seed, i])``, split into three
-independent streams: the masks, the kernels, and the formation (the illumination gain
-first, then :func:`~fastblur.sbdd.synthesize_pair`'s draws). A pair therefore has the
+its randomness from ``numpy.random.SeedSequence([seed, i])``, split into independent
+streams: the masks, the kernels, the formation (the illumination gain first, then
+:func:`~fastblur.sbdd.synthesize_pair`'s draws) and the camera. A pair therefore has the
 same bytes whichever worker makes it and however many workers there are.
 
-Files are written atomically (a temporary ``.NAME.PID.TOKEN.tmp`` beside the target, then
-:func:`os.replace`); the manifest (``manifest.jsonl``, one JSON line per finished pair)
-is appended by the parent process after both images are in place. A pair counts as
-finished when its manifest line exists and both of its files do; a rerun with the same
-settings skips finished pairs and makes the others (missing, partial, failed), and
-``count`` may grow between runs. Ctrl-C stops handing out pairs, lets the pairs in
-progress finish, and leaves no partial file.
+Files are written atomically and the manifest (``manifest.jsonl``, one JSON line per
+finished pair) is appended after both images are in place; a rerun with the same
+settings skips finished pairs, and ``count`` may grow between runs. Ctrl-C lets the
+pairs in progress finish and leaves no partial file (:mod:`fastblur.sbdd.distributed`).
 
 Layouts (``NAME`` is ``<image name>_<variant>``, as the reference names its pairs):
 
@@ -45,6 +42,8 @@ EMBEDDED_IMAGES = (
 )
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".jxl")
 _PREVIEW_HEIGHT = 160
+#: ``(blurry, sharp)`` folders of the flat layouts.
+LAYOUT_FOLDERS = {"sbdd": ("blurry", "sharp"), "basicsr": ("input", "target")}
 
 
 @dataclass(frozen=True)
@@ -213,17 +212,14 @@ def pair_location(index, n_sources, n_images):
 
 
 def pair_paths(config, source, variant):
-    """``(name, blurry path, sharp path)`` of a pair in the configured layout."""
-    ext = "." + config.format
+    """``(name, blurry path, sharp path)`` of a pair in the configured layout, relative to ``out``."""
     name = f"{source.name}_{variant}"
-    out = config.out if config.out is not None else "."
-    if config.layout == "sbdd":
-        return name, os.path.join(out, "blurry", name + ext), os.path.join(out, "sharp", name + ext)
-    if config.layout == "basicsr":
-        return name, os.path.join(out, "input", name + ext), os.path.join(out, "target", name + ext)
-    folder = os.path.join(out, config.split, source.group)
-    file = f"{source.stem}_{variant}{ext}"
-    return name, os.path.join(folder, "blur", file), os.path.join(folder, "sharp", file)
+    if config.layout in ("sbdd", "basicsr"):
+        folders, file = LAYOUT_FOLDERS[config.layout], name
+    else:
+        folder = os.path.join(config.split, source.group)
+        folders, file = (os.path.join(folder, "blur"), os.path.join(folder, "sharp")), f"{source.stem}_{variant}"
+    return (name, *(os.path.normpath(os.path.join(f, f"{file}.{config.format}")) for f in folders))
 
 
 def _encode(image, config):
@@ -269,12 +265,11 @@ class PairMaker(PairInputs):
                                      **self.options)
             blurry, sharp = result.to_uint8()
         params = result.params
-        out = config.out if config.out is not None else "."
         record = {
             "index": index,
             "name": name,
-            "blurry": os.path.relpath(blurry_path, out),
-            "sharp": os.path.relpath(sharp_path, out),
+            "blurry": blurry_path,
+            "sharp": sharp_path,
             "source": source.label,
             "variant": variant,
             "seed": [config.seed, index],
