@@ -27,6 +27,7 @@ import numpy as np
 from .._atomic import write_atomic  # noqa: F401 (its old import path)
 from .codecs import check_format, decode_image, encode_image
 from .config import DatasetConfig
+from .distributed import generate  # noqa: F401 (the writer's entry point, fastblur.sbdd.generate)
 from ..projective import psf_field
 from .camera import draw_camera
 from .pair import synthesize_pair
@@ -305,44 +306,6 @@ class PairMaker(PairInputs):
         except Exception:  # reported when the pair was made
             return None
         return preview_row(sharp, blurry, result.weights, kernels, _PREVIEW_HEIGHT)
-
-
-def generate(config, client=None):
-    """Write an SBDD dataset as ``config`` says (the ``fastblur-gen`` command).
-
-    Parameters
-    ----------
-    config : DatasetConfig or dict
-        ``out`` is required; see :class:`~fastblur.sbdd.config.DatasetConfig`.
-    client : distributed.Client, optional
-        Make the pairs on this Dask cluster (:mod:`fastblur.sbdd.distributed`). So do
-        runs with ``scheduler``/``scheduler_file``; the others use a local process pool
-        and never import Dask.
-
-    Returns
-    -------
-    GenerateSummary
-
-    Raises
-    ------
-    ValueError
-        Bad settings, no input images, or an ``out`` folder holding a dataset made with
-        other settings. Problems with single images or mask files do not raise: they
-        are reported (stderr) and counted in the summary.
-    RuntimeError
-        A worker process died (killed, out of memory).
-
-    Notes
-    -----
-    With more than one worker the pairs are made in processes started with ``spawn``,
-    which import the calling script again: a script calling ``generate`` must do so
-    under ``if __name__ == "__main__":``.
-    """
-    from .distributed import generate_chunked
-
-    if not isinstance(config, DatasetConfig):
-        config = DatasetConfig.from_dict(dict(config))
-    return generate_chunked(config, client)
 
 
 def make_pair(config, index, sources=None):

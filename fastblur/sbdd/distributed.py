@@ -34,7 +34,7 @@ from .remote_inputs import InputStager, check_remote_inputs, find_remote_sources
 from .shards import shard_name, shard_range, write_shard
 from .storage import is_remote, local_paths, open_storage
 
-__all__ = ["Job", "connect", "default_chunk_size", "generate_chunked", "needs_chunks", "plan_chunks", "read_done",
+__all__ = ["Job", "connect", "default_chunk_size", "generate", "generate_chunked", "needs_chunks", "plan_chunks", "read_done",
            "run_chunk"]
 
 MANIFEST = "manifest.jsonl"
@@ -456,22 +456,37 @@ def _write_preview(config, maker, indices):
         contact_sheet(rows, config.preview)
 
 
-def generate_chunked(config, client=None):
-    """:func:`fastblur.sbdd.generate`: the pairs made in chunks, by a Dask client, a local
-    process pool, or this process.
+def generate(config, client=None):
+    """Write an SBDD dataset as ``config`` says (the ``fastblur-gen`` command).
 
     Parameters
     ----------
-    config : DatasetConfig
+    config : DatasetConfig or dict
+        ``out`` is required; see :class:`~fastblur.sbdd.config.DatasetConfig`.
     client : distributed.Client, optional
-        Runs the chunks on this cluster. Without it, ``config.scheduler`` /
-        ``config.scheduler_file`` name one to connect to (or ``"local"`` to start), else
-        a local process pool of ``config.workers`` processes makes them (one pair a
-        chunk for a local ``out`` unless ``chunk_size`` says otherwise).
+        Make the pairs on this Dask cluster (:mod:`fastblur.sbdd.distributed`). So do
+        runs with ``scheduler``/``scheduler_file``; the others use a local process pool
+        (one pair a chunk for a local ``out`` unless ``chunk_size`` says otherwise), or
+        this process for one worker, and never import Dask.
 
     Returns
     -------
     GenerateSummary
+
+    Raises
+    ------
+    ValueError
+        Bad settings, no input images, or an ``out`` folder holding a dataset made with
+        other settings. Problems with single images or mask files do not raise: they
+        are reported (stderr) and counted in the summary.
+    RuntimeError
+        A worker process died (killed, out of memory).
+
+    Notes
+    -----
+    With more than one worker the pairs are made in processes started with ``spawn``,
+    which import the calling script again: a script calling ``generate`` must do so
+    under ``if __name__ == "__main__":``.
     """
     import hashlib
 
@@ -481,6 +496,8 @@ def generate_chunked(config, client=None):
     from .sources import segment_missing
     from .timings import StageTimer
 
+    if not isinstance(config, DatasetConfig):
+        config = DatasetConfig.from_dict(dict(config))
     config = replace(config, backend=pinned_backend(config.backend))
     if config.out is None:
         raise ValueError("out must name the output folder (--out)")
@@ -595,3 +612,6 @@ def generate_chunked(config, client=None):
     if stager is not None:
         stager.close()
     return summary
+
+
+generate_chunked = generate  # its name in this module's first release
