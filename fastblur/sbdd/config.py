@@ -1,19 +1,7 @@
 """Settings of a dataset run: one dataclass, loadable from TOML, mirrored by ``fastblur-gen``.
 
-A TOML file holds the same names as the dataclass fields (the CLI's long options with
-``_`` or ``-``), at the top level or inside tables, which are only for grouping::
-
-    out = "sbdd_out"
-    count = 1000
-    seed = 7
-
-    [formation]
-    gamma = 2.2
-    augment_illumination = true
-
-    [kernels]
-    kernels = "ks65_texp05_F1000/blur_kernels_train.txt"
-    kernels_root = "ks65_texp05_F1000"
+A TOML file holds the dataclass fields (the CLI's long options, with ``_`` or ``-``) at
+the top level or inside tables, which only group them (docs/guide/generating.rst).
 """
 import numbers
 import os

@@ -1,13 +1,8 @@
 """Inputs on an object store: listing remote sharp images, staging files where pairs are made.
 
-``input``, ``masks_path``, ``kernels`` and ``kernels_root`` may be fsspec URLs. The pair
-code reads local files, so each process making pairs (a worker, or the driver for its
-checks and previews) keeps a private cache folder:
-
-* the kernel list / folder (and ``kernels_root``) and a COCO annotation file are copied
-  once, when the process first needs them;
-* a sharp image and its mask file (``NAME.npz`` / ``NAME.png``) are copied when a chunk
-  needs them, and dropped again (least recently used first) past a bound.
+The pair code reads local files, so each process making pairs keeps a private folder of
+copies: the kernels and a COCO annotation file once, a sharp image and its mask file when
+a chunk needs them (dropped again, least recently used first, past a bound).
 """
 import atexit
 import os

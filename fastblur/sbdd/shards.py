@@ -1,17 +1,10 @@
 """The ``webdataset`` output layout: pairs packed into tar shards.
 
-Shard ``k`` (``OUT/shards/shard-KKKKKK.tar``) holds pairs ``[k N, (k + 1) N)`` of the run
-(``N`` = ``shard_size``), in index order; each pair is three members::
-
-    KEY.blurry.png   the blurry image (``.jpg`` with format jpg), the folder layout's bytes
-    KEY.sharp.png    the sharp target
-    KEY.json         the pair's manifest record
-
-``KEY`` is the pair's name with dots replaced by ``_`` (webdataset splits a member name
-at its first dot). Tar headers are normalised (mtime 0, uid/gid 0, empty owner names,
-mode 0644, members in the order above), so a shard's bytes depend only on its pairs.
-A shard is streamed to a temporary file and published whole: atomically renamed on a
-local disk, one put on an object store.
+Shard ``k`` (``OUT/shards/shard-KKKKKK.tar``) holds pairs ``[k N, (k + 1) N)``
+(``N = shard_size``) in index order, each as ``KEY.blurry.png``, ``KEY.sharp.png`` (the
+folder layout's bytes; ``.jpg`` with format jpg) and ``KEY.json`` (its record); ``KEY`` is
+the pair's name with dots replaced by ``_``. Tar headers are normalised (mtime 0, uid/gid
+0, no owner names, mode 0644), so a shard's bytes depend only on its pairs.
 """
 import io
 import json
