@@ -23,7 +23,7 @@ import os
 import signal
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 
@@ -308,21 +308,15 @@ def _result(future):
         raise RuntimeError(f"a fastblur-gen chunk failed: {type(error).__name__}: {error}; rerun to resume") from error
 
 
-class _InlineEngine:
+class _InlineEngine(_PoolEngine):
     """One worker: the chunks run in this process, one at a time, when collected."""
 
     def __init__(self, job):
-        from concurrent.futures import Future
-
-        self.job = job
-        self.Future = Future
+        self.job, self.count = job, 1
         _worker_maker(job, configure=False)  # this process keeps its thread settings
 
-    def workers(self):
-        return 1
-
     def submit(self, indices, shard):
-        future = self.Future()
+        future = Future()
         future.task = (indices, shard)
         return future
 
@@ -330,9 +324,6 @@ class _InlineEngine:
         future = min(pending, key=lambda f: f.task[0][0])
         future.set_result(run_chunk(self.job, *future.task))
         return [future]
-
-    def cancel(self, pending):
-        return []
 
     def close(self):
         _close_state()

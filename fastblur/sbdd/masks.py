@@ -296,10 +296,8 @@ def coco_masks(annotations, image, *, min_area=4000, max_objects=5, categories=N
         A COCO instances JSON file (parsed once per process) or its parsed content.
     image : int or str
         The image's ``id``, or its ``file_name`` (with or without folder/extension).
-    min_area : int, optional
-        Minimum mask area in pixels, exclusive.
-    max_objects : int, optional
-        The ``max_objects`` largest masks are kept.
+    min_area, max_objects : int, optional
+        Masks of more than ``min_area`` pixels; the ``max_objects`` largest are kept.
     categories : iterable of int or str, optional
         Category ids or names to keep; all by default.
     include_crowd : bool, optional
@@ -363,14 +361,8 @@ def _read_labels(source):
 
         path = os.fspath(source)
         try:
-            with Image.open(path) as image:
-                image.load()
-                if image.mode == "P":
-                    labels = np.asarray(image)  # palette indices are the labels
-                elif image.mode in ("RGB", "RGBA"):
-                    labels = np.asarray(image.convert("RGB"))
-                else:
-                    labels = np.asarray(image)
+            with Image.open(path) as image:  # palette ("P") indices are the labels
+                labels = np.asarray(image.convert("RGB") if image.mode in ("RGB", "RGBA") else image)
         except FileNotFoundError:
             raise
         except Exception as error:
@@ -395,10 +387,8 @@ def label_map_masks(labels, *, min_area=4000, max_objects=5, background=0, ignor
     labels : str, os.PathLike or array_like
         A PNG (8/16-bit grey: the values are the labels; palette: the indices; RGB: each
         colour is a label, black being 0) or an integer array ``(H, W)``.
-    min_area : int, optional
-        Minimum area in pixels, exclusive.
-    max_objects : int, optional
-        The ``max_objects`` largest labels are kept.
+    min_area, max_objects : int, optional
+        As :func:`coco_masks`.
     background : int, optional
         The label that is not an object (0).
     ignore : iterable of int, optional
@@ -463,9 +453,8 @@ def classical_masks(image, *, max_objects=5, min_area=4000, max_area_fraction=0.
     Parameters
     ----------
     image : ndarray, shape (H, W) or (H, W, C)
-    max_objects : int, optional
-    min_area : int, optional
-        Minimum area in full-resolution pixels, exclusive.
+    max_objects, min_area : int, optional
+        At most ``max_objects`` regions of more than ``min_area`` full-resolution pixels.
     max_area_fraction : float, optional
         Regions covering more of the image than this are background.
     rng : None, int or numpy.random.Generator, optional
