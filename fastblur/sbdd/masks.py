@@ -414,6 +414,17 @@ def label_map_masks(labels, *, min_area=4000, max_objects=5, background=0, ignor
 
 
 # -- classical segmentation -------------------------------------------------------------
+def shrink(image, long_side):
+    """``image`` resized (area interpolation) so that its long side is at most ``long_side``."""
+    import cv2
+
+    height, width = image.shape[:2]
+    scale = long_side / max(height, width)
+    if scale >= 1:
+        return image
+    return cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+
+
 def segment_regions(image, working_size=256, scale=300.0, sigma=0.8, min_fraction=0.01):
     """Felzenszwalb regions of an image, computed on a copy about ``working_size`` wide.
 
@@ -425,16 +436,9 @@ def segment_regions(image, working_size=256, scale=300.0, sigma=0.8, min_fractio
     ndarray, shape (h, w), int
         Labels ``0 .. n - 1`` at the working resolution.
     """
-    import cv2
     from skimage.segmentation import felzenszwalb
 
-    image = np.asarray(image)
-    height, width = image.shape[:2]
-    factor = min(1.0, working_size / max(height, width))
-    small = image
-    if factor < 1.0:
-        size = (max(1, round(width * factor)), max(1, round(height * factor)))
-        small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    small = shrink(np.asarray(image), working_size)
     min_size = max(1, int(min_fraction * small.shape[0] * small.shape[1]))
     channel_axis = -1 if small.ndim == 3 else None
     return felzenszwalb(small, scale=scale, sigma=sigma, min_size=min_size, channel_axis=channel_axis)
