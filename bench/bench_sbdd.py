@@ -222,15 +222,18 @@ def _peak_rss_mb():
 
 def _worker_memory(config_dict, pairs):
     from fastblur.sbdd import DatasetConfig
-    from fastblur.sbdd.dataset import _init_worker, _run_in_worker, find_sources
+    from fastblur.sbdd.dataset import find_sources
+    from fastblur.sbdd.distributed import Job, run_chunk
+    from fastblur.sbdd.storage import LocalStorage
 
     config = DatasetConfig.from_dict(config_dict)
     os.makedirs(config.out, exist_ok=True)
-    _init_worker(config_dict, find_sources(config))
+    job = Job(config_dict, find_sources(config), LocalStorage(config.out), pairs, "bench")
+    run_chunk(job, [])  # the worker's pair maker, made as a pool worker makes it
     before = _peak_rss_mb()
     for index in range(pairs):
-        answer = _run_in_worker(index, False)
-        assert answer["ok"], answer
+        answer = run_chunk(job, [index])
+        assert not answer["failures"], answer
     return before, _peak_rss_mb()
 
 

@@ -15,6 +15,7 @@ on, so does the factor of the blurry image's saturation boost (``sat_augmentatio
 which the per-pair path draws after the noise. On one device, the same batch gives the
 same bytes every time (streaks are added without atomics).
 """
+import contextlib
 import threading
 from dataclasses import dataclass, fields
 
@@ -307,17 +308,13 @@ def form_batch(batch, *, gamma=2.2, crf="gamma", exponential_factor=7.0, saturat
     """
     options = check_options(crf, gamma, exponential_factor, saturation, streaks, noise)
     check_instance(batch, RecipeBatch, "batch", optional=False)
-    if check_device(device) == "cpu":
-        return _form(batch, np, options, quantize, backend)
-    import cupy
+    xp, where = np, contextlib.nullcontext()
+    if check_device(device) != "cpu":
+        import cupy as xp
 
-    with cupy.cuda.Device(int(device[5:]) if ":" in device else None):
-        return _form(batch, cupy, options, quantize, backend)
-
-
-def _form(batch, xp, options, quantize, backend):
-    """:func:`form_batch` with the array module ``xp`` on its current device."""
-    masks = unpack_masks(xp.asarray(batch.packed_masks), batch.kernels.shape[1] - 1)
-    formed = form(xp.asarray(batch.windows), xp.asarray(batch.kernels), masks, batch.gains, BatchDraws(batch),
-                  backend=backend, **options)
-    return to_unit_range(formed.blurry, formed.sharp, quantize)
+        where = xp.cuda.Device(int(device[5:]) if ":" in device else None)
+    with where:
+        masks = unpack_masks(xp.asarray(batch.packed_masks), batch.kernels.shape[1] - 1)
+        formed = form(xp.asarray(batch.windows), xp.asarray(batch.kernels), masks, batch.gains, BatchDraws(batch),
+                      backend=backend, **options)
+        return to_unit_range(formed.blurry, formed.sharp, quantize)

@@ -18,6 +18,7 @@ byte-reproducible whatever its number of workers.
 as ``fpng`` and about 30% smaller, but few training pipelines read it (OpenCV and Pillow
 do not); :func:`decode_image` (hence ``fastblur-gen`` and ``fastblur.torch`` inputs) does.
 """
+import importlib.util
 from collections import OrderedDict
 
 import numpy as np
@@ -57,8 +58,6 @@ def _opencv_png(image):
 
 
 def _installed(module):
-    import importlib.util
-
     return importlib.util.find_spec(module) is not None
 
 
@@ -96,10 +95,7 @@ def check_format(format):
     if format not in ("png", "jpg", "jxl"):
         raise ValueError(f"format must be 'png', 'jpg' or 'jxl', got {format!r}")
     if format == "jxl":
-        try:
-            import imagecodecs
-        except ImportError:
-            imagecodecs = None
+        imagecodecs = importlib.import_module("imagecodecs") if _installed("imagecodecs") else None
         if imagecodecs is None or not getattr(imagecodecs.JPEGXL, "available", False):
             raise ValueError("format 'jxl' needs imagecodecs built with libjxl (pip install imagecodecs)")
 

@@ -1,23 +1,12 @@
 """Settings of a dataset run: one dataclass, loadable from TOML, mirrored by ``fastblur-gen``.
 
-A TOML file holds the same names as the dataclass fields (the CLI's long options with
-``_`` or ``-``), at the top level or inside tables, which are only for grouping::
-
-    out = "sbdd_out"
-    count = 1000
-    seed = 7
-
-    [formation]
-    gamma = 2.2
-    augment_illumination = true
-
-    [kernels]
-    kernels = "ks65_texp05_F1000/blur_kernels_train.txt"
-    kernels_root = "ks65_texp05_F1000"
+A TOML file holds the dataclass fields (the CLI's long options, with ``_`` or ``-``) at
+the top level or inside tables, which only group them (docs/guide/generating.rst).
 """
 import numbers
 import os
 from dataclasses import asdict, dataclass, fields
+from typing import Optional
 
 from .._validation import check_choice, check_count, check_flag, check_instance, check_path, check_real
 from ..backends import GENERATION_BACKENDS, pinned_backend  # noqa: F401 (the policy lives with the backends)
@@ -140,28 +129,28 @@ class DatasetConfig:
         (measure the stages of each pair: ``GenerateSummary.timings``).
     """
 
-    out: str = None
-    input: str = None
+    out: Optional[str] = None
+    input: Optional[str] = None
     input_layout: str = "auto"
     split: str = "train"
     min_image_size: int = 0
     n_images: int = 1
-    count: int = None
+    count: Optional[int] = None
     seed: int = 0
-    workers: int = None
+    workers: Optional[int] = None
 
     masks: str = "classical"
-    masks_path: str = None
+    masks_path: Optional[str] = None
     score_threshold: float = 0.9
     min_object_area: int = 4000
     max_objects: int = 5
-    classes: list = None
+    classes: Optional[list] = None
     random_masks: bool = False
     segment_model: str = "maskrcnn_resnet50_fpn_v2"
     segment_weights: str = "default"
 
     kernels: str = "generated"
-    kernels_root: str = None
+    kernels_root: Optional[str] = None
     kernel_size: int = 65
     exposure: float = 0.5
     focal_length: float = 1000.0
@@ -186,13 +175,13 @@ class DatasetConfig:
     min_saturated_fraction: float = 1e-3
     gaussian_noise: bool = False
     noise_std: float = 0.0
-    poisson_peak: float = None
+    poisson_peak: Optional[float] = None
 
     layout: str = "sbdd"
     format: str = "png"
     quality: int = 95
     png_compression: str = "fast"
-    preview: str = None
+    preview: Optional[str] = None
     preview_count: int = 4
     backend: str = "auto"
     progress: bool = True
@@ -200,12 +189,12 @@ class DatasetConfig:
     timings: bool = False
 
     # beyond one machine (fastblur.sbdd.distributed): none of these changes the pairs
-    scheduler: str = None
-    scheduler_file: str = None
-    chunk_size: int = None
+    scheduler: Optional[str] = None
+    scheduler_file: Optional[str] = None
+    chunk_size: Optional[int] = None
     timeout: float = 30.0
-    storage_options: dict = None
-    shard_size: int = None
+    storage_options: Optional[dict] = None
+    shard_size: Optional[int] = None
 
     def __post_init__(self):
         self.validate()
@@ -277,15 +266,11 @@ class DatasetConfig:
 def _flatten(table, where="config"):
     flat = {}
     for key, value in table.items():
-        if isinstance(value, dict) and key != "storage_options":  # a table only groups, except that one
-            for inner, item in _flatten(value, f"{where}.{key}").items():
-                if inner in flat:
-                    raise ValueError(f"setting {inner!r} is given twice in {where}")
-                flat[inner] = item
-        else:
-            if key in flat:
-                raise ValueError(f"setting {key!r} is given twice in {where}")
-            flat[key] = value
+        grouped = isinstance(value, dict) and key != "storage_options"  # a table only groups, except that one
+        for inner, item in (_flatten(value, f"{where}.{key}") if grouped else {key: value}).items():
+            if inner in flat:
+                raise ValueError(f"setting {inner!r} is given twice in {where}")
+            flat[inner] = item
     return flat
 
 

@@ -47,7 +47,7 @@ class CropSampler:
         segment_missing(self.config, self.sources)
         self.window = self.crop_size + self.config.kernel_size - 1
         # the masks, kernels and gain of a pair, chosen as the dataset writer chooses them
-        self._maker = PairInputs(self.config, self.sources, cached_segmentations=self._cache_images)
+        self._maker = PairInputs(self.config, self.sources)
         self._images = OrderedDict()
         self._unusable = set()
 

@@ -1,28 +1,21 @@
-"""Generation in chunks: on a Dask cluster, and for object-store outputs and tar shards.
+"""The run behind :func:`fastblur.sbdd.generate`: pairs made in chunks, on a Dask cluster,
+a local process pool or in this process; outputs on a local disk or an object store.
 
-The work unit is a **chunk**: consecutive pair indices (with ``layout="webdataset"``,
-the pairs of one shard). :func:`run_chunk` is a pure function of (settings, indices):
-it makes the pairs, writes them straight to the destination (atomically on a local
-disk, one put each on an object store) and returns their manifest records. Since a
-pair's bytes depend only on ``(seed, index)``, any cluster size and any chunking give the
-same bytes; a chunk that runs twice (a worker lost mid-task, Dask reruns it elsewhere)
-writes the same files again.
+A **chunk** is consecutive pair indices (with ``layout="webdataset"``, the pairs of one
+shard). :func:`run_chunk` is a pure function of (settings, indices): it makes the pairs,
+writes them (atomically on a local disk, one put each on an object store) and returns
+their manifest records. A pair's bytes depend only on ``(seed, index)``, so any cluster
+size and chunking give the same bytes, and a chunk run twice writes the same files.
 
-The manifest:
-
-* local ``out``: the driver appends each returned record to ``manifest.jsonl``, as the
-  process pool does;
-* remote ``out``: each chunk writes its records as the object ``manifest/part-NNNNNN.jsonl``
-  (``NNNNNN``: the chunk's first index) after its pairs; at the end of the run the driver
-  consolidates all records into ``manifest.jsonl`` and removes the parts.
-
-A rerun reads ``manifest.jsonl`` and the parts, keeps the records whose files exist, and
-makes the rest.
+The manifest: with a local ``out`` the driver appends each returned record to
+``manifest.jsonl``; with a remote one each chunk writes its records as the object
+``manifest/part-NNNNNN.jsonl`` (its first index), which the driver consolidates into
+``manifest.jsonl`` at the end. A rerun keeps the records whose files exist and makes the
+rest.
 
 Engines: a ``distributed.Client`` (``scheduler="local"`` starts a ``LocalCluster`` of
-one-thread worker processes, a ``tcp://`` address or a scheduler file connects to a
-running scheduler), or without Dask a process pool (object-store outputs, shards and
-remote inputs need no cluster).
+one-thread worker processes; a ``tcp://`` address or a scheduler file connects to a
+running scheduler), else a process pool, or this process for one worker.
 """
 import json
 import math
@@ -30,20 +23,20 @@ import os
 import signal
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 
+from .. import __version__
+from .._threads import available_cores
 from .config import RUN_ONLY_FIELDS, DatasetConfig, pinned_backend
 from .remote_inputs import InputStager, check_remote_inputs, find_remote_sources, remote_fields
 from .shards import shard_name, shard_range, write_shard
-from .storage import is_remote, open_storage
+from .storage import is_remote, local_paths, open_storage
 
-__all__ = ["Job", "connect", "default_chunk_size", "generate_chunked", "needs_chunks", "plan_chunks", "read_done",
+__all__ = ["Job", "connect", "default_chunk_size", "generate", "generate_chunked", "needs_chunks", "plan_chunks", "read_done",
            "run_chunk"]
 
-#: Fields ``args.json`` never holds (credentials may sit in them).
-SECRET_FIELDS = ("storage_options",)
 MANIFEST = "manifest.jsonl"
 DEFAULT_SHARD_SIZE = 1000
 PARTS = "manifest"
@@ -77,54 +70,56 @@ class Job:
 _state = {}
 
 
-def _configure_worker_process():
-    """One thread a worker, warm allocator pages (processes fastblur runs pairs in)."""
-    from .._memory import keep_freed_memory
+def _worker_maker(job, configure=True):
+    """This process's ``(PairMaker, InputStager)`` for ``job``, made on first use (an earlier
+    run's dropped); ``configure``: first one thread and warm allocator pages."""
+    if job.token not in _state:
+        from .._memory import keep_freed_memory
+        from .dataset import PairMaker
 
-    os.environ.setdefault("FASTBLUR_NUM_THREADS", "1")
-    try:
-        import cv2
+        if configure:
+            os.environ.setdefault("FASTBLUR_NUM_THREADS", "1")
+            try:
+                import cv2
 
-        cv2.setNumThreads(1)
-    except ImportError:
-        pass
-    keep_freed_memory()
-
-
-def _install_maker(job):
-    """Make this process's ``(PairMaker, InputStager)`` for ``job``, dropping an earlier run's."""
-    from .dataset import PairMaker
-
-    config = DatasetConfig.from_dict(job.config)
-    stager = InputStager(config, job.sources, config.storage_options)
-    for _, old in _state.values():
-        old.close()
-    _state.clear()  # one run at a time per process
-    _state[job.token] = (PairMaker(replace(stager.config, out=None), stager.sources), stager)
+                cv2.setNumThreads(1)
+            except ImportError:
+                pass
+            keep_freed_memory()
+        config = DatasetConfig.from_dict(job.config)
+        stager = InputStager(config, job.sources, config.storage_options)
+        _close_state()  # one run at a time per process
+        _state[job.token] = (PairMaker(replace(stager.config, out=None), stager.sources), stager)
     return _state[job.token]
 
 
-def _worker_maker(job):
-    """The process's ``(PairMaker, InputStager)`` for ``job`` (made on first use)."""
-    found = _state.get(job.token)
-    if found is None:
-        _configure_worker_process()
-        found = _install_maker(job)
-    return found
+def _close_state():
+    for _, stager in _state.values():
+        stager.close()
+    _state.clear()
 
 
-def _make(maker, stager, index):
-    """``(record, blurry bytes, sharp bytes)`` or ``(index, name, message)`` on failure."""
+def _made(maker, stager, indices, records, failures, shard=None):
+    """``(record, blurry bytes, sharp bytes)`` of the pairs of ``indices`` made; the records
+    (tagged with ``shard``) go to ``records``, the ``(index, name, message)`` of failed ones
+    to ``failures``."""
     from .dataset import _encode, pair_location
 
-    try:
-        record, blurry, sharp, _, _ = maker.make(index)
-        with maker.timer.stage("encode"):
-            blurry, sharp = _encode(blurry, maker.config), _encode(sharp, maker.config)
-        return stager.restore(record), blurry, sharp
-    except Exception as error:  # a bad image/mask/kernel file: reported, the run goes on
-        source_index, variant = pair_location(index, len(maker.sources), maker.config.n_images)
-        return index, f"{maker.sources[source_index].name}_{variant}", f"{type(error).__name__}: {error}"
+    for index in indices:
+        try:
+            record, blurry, sharp, _, _ = maker.make(index)
+            with maker.timer.stage("encode"):
+                blurry, sharp = _encode(blurry, maker.config), _encode(sharp, maker.config)
+        except Exception as error:  # a bad image/mask/kernel file: reported, the run goes on
+            source_index, variant = pair_location(index, len(maker.sources), maker.config.n_images)
+            failures.append((index, f"{maker.sources[source_index].name}_{variant}",
+                             f"{type(error).__name__}: {error}"))
+            continue
+        record = stager.restore(record)
+        if shard is not None:
+            record["shard"] = shard
+        records.append(record)
+        yield record, blurry, sharp
 
 
 def run_chunk(job, indices, shard=None):
@@ -143,32 +138,15 @@ def run_chunk(job, indices, shard=None):
     stager.stage(pair_location(i, len(job.sources), maker.config.n_images)[0] for i in indices)
     records, failures = [], []
     if shard is None:
-        for index in indices:
-            made = _make(maker, stager, index)
-            if isinstance(made[0], dict):
-                record, blurry, sharp = made
-                with maker.timer.stage("write"):
-                    storage.write(record["blurry"], blurry)
-                    storage.write(record["sharp"], sharp)
-                records.append(record)
-            else:
-                failures.append(made)
+        for record, blurry, sharp in _made(maker, stager, indices, records, failures):
+            with maker.timer.stage("write"):
+                storage.write(record["blurry"], blurry)
+                storage.write(record["sharp"], sharp)
     else:
         name = shard_name(shard)
-
-        def pairs():
-            for index in indices:
-                made = _make(maker, stager, index)
-                if isinstance(made[0], dict):
-                    made[0]["shard"] = name
-                    records.append(made[0])
-                    yield made
-                else:
-                    failures.append(made)
-
         temporary = storage.temporary_file(name)
         try:
-            write_shard(temporary, pairs())
+            write_shard(temporary, _made(maker, stager, indices, records, failures, name))
             with maker.timer.stage("write"):
                 storage.commit(temporary, name)
         except BaseException:
@@ -199,8 +177,8 @@ def _run_pooled(indices, shard):
 
 
 def needs_chunks(config):
-    """Whether ``config``'s run goes through this module (a Dask scheduler, tar shards, a
-    remote path) rather than the local process pool of :func:`fastblur.sbdd.generate`."""
+    """Whether ``config``'s run is made in chunks of pairs (a Dask scheduler, tar shards, a
+    remote path) rather than pair by pair."""
     return bool(config.scheduler or config.scheduler_file or config.layout == "webdataset"
                 or any(is_remote(getattr(config, n)) for n in ("out", "input", "masks_path", "kernels", "kernels_root")))
 
@@ -242,12 +220,10 @@ def connect(scheduler=None, scheduler_file=None, workers=None, timeout=30.0):
         from distributed import Client, LocalCluster
     except ImportError as error:
         raise RuntimeError('a Dask scheduler needs distributed: pip install "fastblur[dask]"') from error
-    cluster = None
+    client = cluster = None
     where = scheduler or scheduler_file
     try:
         if scheduler == "local":
-            from .._threads import available_cores
-
             cluster = LocalCluster(n_workers=workers or available_cores(), threads_per_worker=1,
                                    processes=True, dashboard_address=None, host="127.0.0.1")
             client = Client(cluster, timeout=timeout)
@@ -257,20 +233,15 @@ def connect(scheduler=None, scheduler_file=None, workers=None, timeout=30.0):
             client = Client(scheduler_file=scheduler_file, timeout=timeout)
         else:
             client = Client(scheduler, timeout=timeout)
-    except RuntimeError:
-        if cluster is not None:
-            cluster.close()
-        raise
-    except (OSError, TimeoutError, ValueError) as error:
-        if cluster is not None:
-            cluster.close()
-        raise RuntimeError(f"cannot reach the Dask scheduler {where!r} within {timeout:g} s: {error}") from error
-    try:
         client.wait_for_workers(len(cluster.workers) if cluster is not None else 1, timeout=timeout)
-    except (OSError, TimeoutError) as error:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    except (RuntimeError, OSError, TimeoutError, ValueError) as error:
+        for opened in (client, cluster):
+            if opened is not None:
+                opened.close()
+        if isinstance(error, RuntimeError):
+            raise
+        if client is None:
+            raise RuntimeError(f"cannot reach the Dask scheduler {where!r} within {timeout:g} s: {error}") from error
         raise RuntimeError(f"no Dask worker joined the scheduler {where!r} within {timeout:g} s") from error
     return client, cluster
 
@@ -317,8 +288,7 @@ class _PoolEngine:
         return self.pool.submit(_run_pooled, indices, shard)
 
     def finished(self, pending):
-        done, _ = wait(pending, return_when=FIRST_COMPLETED)
-        return list(done)
+        return wait(pending, return_when=FIRST_COMPLETED).done
 
     def cancel(self, pending):
         for future in pending:
@@ -338,21 +308,15 @@ def _result(future):
         raise RuntimeError(f"a fastblur-gen chunk failed: {type(error).__name__}: {error}; rerun to resume") from error
 
 
-class _InlineEngine:
+class _InlineEngine(_PoolEngine):
     """One worker: the chunks run in this process, one at a time, when collected."""
 
     def __init__(self, job):
-        from concurrent.futures import Future
-
-        self.job = job
-        self.Future = Future
-        _install_maker(job)  # this process keeps its thread settings
-
-    def workers(self):
-        return 1
+        self.job, self.count = job, 1
+        _worker_maker(job, configure=False)  # this process keeps its thread settings
 
     def submit(self, indices, shard):
-        future = self.Future()
+        future = Future()
         future.task = (indices, shard)
         return future
 
@@ -361,40 +325,37 @@ class _InlineEngine:
         future.set_result(run_chunk(self.job, *future.task))
         return [future]
 
-    def cancel(self, pending):
-        return []
-
     def close(self):
-        for _, stager in _state.values():
-            stager.close()
-        _state.clear()
+        _close_state()
 
 
 # -- the run ----------------------------------------------------------------------------
-def _settings(config):
+def _settings(config, local):
+    """What ``args.json`` holds: the settings but ``storage_options`` (credentials may sit
+    there), which a local run records as null."""
     data = config.to_dict()
-    for name in SECRET_FIELDS:
-        data.pop(name, None)
+    if local:
+        data["storage_options"] = None
+    else:
+        del data["storage_options"]
     return data
 
 
-def _check_settings(storage, config):
-    from .dataset import _refuse_other_settings
-
-    if config.overwrite or storage.size("args.json") is None:
+def _check_settings(storage, config, current):
+    """Refuse to resume a dataset made with other settings (unless overwriting); settings
+    added since an older run count as their default."""
+    if config.overwrite:
         return
-    try:
+    try:  # no args.json (FileNotFoundError) or an unreadable one: nothing to compare
         previous = json.loads(storage.read("args.json")).get("settings", {})
     except (OSError, ValueError):
         return
-    _refuse_other_settings(config, previous, _settings(config), RUN_ONLY_FIELDS + SECRET_FIELDS)
-
-
-def _write_settings(storage, config):
-    from .. import __version__
-
-    data = {"fastblur": __version__, "settings": _settings(config)}
-    storage.write("args.json", (json.dumps(data, indent=2) + "\n").encode("utf-8"))
+    defaults = DatasetConfig().to_dict()
+    differing = sorted(key for key in set(previous) | set(current)
+                       if key not in RUN_ONLY_FIELDS and previous.get(key, defaults.get(key)) != current.get(key))
+    if differing:
+        raise ValueError(f"{config.out!r} holds a dataset made with other settings ({', '.join(differing)} "
+                         "differ); use another out folder, or overwrite (--overwrite) to remake it")
 
 
 def _parse_lines(text, into):
@@ -409,6 +370,8 @@ def _parse_lines(text, into):
 def read_done(storage, config, total):
     """Finished pairs ``{index: record}``: manifest lines (and parts) whose files exist.
 
+    Files are not fsynced (that would cost more than the pair); an empty file, what a
+    power loss can leave behind a completed rename, counts as missing and is redone.
     For tar shards a shard counts only when it exists and every pair of its range
     (for this ``total``) has a record: a shard is redone whole or not at all.
     """
@@ -416,10 +379,8 @@ def read_done(storage, config, total):
     if config.overwrite:
         return records
     files = storage.sizes()
-    if MANIFEST in files:
-        _parse_lines(storage.read(MANIFEST).decode("utf-8", "replace"), records)
     for name in sorted(files):
-        if name.startswith(PARTS + "/part-") and name.endswith(".jsonl"):
+        if name == MANIFEST or (name.startswith(PARTS + "/part-") and name.endswith(".jsonl")):
             _parse_lines(storage.read(name).decode("utf-8", "replace"), records)
     if config.layout != "webdataset":
         return {i: r for i, r in records.items()
@@ -446,20 +407,11 @@ def _consolidate(storage, records):
             storage.remove(name)
 
 
-def _sources(config):
-    from .dataset import find_sources
-
-    if is_remote(config.input):
-        return find_remote_sources(config, config.storage_options)
-    return find_sources(config)
-
-
-def _tasks(config, todo, total, workers):
-    """``[(indices, shard)]`` in index order."""
+def _tasks(config, todo, total, size):
+    """``[(indices, shard)]`` in index order, ``size`` pairs a chunk."""
     if config.layout == "webdataset":
         shards = sorted({i // config.shard_size for i in todo})
         return [(list(shard_range(s, config.shard_size, total)), s) for s in shards]
-    size = config.chunk_size or default_chunk_size(len(todo), workers)
     return [(chunk, None) for chunk in plan_chunks(todo, size)]
 
 
@@ -467,10 +419,7 @@ def _drive(engine, tasks, pending, collect, progress):
     """Keep about four chunks a worker in flight (the count followed as workers come and
     go), collect each as it finishes."""
     queue = iter(tasks)
-    if isinstance(engine, _InlineEngine):
-        window = len(tasks)
-    else:
-        window = max(8, 4 * engine.workers())
+    window = max(8, 4 * engine.workers())
     checked = time.monotonic()
     while True:
         while len(pending) < window:
@@ -483,61 +432,96 @@ def _drive(engine, tasks, pending, collect, progress):
         for future in engine.finished(pending):
             pending.discard(future)
             collect(_result(future))
-        if time.monotonic() - checked > 2.0 and not isinstance(engine, _InlineEngine):
+        if time.monotonic() - checked > 2.0:
             workers = engine.workers()
             window = max(8, 4 * workers)
             progress.set_postfix(workers=workers, refresh=False)
             checked = time.monotonic()
 
 
-def generate_chunked(config, client=None):
-    """:func:`fastblur.sbdd.generate` in chunks (a Dask client, remote paths, tar shards).
+def _write_preview(config, maker, indices):
+    from .preview import contact_sheet
+
+    rows = [row for row in map(maker.preview, indices) if row is not None]
+    if rows:
+        contact_sheet(rows, config.preview)
+
+
+def generate(config, client=None):
+    """Write an SBDD dataset as ``config`` says (the ``fastblur-gen`` command).
 
     Parameters
     ----------
-    config : DatasetConfig
+    config : DatasetConfig or dict
+        ``out`` is required; see :class:`~fastblur.sbdd.config.DatasetConfig`.
     client : distributed.Client, optional
-        Runs the chunks on this cluster. Without it, ``config.scheduler`` /
-        ``config.scheduler_file`` name one to connect to (or ``"local"`` to start), else
-        a local process pool of ``config.workers`` processes makes them.
+        Make the pairs on this Dask cluster (:mod:`fastblur.sbdd.distributed`). So do
+        runs with ``scheduler``/``scheduler_file``; the others use a local process pool
+        (one pair a chunk for a local ``out`` unless ``chunk_size`` says otherwise), or
+        this process for one worker, and never import Dask.
 
     Returns
     -------
     GenerateSummary
+
+    Raises
+    ------
+    ValueError
+        Bad settings, no input images, or an ``out`` folder holding a dataset made with
+        other settings. Problems with single images or mask files do not raise: they
+        are reported (stderr) and counted in the summary.
+    RuntimeError
+        A worker process died (killed, out of memory).
+
+    Notes
+    -----
+    With more than one worker the pairs are made in processes started with ``spawn``,
+    which import the calling script again: a script calling ``generate`` must do so
+    under ``if __name__ == "__main__":``.
     """
     import hashlib
 
     from tqdm import tqdm
 
-    from .dataset import PairMaker, _pair_total, _start_run, _write_preview
+    from .dataset import GenerateSummary, PairMaker, find_sources
+    from .sources import segment_missing
+    from .timings import StageTimer
 
+    if not isinstance(config, DatasetConfig):
+        config = DatasetConfig.from_dict(dict(config))
     config = replace(config, backend=pinned_backend(config.backend))
-    if config.layout == "webdataset" and config.shard_size is None:
-        config = replace(config, shard_size=DEFAULT_SHARD_SIZE)
     if config.out is None:
         raise ValueError("out must name the output folder (--out)")
+    if config.masks == "maskrcnn" and config.masks_path is None:
+        config = replace(config, masks_path=os.path.join(config.out, "masks"))
+    config = local_paths(config)
+    local = client is None and not needs_chunks(config)  # pair by pair, as a process pool
+    if config.layout == "webdataset" and config.shard_size is None:
+        config = replace(config, shard_size=DEFAULT_SHARD_SIZE)
+    check_remote_inputs(config, config.storage_options)
+    sources = find_remote_sources(config, config.storage_options) if is_remote(config.input) else find_sources(config)
+    total = config.count if config.count is not None else len(sources) * config.n_images
+    stager = InputStager(config, sources, config.storage_options) if remote_fields(config) else None
+    maker = PairMaker(stager.config if stager else config, stager.sources if stager else sources)  # fails early
     storage = open_storage(config.out, config.storage_options)
     storage.check_output()
-    check_remote_inputs(config, config.storage_options)
-    sources = _sources(config)
     if config.masks == "maskrcnn":
         if is_remote(config.masks_path) or is_remote(config.input):
             raise ValueError("masks='maskrcnn' segments into a local masks_path from local input images; "
                              "make the masks with fastblur-segment first and pass them as --masks detectron2")
-        from .sources import segment_missing
-
-        segment_missing(config, sources)
-    total = _pair_total(config, sources)
-    stager = InputStager(config, sources, config.storage_options) if remote_fields(config) else None
-    local_config = stager.config if stager else config
-    maker = PairMaker(local_config, stager.sources if stager else sources)  # fails early on a bad kernel source
-    _check_settings(storage, config)
+    settings = _settings(config, local)
+    _check_settings(storage, config, settings)
     storage.clean()
-    _write_settings(storage, config)
+    storage.write("args.json", (json.dumps({"fastblur": __version__, "settings": settings}, indent=2) + "\n")
+                  .encode("utf-8"))
+    segment_missing(config, sources)
     records = read_done(storage, config, total)
     _consolidate(storage, records)
 
-    summary, timer, todo, preview_indices = _start_run(config, total, records)
+    timer = StageTimer(enabled=config.timings)
+    summary = GenerateSummary(out=config.out, total=total, timings=timer if config.timings else None)
+    summary.skipped = sum(1 for i in records if i < total)
+    todo = [i for i in range(total) if i not in records]
     token = hashlib.sha1(json.dumps([config.to_dict(), time.time(), os.getpid()], default=str)
                          .encode()).hexdigest()
     job = Job(config.to_dict(), sources, storage, total, token)
@@ -547,20 +531,16 @@ def generate_chunked(config, client=None):
         own_client, own_cluster = connect(config.scheduler, config.scheduler_file, config.workers,
                                           config.timeout)
         client = own_client
-    def tasks_of(workers):
-        return _tasks(config, todo, total, workers)
-
     if not todo:
         engine = None
     elif client is not None:
         engine = _DaskEngine(client, job)
     else:
-        from .._threads import available_cores
-
-        processes = min(config.workers or available_cores(), len(tasks_of(1)))
+        processes = min(config.workers or available_cores(), len(_tasks(config, todo, total, 1)))
         engine = _PoolEngine(job, processes) if processes > 1 else _InlineEngine(job)
     workers = engine.workers() if engine else 0
-    tasks = tasks_of(workers)
+    size = config.chunk_size or (1 if local else default_chunk_size(len(todo), workers))
+    tasks = _tasks(config, todo, total, size)
 
     manifest = None if storage.remote else open(storage.path(MANIFEST), "a", encoding="utf-8")
     progress = tqdm(total=len(todo), unit="pair", desc="fastblur-gen", disable=not config.progress,
@@ -598,7 +578,10 @@ def generate_chunked(config, client=None):
                     except Exception:
                         pass
             except BrokenProcessPool as error:
-                raise RuntimeError("a fastblur-gen worker process died (killed, out of memory); rerun to resume") from error
+                raise RuntimeError(
+                    "a fastblur-gen worker process died (killed, out of memory, or a script that "
+                    "calls generate() outside `if __name__ == '__main__':`); rerun to resume"
+                ) from error
     finally:
         progress.close()
         if manifest is not None:
@@ -608,16 +591,18 @@ def generate_chunked(config, client=None):
                 engine.close()
             except Exception:
                 pass
-        if own_client is not None:
-            own_client.close()
-        if own_cluster is not None:
-            own_cluster.close()
+        for closing in (own_client, own_cluster):
+            if closing is not None:
+                closing.close()
         summary.seconds = time.perf_counter() - start
         storage.clean()  # temporaries of workers killed mid-write
     _consolidate(storage, records)
 
     if config.preview and not summary.interrupted:
-        _write_preview(config, maker, preview_indices, {})
+        _write_preview(config, maker, range(min(config.preview_count, total)))
     if stager is not None:
         stager.close()
     return summary
+
+
+generate_chunked = generate  # its name in this module's first release

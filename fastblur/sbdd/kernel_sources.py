@@ -103,9 +103,6 @@ class KernelFiles:
             out[...] = _pad_to(self.files[index], self.size, f"kernel file {path!r}")
         return kernels, [self.files.paths[i] for i in indices]
 
-    def describe(self):
-        return {"kind": "files", "count": len(self.files), "size": self.size}
-
 
 class GeneratedKernels:
     """Camera-shake PSFs generated on the fly (:func:`fastblur.kernels.camera_shake`).
@@ -129,10 +126,6 @@ class GeneratedKernels:
                                rng=np.random.default_rng(int(seed)))
             out[...] = psf[::-1, ::-1]
         return kernels, ["camera_shake"] * count
-
-    def describe(self):
-        return {"kind": "camera_shake", "size": self.size, "exposure": self.exposure,
-                "focal_length": self.focal_length}
 
 
 def kernel_source(spec="generated", size=65, root=None, exposure=0.5, focal_length=1000.0):

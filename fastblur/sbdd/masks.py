@@ -296,10 +296,8 @@ def coco_masks(annotations, image, *, min_area=4000, max_objects=5, categories=N
         A COCO instances JSON file (parsed once per process) or its parsed content.
     image : int or str
         The image's ``id``, or its ``file_name`` (with or without folder/extension).
-    min_area : int, optional
-        Minimum mask area in pixels, exclusive.
-    max_objects : int, optional
-        The ``max_objects`` largest masks are kept.
+    min_area, max_objects : int, optional
+        Masks of more than ``min_area`` pixels; the ``max_objects`` largest are kept.
     categories : iterable of int or str, optional
         Category ids or names to keep; all by default.
     include_crowd : bool, optional
@@ -363,14 +361,8 @@ def _read_labels(source):
 
         path = os.fspath(source)
         try:
-            with Image.open(path) as image:
-                image.load()
-                if image.mode == "P":
-                    labels = np.asarray(image)  # palette indices are the labels
-                elif image.mode in ("RGB", "RGBA"):
-                    labels = np.asarray(image.convert("RGB"))
-                else:
-                    labels = np.asarray(image)
+            with Image.open(path) as image:  # palette ("P") indices are the labels
+                labels = np.asarray(image.convert("RGB") if image.mode in ("RGB", "RGBA") else image)
         except FileNotFoundError:
             raise
         except Exception as error:
@@ -395,10 +387,8 @@ def label_map_masks(labels, *, min_area=4000, max_objects=5, background=0, ignor
     labels : str, os.PathLike or array_like
         A PNG (8/16-bit grey: the values are the labels; palette: the indices; RGB: each
         colour is a label, black being 0) or an integer array ``(H, W)``.
-    min_area : int, optional
-        Minimum area in pixels, exclusive.
-    max_objects : int, optional
-        The ``max_objects`` largest labels are kept.
+    min_area, max_objects : int, optional
+        As :func:`coco_masks`.
     background : int, optional
         The label that is not an object (0).
     ignore : iterable of int, optional
@@ -424,6 +414,17 @@ def label_map_masks(labels, *, min_area=4000, max_objects=5, background=0, ignor
 
 
 # -- classical segmentation -------------------------------------------------------------
+def shrink(image, long_side):
+    """``image`` resized (area interpolation) so that its long side is at most ``long_side``."""
+    import cv2
+
+    height, width = image.shape[:2]
+    scale = long_side / max(height, width)
+    if scale >= 1:
+        return image
+    return cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+
+
 def segment_regions(image, working_size=256, scale=300.0, sigma=0.8, min_fraction=0.01):
     """Felzenszwalb regions of an image, computed on a copy about ``working_size`` wide.
 
@@ -435,16 +436,9 @@ def segment_regions(image, working_size=256, scale=300.0, sigma=0.8, min_fractio
     ndarray, shape (h, w), int
         Labels ``0 .. n - 1`` at the working resolution.
     """
-    import cv2
     from skimage.segmentation import felzenszwalb
 
-    image = np.asarray(image)
-    height, width = image.shape[:2]
-    factor = min(1.0, working_size / max(height, width))
-    small = image
-    if factor < 1.0:
-        size = (max(1, round(width * factor)), max(1, round(height * factor)))
-        small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    small = shrink(np.asarray(image), working_size)
     min_size = max(1, int(min_fraction * small.shape[0] * small.shape[1]))
     channel_axis = -1 if small.ndim == 3 else None
     return felzenszwalb(small, scale=scale, sigma=sigma, min_size=min_size, channel_axis=channel_axis)
@@ -463,9 +457,8 @@ def classical_masks(image, *, max_objects=5, min_area=4000, max_area_fraction=0.
     Parameters
     ----------
     image : ndarray, shape (H, W) or (H, W, C)
-    max_objects : int, optional
-    min_area : int, optional
-        Minimum area in full-resolution pixels, exclusive.
+    max_objects, min_area : int, optional
+        At most ``max_objects`` regions of more than ``min_area`` full-resolution pixels.
     max_area_fraction : float, optional
         Regions covering more of the image than this are background.
     rng : None, int or numpy.random.Generator, optional
@@ -549,7 +542,7 @@ def random_shape_masks(shape, *, max_objects=5, min_area=4000, max_area_fraction
         x, y = a * np.cos(theta) * jitter, b * np.sin(theta) * jitter
         rows = centre[0] + x * np.sin(angle) + y * np.cos(angle)
         cols = centre[1] + x * np.cos(angle) - y * np.sin(angle)
-        areas.append(_fill_polygon(mask, rows, cols))
+        areas.append(np.count_nonzero(fill_polygon(mask, rows, cols)))
     keep = [i for i, area in enumerate(areas) if area > min_area]
     if len(keep) < count:
         masks = masks[keep]
@@ -586,12 +579,6 @@ def fill_polygon(mask, rows, cols):
            [0, 1, 1, 1, 1, 0],
            [0, 0, 0, 0, 0, 0]])
     """
-    _fill_polygon(mask, rows, cols)
-    return mask
-
-
-def _fill_polygon(mask, rows, cols):
-    """:func:`fill_polygon` on an empty ``mask``; returns the number of pixels set."""
     height, width = mask.shape
     yi = np.asarray(rows, np.float64)
     xi = np.asarray(cols, np.float64)
@@ -600,7 +587,7 @@ def _fill_polygon(mask, rows, cols):
     left = max(0, int(np.ceil(xi.min())))
     right = min(width, int(np.floor(xi.max())) + 1)
     if last < first or right <= left:
-        return 0
+        return mask
     yj, xj = np.roll(yi, 1), np.roll(xi, 1)  # edge i runs from vertex i - 1 to vertex i
     y = np.arange(first, last + 1, dtype=np.float64)[:, None]
     crosses = ((yi <= y) & (y < yj)) | ((yj <= y) & (y < yi))
@@ -610,11 +597,11 @@ def _fill_polygon(mask, rows, cols):
     # crossings come in pairs along a row; columns c with x_2k <= c < x_2k+1 are inside
     x = x[:, : 2 * (int(crosses.sum(axis=1).max()) // 2)]
     if x.shape[1] == 0:
-        return 0
+        return mask
     edges = np.clip(np.ceil(x), left, right) - left
     columns = np.arange(right - left, dtype=np.float64)
     inside = (columns >= edges[:, 0:1]) & (columns < edges[:, 1:2])
     for k in range(2, x.shape[1], 2):  # rows crossed more than twice (a concave side)
         inside |= (columns >= edges[:, k : k + 1]) & (columns < edges[:, k + 1 : k + 2])
     mask[first : last + 1, left:right] |= inside
-    return int(np.count_nonzero(inside))
+    return mask

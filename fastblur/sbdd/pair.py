@@ -149,23 +149,14 @@ def synthesize_pair(
 
     Notes
     -----
-    Where the reference generator's code departs from DESIGN's model, this follows
-    DESIGN:
-
-    * exponential response: the reference leaves its gamma correction on, so it also
-      raises both images to ``1 / gamma`` after the exponential inverse, and it clips
-      the blurry image after the inverse instead of before; here the exponential
-      inverse is applied alone, after clipping;
-    * Poisson noise (never enabled by the reference's command line) is a photon count
-      at 255 here, where the reference scales by the number of distinct values;
-    * the saturation mask is computed only when ``saturation`` is given.
-
-    As the reference, outputs are made 8-bit by clipping and truncation
-    (:meth:`PairResult.to_uint8`). The sharp target of a uint8 image is looked up per
-    8-bit code from the reference's float64 round trip (except where streaks or boosts
-    changed ``L``), so its bytes equal the reference's; the blurry image agrees to
-    float32 accuracy and can differ by one code where a value lies within that of an
-    integer.
+    Where the reference generator's code departs from DESIGN's model (the exponential
+    response's extra gamma correction and late clip, the Poisson noise's scale), this
+    follows DESIGN (the formation guide lists the differences); the saturation mask is
+    computed only when ``saturation`` is given. As the reference, outputs are made 8-bit
+    by clipping and truncation (:meth:`PairResult.to_uint8`): the sharp target of a uint8
+    image has the reference's bytes (a per-code lookup of its float64 round trip, except
+    where streaks or boosts changed ``L``); the blurry image agrees to float32 accuracy
+    (within one code).
 
     Examples
     --------

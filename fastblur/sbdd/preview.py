@@ -133,11 +133,9 @@ def contact_sheet(rows, path=None):
     if not rows:
         raise ValueError("rows must hold at least one preview row")
     width = max(r.shape[1] for r in rows)
-    padded = []
-    for row in rows:
-        pad = np.full((row.shape[0], width - row.shape[1], 3), 255, np.uint8)
-        padded += [np.concatenate([row, pad], axis=1), np.full((4, width, 3), 255, np.uint8)]
-    sheet = np.concatenate(padded[:-1], axis=0)
+    gap = np.full((4, width, 3), 255, np.uint8)
+    padded = [np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0)), constant_values=255) for row in rows]
+    sheet = np.concatenate([part for row in padded for part in (row, gap)][:-1], axis=0)
     if path is not None:
         from .._atomic import write_atomic
 

@@ -1,13 +1,8 @@
 """Inputs on an object store: listing remote sharp images, staging files where pairs are made.
 
-``input``, ``masks_path``, ``kernels`` and ``kernels_root`` may be fsspec URLs. The pair
-code reads local files, so each process making pairs (a worker, or the driver for its
-checks and previews) keeps a private cache folder:
-
-* the kernel list / folder (and ``kernels_root``) and a COCO annotation file are copied
-  once, when the process first needs them;
-* a sharp image and its mask file (``NAME.npz`` / ``NAME.png``) are copied when a chunk
-  needs them, and dropped again (least recently used first) past a bound.
+The pair code reads local files, so each process making pairs keeps a private folder of
+copies: the kernels and a COCO annotation file once, a sharp image and its mask file when
+a chunk needs them (dropped again, least recently used first, past a bound).
 """
 import atexit
 import os
@@ -36,39 +31,12 @@ def check_remote_inputs(config, storage_options):
 
 
 def find_remote_sources(config, storage_options):
-    """The sharp images under the prefix ``config.input``, named as for a local folder.
-
-    A GoPro tree (``[split/]SEQ/sharp/*``) is flattened as locally.
-    """
-    from .dataset import IMAGE_EXTENSIONS, Source, _is_image
+    """The sharp images under the prefix ``config.input``, named as for a local folder."""
+    from .dataset import _is_image, sources_from
 
     storage = open_storage(config.input, storage_options)
-    relative = sorted(name for name in storage.sizes() if _is_image(name.rsplit("/", 1)[-1])
-                      and not any(part.startswith(".") for part in name.split("/")))
-    sources = []
-    if config.input_layout in ("auto", "gopro"):
-        for prefix in (config.split + "/", ""):
-            gopro = [r for r in relative if r.startswith(prefix) and r[len(prefix):].count("/") == 2
-                     and r[len(prefix):].split("/")[1] == "sharp"]
-            if gopro:
-                for rel in gopro:
-                    sequence, _, file = rel[len(prefix):].split("/")
-                    stem = os.path.splitext(file)[0]
-                    sources.append(Source(f"{sequence}_{stem}", join(config.input, rel), sequence, stem, rel))
-                break
-    if not sources and config.input_layout == "gopro":
-        raise ValueError(f"input {config.input!r} is not a GoPro tree ([{config.split}/]SEQUENCE/sharp/*.png)")
-    if not sources:
-        names = [os.path.splitext(r)[0].replace("/", "_") for r in relative]
-        clash = {n for n in names if names.count(n) > 1}
-        for rel, name in zip(relative, names):
-            if name in clash:
-                name = rel.replace("/", "_").replace(".", "_")
-            group = rel.rsplit("/", 1)[0].replace("/", "_") if "/" in rel else "images"
-            sources.append(Source(name, join(config.input, rel), group, os.path.basename(name), rel))
-    if not sources:
-        raise ValueError(f"input {config.input!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-    return sources
+    return sources_from(config, sorted(name for name in storage.sizes() if _is_image(name.rsplit("/", 1)[-1])
+                                       and not any(part.startswith(".") for part in name.split("/"))), join)
 
 
 def _is_file(url, storage_options):

@@ -26,7 +26,7 @@ import numpy as np
 from .._atomic import write_atomic
 from .._validation import check_choice, check_count, check_real
 from .config import SEGMENT_MODELS
-from .masks import class_ids
+from .masks import class_ids, shrink
 
 __all__ = [
     "MODELS",
@@ -155,15 +155,9 @@ def build_model(model="maskrcnn_resnet50_fpn_v2", weights="default", *, download
 def _to_tensor(image, max_size, device):
     """``image`` (H, W, 3) uint8 as a (3, h, w) float tensor in [0, 1], its long side at
     most ``max_size``."""
-    import cv2
     import torch
 
-    height, width = image.shape[:2]
-    scale = max_size / max(height, width)
-    if scale < 1:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).to(device)
+    tensor = torch.from_numpy(np.ascontiguousarray(shrink(image, max_size))).to(device)
     return tensor.permute(2, 0, 1).float().div_(255.0)
 
 

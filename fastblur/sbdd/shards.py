@@ -1,23 +1,16 @@
 """The ``webdataset`` output layout: pairs packed into tar shards.
 
-Shard ``k`` (``OUT/shards/shard-KKKKKK.tar``) holds pairs ``[k N, (k + 1) N)`` of the run
-(``N`` = ``shard_size``), in index order; each pair is three members::
-
-    KEY.blurry.png   the blurry image (``.jpg`` with format jpg), the folder layout's bytes
-    KEY.sharp.png    the sharp target
-    KEY.json         the pair's manifest record
-
-``KEY`` is the pair's name with dots replaced by ``_`` (webdataset splits a member name
-at its first dot). Tar headers are normalised (mtime 0, uid/gid 0, empty owner names,
-mode 0644, members in the order above), so a shard's bytes depend only on its pairs.
-A shard is streamed to a temporary file and published whole: atomically renamed on a
-local disk, one put on an object store.
+Shard ``k`` (``OUT/shards/shard-KKKKKK.tar``) holds pairs ``[k N, (k + 1) N)``
+(``N = shard_size``) in index order, each as ``KEY.blurry.png``, ``KEY.sharp.png`` (the
+folder layout's bytes; ``.jpg`` with format jpg) and ``KEY.json`` (its record); ``KEY`` is
+the pair's name with dots replaced by ``_``. Tar headers are normalised (mtime 0, uid/gid
+0, no owner names, mode 0644), so a shard's bytes depend only on its pairs.
 """
 import io
 import json
 import tarfile
 
-__all__ = ["shard_name", "shard_of", "shard_range", "member_key", "write_shard"]
+__all__ = ["shard_name", "shard_range", "write_shard"]
 
 
 def shard_name(shard):
@@ -25,17 +18,9 @@ def shard_name(shard):
     return f"shards/shard-{shard:06d}.tar"
 
 
-def shard_of(index, shard_size):
-    return index // shard_size
-
-
 def shard_range(shard, shard_size, total):
     """The pair indices of ``shard`` in a run of ``total`` pairs."""
     return range(shard * shard_size, min((shard + 1) * shard_size, total))
-
-
-def member_key(name):
-    return name.replace(".", "_")
 
 
 def _info(name, size):
@@ -61,7 +46,7 @@ def write_shard(path, pairs):
     """
     with open(path, "wb") as stream, tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for record, blurry, sharp in pairs:
-            key = member_key(record["name"])
+            key = record["name"].replace(".", "_")
             ext = record["blurry"].rsplit(".", 1)[-1]
             record["blurry"], record["sharp"] = f"{key}.blurry.{ext}", f"{key}.sharp.{ext}"
             meta = json.dumps(record, sort_keys=True).encode("utf-8")

@@ -28,11 +28,9 @@ class PairInputs:
     Decoded sharp images, their classical segmentations and mask files share one
     least-recently-used cache of ``cache_bytes`` (:class:`~fastblur.sbdd.codecs.DecodedCache`):
     the consecutive variants of an image are made from one decode.
-    ``cached_segmentations`` is accepted for compatibility and unused (the cache is
-    bounded in bytes).
     """
 
-    def __init__(self, config, sources, cached_segmentations=None, cache_bytes=CACHE_BYTES):
+    def __init__(self, config, sources, cache_bytes=CACHE_BYTES):
         self.config = config
         self.sources = sources
         self.kernels = kernel_source(config.kernels, config.kernel_size, config.kernels_root,

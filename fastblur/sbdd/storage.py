@@ -1,16 +1,9 @@
 """Where a run's files live: a local folder or an fsspec URL (``s3://``, ``gs://``, ...).
 
-One interface for both, so that the dataset writer never asks which it has:
-
-* :class:`LocalStorage` keeps the local behaviour exactly: folders are created as needed
-  and every file is written through :func:`fastblur._atomic.write_atomic` (a temporary
-  file beside the target, then :func:`os.replace`). ``file://`` URLs are local paths.
-* :class:`RemoteStorage` writes every object with a single put (``pipe_file`` /
-  ``put_file``): an object store shows a whole object or none, so no partial object is
-  ever visible and no temporary name is needed.
-
-Credentials and endpoints come from fsspec's own configuration (``FSSPEC_S3_ENDPOINT_URL``,
-the standard AWS / Google variables) plus ``storage_options``, as pandas and dask take them.
+:class:`LocalStorage` writes each file atomically (:func:`fastblur._atomic.write_atomic`;
+``file://`` URLs are local paths); :class:`RemoteStorage` writes each object with one put,
+so no partial object is ever visible. Credentials: fsspec's configuration plus
+``storage_options`` (docs/guide/cluster.rst).
 """
 import os
 import shutil
@@ -116,18 +109,6 @@ class LocalStorage:
                     pass
         return found
 
-    def size(self, name):
-        try:
-            return os.path.getsize(self.path(name))
-        except OSError:
-            return None
-
-    def remove(self, name):
-        try:
-            os.unlink(self.path(name))
-        except FileNotFoundError:
-            pass
-
     def clean(self):
         """Remove the temporaries interrupted writes left behind."""
         remove_temporaries(self.root)
@@ -182,13 +163,10 @@ class RemoteStorage:
         try:
             self.fs.invalidate_cache()
             self.fs.info(self.root)
-            found = True
         except FileNotFoundError:
-            found = False
+            raise ValueError(f"{what} {self.url!r} does not exist") from None
         except Exception as error:
             raise self._fail(error, f"cannot reach {what}") from error
-        if not found:
-            raise ValueError(f"{what} {self.url!r} does not exist")
 
     def write(self, name, data):
         self.fs.pipe_file(self.path(name), data)
@@ -221,12 +199,6 @@ class RemoteStorage:
             if name.startswith(prefix) and info.get("type", "file") == "file"
         }
 
-    def size(self, name):
-        try:
-            return self.fs.info(self.path(name)).get("size") or 0
-        except FileNotFoundError:
-            return None
-
     def remove(self, name):
         try:
             self.fs.rm_file(self.path(name))
@@ -235,10 +207,6 @@ class RemoteStorage:
 
     def clean(self):
         pass  # single puts leave nothing behind
-
-    def get(self, name, target):
-        """Copy object ``name`` to the local file ``target``."""
-        self.fs.get_file(self.path(name), target)
 
 
 def open_storage(url, storage_options=None):
