@@ -45,6 +45,11 @@ struct Variant {
   int simd_bytes;    // width of the inner loops' vectors (0: no vector extension)
   Kernels<float> f32;
   Kernels<double> f64;
+  // quantize.hpp
+  void (*quantize_by_thresholds)(const float* values, std::int64_t count,
+                                 const std::uint32_t* threshold_bits,
+                                 const std::uint32_t* bucket_codes, int shift,
+                                 std::uint32_t clamp_bits, std::uint8_t* codes, int num_threads);
 };
 
 // The levels this build holds, best first.
