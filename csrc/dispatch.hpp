@@ -37,6 +37,9 @@ struct Kernels {
                           std::int64_t nx, std::int64_t kh, std::int64_t kw,
                           const double* node_rows, const double* node_cols, T* out,
                           int num_threads);
+  void (*smooth_masks_valid)(const std::uint8_t* masks, std::int64_t count, std::int64_t group,
+                             std::int64_t height, std::int64_t width, const T* kernels,
+                             std::int64_t kh, std::int64_t kw, T eps, T* out, int num_threads);
 };
 
 // One compiled level of the kernels.

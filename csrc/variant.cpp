@@ -17,7 +17,7 @@ namespace {
 template <typename T>
 constexpr Kernels<T> kernels_of() {
   return {&convolve_valid<T>, &blur_masked_valid<T>, &blur_product_valid<T>,
-          &convolve_masks_valid<T>, &blur_grid_valid<T>};
+          &convolve_masks_valid<T>, &blur_grid_valid<T>, &smooth_masks_valid<T>};
 }
 
 #ifdef FASTBLUR_VECTOR_EXTENSION

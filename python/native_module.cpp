@@ -9,6 +9,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -108,9 +109,10 @@ py::array_t<T> blur_product_valid(CArray<T> image, CArray<T> kernels, CArray<T> 
   return out;
 }
 
+// Shared checks of the mask convolutions: (count, height, width, kh, kw).
 template <typename T>
-py::array_t<T> convolve_masks_valid(py::array_t<std::uint8_t, py::array::c_style> masks,
-                                    CArray<T> kernels, int num_threads) {
+std::array<py::ssize_t, 5> check_masks(const py::array_t<std::uint8_t, py::array::c_style>& masks,
+                                       const CArray<T>& kernels) {
   check_ndim(masks, 3, "masks (N, H, W)");
   check_ndim(kernels, 3, "kernels (N, kh, kw)");
   const auto count = masks.shape(0), height = masks.shape(1), width = masks.shape(2);
@@ -118,6 +120,13 @@ py::array_t<T> convolve_masks_valid(py::array_t<std::uint8_t, py::array::c_style
   require(kernels.shape(0) == count, "kernels must hold one kernel per mask");
   require(kh >= 1 && kw >= 1 && kh <= height && kw <= width,
           "kernels must be non-empty and fit in the masks in valid mode");
+  return {count, height, width, kh, kw};
+}
+
+template <typename T>
+py::array_t<T> convolve_masks_valid(py::array_t<std::uint8_t, py::array::c_style> masks,
+                                    CArray<T> kernels, int num_threads) {
+  const auto [count, height, width, kh, kw] = check_masks(masks, kernels);
   py::array_t<T> out({count, height - kh + 1, width - kw + 1});
   const std::uint8_t* m_ptr = masks.data();
   const T* k_ptr = kernels.data();
@@ -126,6 +135,24 @@ py::array_t<T> convolve_masks_valid(py::array_t<std::uint8_t, py::array::c_style
     py::gil_scoped_release release;
     fastblur::kernels<T>().convolve_masks_valid(
         m_ptr, count, height, width, k_ptr, kh, kw, out_ptr, num_threads);
+  }
+  return out;
+}
+
+template <typename T>
+py::array_t<T> smooth_masks_valid(py::array_t<std::uint8_t, py::array::c_style> masks,
+                                  CArray<T> kernels, std::int64_t group, double eps,
+                                  int num_threads) {
+  const auto [count, height, width, kh, kw] = check_masks(masks, kernels);
+  require(group >= 1 && count % group == 0, "group must divide the number of masks");
+  py::array_t<T> out({count, height - kh + 1, width - kw + 1});
+  const std::uint8_t* m_ptr = masks.data();
+  const T* k_ptr = kernels.data();
+  T* out_ptr = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    fastblur::kernels<T>().smooth_masks_valid(m_ptr, count, group, height, width, k_ptr, kh,
+                                              kw, static_cast<T>(eps), out_ptr, num_threads);
   }
   return out;
 }
@@ -209,6 +236,10 @@ void bind_dtype(py::module_& m) {
   m.def("convolve_masks_valid", &convolve_masks_valid<T>, py::arg("masks"),
         py::arg("kernels"), py::arg("num_threads") = 1,
         "kernels[i] * masks[i] for 0/1 uint8 masks (N, H, W); result in the kernels' dtype.");
+  m.def("smooth_masks_valid", &smooth_masks_valid<T>, py::arg("masks"), py::arg("kernels"),
+        py::arg("group"), py::arg("eps"), py::arg("num_threads") = 1,
+        "convolve_masks_valid, then out[g * group + i] /= (sum_j out[g * group + j] + eps), "
+        "summed in order of j (see csrc/mask_convolution.hpp).");
   m.def("blur_grid_valid", &blur_grid_valid<T>, py::arg("image"), py::arg("kernels"),
         py::arg("node_rows"), py::arg("node_cols"), py::arg("num_threads") = 1,
         "sum over the grid nodes (j, i) of hat_y[j] * hat_x[i] * (kernels[j, i] * image): "
