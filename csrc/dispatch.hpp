@@ -37,6 +37,9 @@ struct Kernels {
                           std::int64_t nx, std::int64_t kh, std::int64_t kw,
                           const double* node_rows, const double* node_cols, T* out,
                           int num_threads);
+  void (*smooth_masks_valid)(const std::uint8_t* masks, std::int64_t count, std::int64_t group,
+                             std::int64_t height, std::int64_t width, const T* kernels,
+                             std::int64_t kh, std::int64_t kw, T eps, T* out, int num_threads);
 };
 
 // One compiled level of the kernels.
@@ -45,6 +48,11 @@ struct Variant {
   int simd_bytes;    // width of the inner loops' vectors (0: no vector extension)
   Kernels<float> f32;
   Kernels<double> f64;
+  // quantize.hpp
+  void (*quantize_by_thresholds)(const float* values, std::int64_t count,
+                                 const std::uint32_t* threshold_bits,
+                                 const std::uint32_t* bucket_codes, int shift,
+                                 std::uint32_t clamp_bits, std::uint8_t* codes, int num_threads);
 };
 
 // The levels this build holds, best first.

@@ -20,5 +20,14 @@ void convolve_masks_valid(const std::uint8_t* masks, std::int64_t count, std::in
                           std::int64_t width, const T* kernels, std::int64_t kh,
                           std::int64_t kw, T* out, int num_threads);
 
+// The same, then each plane divided by its group's sum plus eps (SBDD's soft weights),
+//   out[g * group + i] /= (sum_j out[g * group + j] + eps),
+// the sum taken in order of j as numpy sums over that axis (the same bits), tile by tile
+// while the tile's planes are in cache. `count` is a multiple of `group`.
+template <typename T>
+void smooth_masks_valid(const std::uint8_t* masks, std::int64_t count, std::int64_t group,
+                        std::int64_t height, std::int64_t width, const T* kernels,
+                        std::int64_t kh, std::int64_t kw, T eps, T* out, int num_threads);
+
 }  // namespace FASTBLUR_VARIANT
 }  // namespace fastblur

@@ -6,6 +6,7 @@
 #include "grid_blur.hpp"
 #include "mask_convolution.hpp"
 #include "masked_blur.hpp"
+#include "quantize.hpp"
 #include "simd.hpp"
 
 namespace fastblur {
@@ -16,7 +17,7 @@ namespace {
 template <typename T>
 constexpr Kernels<T> kernels_of() {
   return {&convolve_valid<T>, &blur_masked_valid<T>, &blur_product_valid<T>,
-          &convolve_masks_valid<T>, &blur_grid_valid<T>};
+          &convolve_masks_valid<T>, &blur_grid_valid<T>, &smooth_masks_valid<T>};
 }
 
 #ifdef FASTBLUR_VECTOR_EXTENSION
@@ -29,7 +30,7 @@ constexpr int kSimdBytes = 0;
 
 const Variant& variant() {
   static constexpr Variant table{FASTBLUR_VARIANT_NAME, kSimdBytes, kernels_of<float>(),
-                                 kernels_of<double>()};
+                                 kernels_of<double>(), &quantize_by_thresholds};
   return table;
 }
 

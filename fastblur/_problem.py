@@ -39,11 +39,11 @@ class Problem:
     call : str
         The :class:`~fastblur.backends.base.Backend` method that computes it
         (``convolve_valid``, ``blur_masked_valid``, ``blur_masked_batch_valid``,
-        ``blur_product_valid``, ``convolve_masks_valid``).
+        ``blur_product_valid``, ``smooth_masks_valid``).
     arrays : tuple of ndarray
-        That method's arguments: the image (or masks, background first) extended for
-        ``mode``, the kernels and, for the weighted blurs, the weights, all of one
-        float dtype (masks: bool).
+        That method's array arguments: the image (or masks, background first) extended
+        for ``mode``, the kernels and, for the weighted blurs, the weights, all of one
+        float dtype (masks: bool); :attr:`call_args` follow them.
     mode, boundary : str
         As passed to the primitive, validated.
     was_2d : bool
@@ -64,10 +64,17 @@ class Problem:
     eps: float = None
 
     @property
+    def call_args(self):
+        """The method's arguments after :attr:`arrays`: ``(group, eps)`` for the soft weights."""
+        if self.call == "smooth_masks_valid":
+            return (len(self.arrays[1]) // (self.batch or 1), self.eps)
+        return ()
+
+    @property
     def out_shape(self):
         """Spatial shape ``(Ho, Wo)`` of the result: the ``valid`` grid of the extended arrays."""
         first, kernels = self.arrays[0], self.arrays[1]
-        if self.call == "convolve_masks_valid":
+        if self.call == "smooth_masks_valid":
             spatial = first.shape[1:]
         else:
             spatial = first.shape[-3:-1]
@@ -84,7 +91,7 @@ class Problem:
         first, kernels = self.arrays[0], self.arrays[1]
         if self.call == "convolve_valid":
             return Workload(first, kernels[None])
-        if self.call == "convolve_masks_valid":
+        if self.call == "smooth_masks_valid":
             return Workload(None, kernels, masks=first)
         if self.batch is not None:
             return Workload(first[0], kernels[0], self.arrays[2][0])
@@ -93,9 +100,7 @@ class Problem:
     def finish(self, out):
         """The public result from the backend's ``valid`` result ``out``."""
         if self.operation == "smooth_masks":
-            if self.batch is None:
-                return _normalise(out, self.eps, axis=0)
-            return _normalise(out.reshape((self.batch, -1) + out.shape[1:]), self.eps, axis=1)
+            return out if self.batch is None else out.reshape((self.batch, -1) + out.shape[1:])
         return out[..., 0] if self.was_2d else out
 
 
@@ -150,7 +155,7 @@ def smooth_masks(object_masks, kernels, mode="valid", boundary="reflect", eps=1e
     eps = _check_smoothing(masks.shape, kernels.shape, mode, boundary, eps)
     all_masks = _with_background(masks, axis=0)
     all_masks = _geometry.extend(all_masks, kernels.shape[1:], mode, boundary, first_axis=1)
-    return Problem("smooth_masks", "convolve_masks_valid", (all_masks, kernels), mode, boundary, eps=eps)
+    return Problem("smooth_masks", "smooth_masks_valid", (all_masks, kernels), mode, boundary, eps=eps)
 
 
 def smooth_masks_batch(object_masks, kernels, mode="valid", boundary="reflect", eps=1e-6):
@@ -164,7 +169,7 @@ def smooth_masks_batch(object_masks, kernels, mode="valid", boundary="reflect", 
     all_masks = _geometry.extend(all_masks, kernel_hw, mode, boundary, first_axis=2)
     all_masks = all_masks.reshape((batch * count,) + all_masks.shape[2:])
     kernels = kernels.reshape((batch * count,) + kernel_hw)
-    return Problem("smooth_masks", "convolve_masks_valid", (all_masks, kernels), mode, boundary,
+    return Problem("smooth_masks", "smooth_masks_valid", (all_masks, kernels), mode, boundary,
                    batch=batch, eps=eps)
 
 
@@ -213,11 +218,3 @@ def _with_background(masks, axis):
     """``masks`` with the background ``~union(masks)`` inserted first along ``axis``."""
     background = ~masks.any(axis=axis, keepdims=True)
     return get_array_module(masks).concatenate([background, masks], axis=axis)
-
-
-def _normalise(smoothed, eps, axis):
-    """``smoothed / (smoothed.sum(axis) + eps)``, in place."""
-    total = smoothed.sum(axis=axis, keepdims=True)
-    total += smoothed.dtype.type(eps)
-    smoothed /= total
-    return smoothed

@@ -27,7 +27,7 @@ def _run(problem, backend):
     chosen = get_backend("cupy") if backend == "auto" and on_gpu else select_backend(backend, problem)
     device = getattr(chosen, "device", "cpu")
     arrays = (_contiguous(to_device(array, device)) for array in problem.arrays)
-    result = getattr(chosen, problem.call)(*arrays)
+    result = getattr(chosen, problem.call)(*arrays, *problem.call_args)
     return problem.finish(to_device(result, "cuda" if on_gpu else "cpu"))
 
 

@@ -8,6 +8,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -107,9 +109,10 @@ py::array_t<T> blur_product_valid(CArray<T> image, CArray<T> kernels, CArray<T> 
   return out;
 }
 
+// Shared checks of the mask convolutions: (count, height, width, kh, kw).
 template <typename T>
-py::array_t<T> convolve_masks_valid(py::array_t<std::uint8_t, py::array::c_style> masks,
-                                    CArray<T> kernels, int num_threads) {
+std::array<py::ssize_t, 5> check_masks(const py::array_t<std::uint8_t, py::array::c_style>& masks,
+                                       const CArray<T>& kernels) {
   check_ndim(masks, 3, "masks (N, H, W)");
   check_ndim(kernels, 3, "kernels (N, kh, kw)");
   const auto count = masks.shape(0), height = masks.shape(1), width = masks.shape(2);
@@ -117,6 +120,13 @@ py::array_t<T> convolve_masks_valid(py::array_t<std::uint8_t, py::array::c_style
   require(kernels.shape(0) == count, "kernels must hold one kernel per mask");
   require(kh >= 1 && kw >= 1 && kh <= height && kw <= width,
           "kernels must be non-empty and fit in the masks in valid mode");
+  return {count, height, width, kh, kw};
+}
+
+template <typename T>
+py::array_t<T> convolve_masks_valid(py::array_t<std::uint8_t, py::array::c_style> masks,
+                                    CArray<T> kernels, int num_threads) {
+  const auto [count, height, width, kh, kw] = check_masks(masks, kernels);
   py::array_t<T> out({count, height - kh + 1, width - kw + 1});
   const std::uint8_t* m_ptr = masks.data();
   const T* k_ptr = kernels.data();
@@ -125,6 +135,24 @@ py::array_t<T> convolve_masks_valid(py::array_t<std::uint8_t, py::array::c_style
     py::gil_scoped_release release;
     fastblur::kernels<T>().convolve_masks_valid(
         m_ptr, count, height, width, k_ptr, kh, kw, out_ptr, num_threads);
+  }
+  return out;
+}
+
+template <typename T>
+py::array_t<T> smooth_masks_valid(py::array_t<std::uint8_t, py::array::c_style> masks,
+                                  CArray<T> kernels, std::int64_t group, double eps,
+                                  int num_threads) {
+  const auto [count, height, width, kh, kw] = check_masks(masks, kernels);
+  require(group >= 1 && count % group == 0, "group must divide the number of masks");
+  py::array_t<T> out({count, height - kh + 1, width - kw + 1});
+  const std::uint8_t* m_ptr = masks.data();
+  const T* k_ptr = kernels.data();
+  T* out_ptr = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    fastblur::kernels<T>().smooth_masks_valid(m_ptr, count, group, height, width, k_ptr, kh,
+                                              kw, static_cast<T>(eps), out_ptr, num_threads);
   }
   return out;
 }
@@ -163,6 +191,36 @@ py::array_t<T> blur_grid_valid(CArray<T> image, CArray<T> kernels, CArray<double
   return out;
 }
 
+// 8-bit codes of float32 values by thresholds (csrc/quantize.hpp).
+py::array_t<std::uint8_t> quantize_by_thresholds(CArray<float> values,
+                                                 CArray<std::uint32_t> threshold_bits,
+                                                 CArray<std::uint32_t> bucket_codes, int shift,
+                                                 std::uint32_t clamp_bits, int num_threads) {
+  check_ndim(threshold_bits, 1, "threshold_bits");
+  check_ndim(bucket_codes, 1, "bucket_codes");
+  require(threshold_bits.shape(0) == 257, "threshold_bits must hold 257 entries");
+  require(shift >= 0 && shift < 32, "shift must lie in [0, 32)");
+  require(static_cast<py::ssize_t>(clamp_bits >> shift) < bucket_codes.shape(0),
+          "bucket_codes must cover every bucket up to clamp_bits");
+  const std::uint32_t* buckets = bucket_codes.data();
+  require(std::all_of(buckets, buckets + bucket_codes.shape(0),
+                      [](std::uint32_t code) { return code <= 255; }),
+          "bucket_codes must lie in [0, 255]");
+  std::vector<py::ssize_t> shape(values.shape(), values.shape() + values.ndim());
+  py::array_t<std::uint8_t> codes(shape);
+  const float* in_ptr = values.data();
+  const std::uint32_t* t_ptr = threshold_bits.data();
+  const std::uint32_t* b_ptr = bucket_codes.data();
+  std::uint8_t* out_ptr = codes.mutable_data();
+  const auto count = static_cast<std::int64_t>(values.size());
+  {
+    py::gil_scoped_release release;
+    fastblur::active_variant().quantize_by_thresholds(in_ptr, count, t_ptr, b_ptr, shift,
+                                                      clamp_bits, out_ptr, num_threads);
+  }
+  return codes;
+}
+
 template <typename T>
 void bind_dtype(py::module_& m) {
   m.def("convolve_valid", &convolve_valid<T>, py::arg("image"), py::arg("kernel"),
@@ -178,6 +236,10 @@ void bind_dtype(py::module_& m) {
   m.def("convolve_masks_valid", &convolve_masks_valid<T>, py::arg("masks"),
         py::arg("kernels"), py::arg("num_threads") = 1,
         "kernels[i] * masks[i] for 0/1 uint8 masks (N, H, W); result in the kernels' dtype.");
+  m.def("smooth_masks_valid", &smooth_masks_valid<T>, py::arg("masks"), py::arg("kernels"),
+        py::arg("group"), py::arg("eps"), py::arg("num_threads") = 1,
+        "convolve_masks_valid, then out[g * group + i] /= (sum_j out[g * group + j] + eps), "
+        "summed in order of j (see csrc/mask_convolution.hpp).");
   m.def("blur_grid_valid", &blur_grid_valid<T>, py::arg("image"), py::arg("kernels"),
         py::arg("node_rows"), py::arg("node_cols"), py::arg("num_threads") = 1,
         "sum over the grid nodes (j, i) of hat_y[j] * hat_x[i] * (kernels[j, i] * image): "
@@ -221,6 +283,12 @@ PYBIND11_MODULE(_native, m) {
         py::arg("compiled"), py::arg("runnable"),
         "(level, warning) for the FASTBLUR_SIMD value `requested`, given the compiled "
         "levels and those this CPU runs (best first): the rule applied at import.");
+  m.def("quantize_by_thresholds", &quantize_by_thresholds, py::arg("values"),
+        py::arg("threshold_bits"), py::arg("bucket_codes"), py::arg("shift"),
+        py::arg("clamp_bits"), py::arg("num_threads") = 1,
+        "uint8 codes of float32 values: how many of threshold_bits[1:256] each value's bits "
+        "reach (negative values 0, bits clamped to clamp_bits); bucket_codes[bits >> shift] "
+        "is where counting starts (see csrc/quantize.hpp).");
   m.attr("has_openmp") = fastblur::has_openmp();
   m.def("threads_disabled_by_fork", &fastblur::threads_disabled_by_fork,
         "Whether this process was forked after the OpenMP pool started: GNU OpenMP does "

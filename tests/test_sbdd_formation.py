@@ -439,3 +439,101 @@ def test_tables_for_many_gains_are_the_tables_of_each(crf):
         for gain, table in zip(gains, tables):
             np.testing.assert_array_equal(table, function(crf, gain=float(gain)))
         assert function(crf, gain=1.5).shape == (256,)
+
+
+# -- 8-bit output in one pass -----------------------------------------------------------
+def _float_path(values, clip, **response):
+    """``quantize(delinearize(...))`` as the float pipeline computes it."""
+    if clip:
+        values = np.clip(values, 0, 255)
+    return quantize(formation.delinearize(values, **response))
+
+
+def _probe_values(response, opencv):
+    """Every float32 within 2048 ulps of each code's threshold, and a sweep of the rest of
+    [0, inf] (every 4099th float), found independently of the table: where the float
+    path's code changes along the sweep."""
+    sweep = np.arange(0, 0x7F800001, 4099, dtype=np.int64)
+    shape = (1, 1, -1, 1) if opencv else (-1,)
+    codes = _float_path(sweep.astype(np.uint32).view(np.float32).reshape(shape), False, **response).reshape(-1)
+    steps = sweep[1:][np.diff(codes.astype(int)) != 0]
+    near = (steps[:, None] + np.arange(-4099 - 2048, 2048)).reshape(-1)
+    bits = np.sort(np.clip(np.concatenate([sweep, near]), 0, 0x7F800000)).astype(np.uint32)
+    return bits.view(np.float32)
+
+
+@pytest.mark.parametrize("response, opencv", [
+    (dict(crf="gamma"), True), (dict(crf="gamma"), False), (dict(crf="gamma", gamma=1.8), True),
+    (dict(crf="exponential", exponential_factor=4.0), True), (dict(crf=None), True),
+], ids=["gamma-image", "gamma-strided", "gamma1.8", "exponential", "none"])
+def test_encode_8bit_equals_the_float_path(response, opencv):
+    """The thresholds give the float path's code at every float32 near a code boundary
+    (where the rounding of the power matters) and along a sweep of all the others, with
+    the image's power (OpenCV's) or numpy's for a strided crop (the unclipped sharp
+    target's). Every float32 in [0, inf] was checked once for gamma 2.2 with both powers:
+    no difference."""
+    values = _probe_values(response, opencv)
+    if opencv:
+        image = values.reshape(1, 1, -1, 1)
+    else:
+        image = np.stack([values, values], axis=1)[:, :1]  # a crop: rows of one value
+    got = formation.encode_8bit(image, clip=False, **response)
+    assert got.dtype == np.uint8 and got.shape == image.shape
+    np.testing.assert_array_equal(got, _float_path(image, False, **response))
+    crf, gamma, factor = formation.check_crf(response["crf"], response.get("gamma", 2.2),
+                                             response.get("exponential_factor", 7.0))
+    assert formation._code_table(crf, gamma, factor, opencv) is not None  # not the fallback
+
+
+def test_encode_8bit_clips_negative_and_large_values(monkeypatch):
+    values = np.array([[[-1e30, -0.0, 0.0, np.float32(1e-45), 0.5, 254.9, 255.0, 255.1, 1e4, np.inf]]],
+                      np.float32)[..., None]
+    np.testing.assert_array_equal(formation.encode_8bit(values), _float_path(values, True))
+    assert formation.encode_8bit(values)[0, 0, -1, 0] == formation.encode_8bit(values)[0, 0, 6, 0]
+    non_negative = values[:, :, 1:]  # unclipped, as the sharp target: > 255 still maps through the curve
+    np.testing.assert_array_equal(formation.encode_8bit(non_negative, clip=False), _float_path(non_negative, False))
+    monkeypatch.setattr(formation, "_native_module", lambda: None)  # without the extension: the float path
+    np.testing.assert_array_equal(formation.encode_8bit(values), _float_path(values, True))
+
+
+def test_quantized_pairs_equal_the_float_pairs_quantized(case):
+    """synthesize_pair(quantize=True) is to_uint8() of the float32 pair, whatever the options:
+    gains, streaks and boosts (sharp pixels off the lookup table), noise, crfs, grey and
+    float images, an even kernel."""
+    sharp, kernels, masks = case
+    options = dict(saturation=SaturationConfig(boost=True, boost_in_blurry=True),
+                   streaks=StreakConfig(probability=1.0, min_count=5, max_count=12),
+                   noise=NoiseConfig(gaussian_std=0.02, poisson_peak=500.0))
+    variants = [
+        dict(),
+        dict(illumination_gain=2.6, **options),
+        dict(crf="exponential", illumination_gain=1.7, **options),
+        dict(crf=None, illumination_gain=1.3),
+        dict(gamma=1.8, illumination_gain=3.0, saturation=SaturationConfig(boost=True)),
+    ]
+    for i, extra in enumerate(variants):
+        for image in (sharp, sharp[:, :, 1], sharp.astype(np.float64)):
+            floats = synthesize_pair(image, kernels, masks, rng=i, **extra)
+            codes = synthesize_pair(image, kernels, masks, rng=i, quantize=True, **extra)
+            assert codes.blurry.dtype == codes.sharp.dtype == np.uint8
+            for got, want in zip(codes.to_uint8(), floats.to_uint8()):
+                np.testing.assert_array_equal(got, want)
+            assert codes.params == floats.params
+    even = synthesize_pair(sharp, kernels[:, :14, :13], masks, quantize=True, rng=1, **options)
+    np.testing.assert_array_equal(even.blurry, synthesize_pair(sharp, kernels[:, :14, :13], masks, rng=1,
+                                                               **options).to_uint8()[0])
+    with pytest.raises(TypeError, match="quantize"):
+        synthesize_pair(sharp, kernels, masks, quantize="yes")
+
+
+def test_native_quantize_checks_its_tables():
+    native = pytest.importorskip("fastblur._native")
+    values = np.zeros(4, np.float32)
+    thresholds = np.concatenate([[0], np.arange(1, 256), [2**32 - 1]]).astype(np.uint32)
+    buckets = np.zeros(4, np.uint32)
+    with pytest.raises(ValueError, match="257"):
+        native.quantize_by_thresholds(values, thresholds[:-1], buckets, 30, 2**31)
+    with pytest.raises(ValueError, match="cover"):
+        native.quantize_by_thresholds(values, thresholds, buckets, 20, 2**31)
+    with pytest.raises(ValueError, match=r"\[0, 255\]"):
+        native.quantize_by_thresholds(values, thresholds, np.full(4, 256, np.uint32), 30, 2**31)

@@ -233,3 +233,27 @@ def test_resize_masks():
     big = M.resize_masks(small, (8, 8))
     assert big.shape == (1, 8, 8) and big[0, :3, :3].all() and not big[0, 5:, :].any()
     assert M.resize_masks(small, (4, 4)) is not None and M.resize_masks(small, (4, 4)).shape == (1, 4, 4)
+
+
+@pytest.mark.parametrize("small, big", [
+    ((144, 256), (720, 1280)), ((144, 256), (1080, 1920)), ((171, 256), (683, 1024)), ((37, 53), (101, 211)),
+    ((100, 100), (50, 50)), ((200, 120), (100, 60)), ((97, 131), (291, 262)), ((30, 40), (31, 41)),
+    ((12, 16), (720, 1280)),
+])
+def test_resize_masks_equals_resizing_whole_masks(small, big):
+    """Windowed on each mask's box, the bytes of OpenCV's bilinear resize of the whole mask:
+    up and down, whole and fractional scales, short and long periods, boxes at the edges,
+    empty and full masks."""
+    import cv2
+
+    rng = np.random.default_rng(sum(small + big))
+    masks = np.zeros((12,) + small, bool)
+    for mask in masks[2:]:
+        y0, x0 = rng.integers(0, small[0]), rng.integers(0, small[1])
+        y1, x1 = rng.integers(y0 + 1, small[0] + 1), rng.integers(x0 + 1, small[1] + 1)
+        mask[y0:y1, x0:x1] = rng.random((y1 - y0, x1 - x0)) < rng.choice([0.3, 1.0])
+    masks[1] = True
+    masks[2, -1, -1] = masks[3, 0, 0] = True
+    expected = [cv2.resize(m.view(np.uint8) * np.uint8(255), big[::-1], interpolation=cv2.INTER_LINEAR) >= 128
+                for m in masks]
+    np.testing.assert_array_equal(M.resize_masks(masks, big), np.stack(expected))

@@ -318,3 +318,34 @@ def test_wide_instructions_only_in_their_level():
             assert "avx512" not in need, name
         else:
             assert not need, name
+
+
+_QUANTIZE_CHILD = """
+import sys, warnings
+warnings.simplefilter("error")  # a fallback to another level fails the child
+import numpy as np
+from fastblur.sbdd import formation
+np.save(sys.argv[2], formation.encode_8bit(np.load(sys.argv[1])))
+"""
+
+
+@pytest.mark.parametrize("level", ["sse4", "avx2", "avx512", "baseline"])
+def test_forced_level_quantizes_as_the_float_path(level, tmp_path):
+    """encode_8bit's vector loop (gathers on AVX2/AVX-512) gives the float path's codes,
+    on values at and next to every code's threshold and a tail of single values."""
+    from fastblur.sbdd import formation
+
+    native = _native()
+    runs = native.compiled_variants[-1] if level == "baseline" else level
+    if runs not in native.cpu_variants:
+        pytest.skip(f"this build or CPU does not run {level} (runs {native.cpu_variants})")
+    thresholds = formation._code_table("gamma", 2.2, 7.0, True)[0][1:256].astype(np.int64)
+    near = np.clip((thresholds[:, None] + np.arange(-2, 3)).reshape(-1), 0, 0x7F7FFFFF).astype(np.uint32)
+    rng = np.random.default_rng(7)
+    values = np.concatenate([near.view(np.float32), rng.uniform(-20, 300, 7 * 203 * 3 - len(near) + 5)])
+    image = values.astype(np.float32)[: 7 * 203 * 3].reshape(1, 7, 203, 3)
+    np.save(tmp_path / "in.npy", image)
+    child = _child(_QUANTIZE_CHILD, str(tmp_path / "in.npy"), str(tmp_path / "out.npy"), simd=level)
+    assert child.returncode == 0, child.stderr
+    expected = formation.quantize(formation.delinearize(np.clip(image, 0, 255)))
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected)

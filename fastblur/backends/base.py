@@ -40,6 +40,15 @@ def zero_fft_roundoff(smoothed, kernels):
     return smoothed
 
 
+def normalise_groups(smoothed, group, eps):
+    """``smoothed / (sum of its group + eps)`` in place, for maps ``(B * group, H, W)``."""
+    grouped = smoothed.reshape((-1, group) + smoothed.shape[1:])
+    total = grouped.sum(axis=1, keepdims=True)
+    total += smoothed.dtype.type(eps)
+    grouped /= total
+    return smoothed
+
+
 def binary_bytes(masks):
     """``masks`` as a C-contiguous uint8 array of 0/1 (a view when already boolean)."""
     masks = np.asarray(masks)
@@ -135,6 +144,24 @@ class Backend:
         ndarray, shape (N, H - kh + 1, W - kw + 1), dtype of ``kernels``
         """
         raise NotImplementedError
+
+    def smooth_masks_valid(self, masks, kernels, group, eps):
+        """SBDD's soft weights: :meth:`convolve_masks_valid`, then each map divided by the
+        sum of its group's maps plus ``eps`` (backends may fuse the two).
+
+        Parameters
+        ----------
+        masks : ndarray of bool, shape (B * group, H, W)
+            Each item's ``group`` masks, background first.
+        kernels : ndarray, shape (B * group, kh, kw)
+        group : int
+        eps : float
+
+        Returns
+        -------
+        ndarray, shape (B * group, H - kh + 1, W - kw + 1), dtype of ``kernels``
+        """
+        return normalise_groups(self.convolve_masks_valid(masks, kernels), group, eps)
 
     def blur_masked_batch_valid(self, images, kernels, weights):
         """:meth:`blur_masked_valid` for a batch; backends may fuse it (one launch).

@@ -62,6 +62,11 @@ class NativeBackend(Backend):
     def convolve_masks_valid(self, masks, kernels):
         return _native.convolve_masks_valid(binary_bytes(masks), kernels, self.threads())
 
+    def smooth_masks_valid(self, masks, kernels, group, eps):
+        """:meth:`~fastblur.backends.base.Backend.smooth_masks_valid`, each tile normalised
+        while its maps are in cache (the same bits as the separate division)."""
+        return _native.smooth_masks_valid(binary_bytes(masks), kernels, group, eps, self.threads())
+
     def blur_grid_valid(self, image, kernels, node_rows, node_cols):
         """Kernels on a regular grid blended by bilinear (hat) weights, ``valid`` mode.
 

@@ -263,7 +263,7 @@ class PairMaker(PairInputs):
             gain = self.illumination_gain(rng)
             camera = self.camera(np.random.default_rng(camera_seed))
             result = synthesize_pair(image, kernels, masks, illumination_gain=gain, rng=rng, camera=camera,
-                                     **self.options)
+                                     quantize=True, **self.options)
             blurry, sharp = result.to_uint8()
         params = result.params
         record = {

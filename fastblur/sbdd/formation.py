@@ -11,12 +11,14 @@ formation model"):
 * :func:`saturation_mask` (pixels at or above 255, closed 3x3, smoothed with sigma 1);
 * :func:`add_streaks` (small bright rectangles that the blur turns into streaks);
 * :func:`add_noise` (Poisson, then multiplicative Gaussian ``B + std * B * n``);
-* :func:`quantize` (clip to [0, 255], then 8 bits by truncation as the reference does).
+* :func:`quantize` (clip to [0, 255], then 8 bits by truncation as the reference does);
+  :func:`encode_8bit` gives ``quantize(delinearize(...))`` of a linear image in one pass.
 
 The random draws of each step are listed in its docstring; together they define the
 stream a pair consumes from its generator.
 """
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -33,6 +35,7 @@ __all__ = [
     "add_streaks",
     "delinearize",
     "draw_streaks",
+    "encode_8bit",
     "linearize",
     "lookup",
     "quantize",
@@ -226,19 +229,19 @@ def round_trip_lut(crf="gamma", gamma=2.2, exponential_factor=7.0, gain=1.0):
 
 
 def lookup(table, codes):
-    """``table[codes]``: a 256-entry float32 table and uint8 codes, or a table per image of
-    a batch (OpenCV's LUT on the CPU, about twice as fast as :func:`numpy.take`).
+    """``table[codes]``: a 256-entry table and uint8 codes, or a table per image of a batch
+    (OpenCV's LUT on the CPU, about twice as fast as :func:`numpy.take`).
 
     Parameters
     ----------
-    table : ndarray, shape (256,) or (B, 256), float32
+    table : ndarray, shape (256,) or (B, 256), float32 or uint8
         NumPy, or (with a batch) on the codes' device.
     codes : ndarray, shape (H, W, C) or (B, H, W, C), uint8
         May be a view with strided rows (a crop).
 
     Returns
     -------
-    ndarray, shape of ``codes``, float32
+    ndarray, shape of ``codes``, the table's dtype
     """
     xp = get_array_module(codes)
     if table.ndim == 2:
@@ -280,12 +283,17 @@ def linearize(image, crf="gamma", gamma=2.2, exponential_factor=7.0, gain=1.0):
     return out.astype(np.float32)
 
 
+def _opencv_power(values, out):
+    """Whether :func:`_power` takes OpenCV's pow for these arrays."""
+    contiguous = get_array_module(values) is np and values.flags.c_contiguous and out.flags.c_contiguous
+    return contiguous and values.dtype == out.dtype == np.float32 and values.ndim in (3, 4) and values.shape[-1] <= 4
+
+
 def _power(values, exponent, out):
     """``out = values ** exponent`` for non-negative float32 (OpenCV's vectorised pow is
     about 1.3x numpy's, within 3e-7 relative; the array module's power elsewhere)."""
     xp = get_array_module(values)
-    contiguous = xp is np and values.flags.c_contiguous and out.flags.c_contiguous
-    if contiguous and values.dtype == out.dtype == np.float32 and values.ndim in (3, 4) and values.shape[-1] <= 4:
+    if _opencv_power(values, out):
         import cv2
 
         images = (-1,) + values.shape[-2:]  # a batch (B, H, W, C) as one tall (B H, W, C) image
@@ -608,3 +616,117 @@ def quantize(image):
         ``floor(clip(image, 0, 255))``.
     """
     return np.clip(image, 0, 255).astype(np.uint8)
+
+
+# -- 8-bit output in one pass -----------------------------------------------------------
+_FLOAT32_INF_BITS = 0x7F800000
+_BITS_OF_255 = int(np.float32(255.0).view(np.uint32))
+#: Bucket sizes tried, largest first: ``bits >> shift`` indexes the codes where counting
+#: starts (a table that fits the L1 cache for the usual curves).
+_BUCKET_SHIFTS = tuple(range(20, 3, -1))
+#: Float32 neighbours of each threshold checked when a table is made (see _code_table).
+_CHECKED_NEIGHBOURS = 256
+
+
+def _codes_by_formula(bits, response, opencv):
+    """``quantize(delinearize(x))`` of the non-negative float32 values with these ``bits``,
+    with the power :func:`_power` takes for an image (``opencv``; the array's size a
+    multiple of 64, as a 720p frame's is, so that OpenCV runs its vector code
+    throughout) or for a strided crop (numpy's, on contiguous rows)."""
+    count = len(bits)
+    padded = np.zeros(-(-count // 64) * 64, np.uint32)
+    padded[:count] = bits
+    values = padded.view(np.float32)
+    values = values.reshape(1, 1, -1, 1) if opencv else values
+    return quantize(delinearize(values, **response)).reshape(-1)[:count]
+
+
+@lru_cache(maxsize=8)
+def _code_table(crf, gamma, exponential_factor, opencv):
+    """``(threshold_bits (257,) uint32, bucket_codes uint8, shift, sharp_clamp_bits)`` of a
+    response, or None where the thresholds do not reproduce the formula.
+
+    ``threshold_bits[k]`` is the smallest non-negative float32 (as bits) whose 8-bit code
+    ``quantize(delinearize(x))`` is at least ``k``, found by bisection on the bits; codes
+    are counts of thresholds reached wherever the code does not decrease as ``x``
+    grows. That is checked on the ``_CHECKED_NEIGHBOURS`` floats each side of every
+    threshold, the only places where the rounding of the power could make a
+    difference (tests check every float32 in [0, 255] and beyond for the default).
+    """
+    response = dict(crf=crf, gamma=gamma, exponential_factor=exponential_factor)
+    wanted = np.arange(1, 256)
+    low = np.zeros(255, np.int64)
+    high = np.full(255, _FLOAT32_INF_BITS + 1, np.int64)  # past +inf: never reached
+    while np.any(low < high):
+        middle = (low + high) // 2
+        probe = np.minimum(middle, _FLOAT32_INF_BITS)
+        reached = (_codes_by_formula(probe.astype(np.uint32), response, opencv) >= wanted) & (middle <= _FLOAT32_INF_BITS)
+        searching = low < high
+        high = np.where(searching & reached, middle, high)
+        low = np.where(searching & ~reached, middle + 1, low)
+    thresholds = np.concatenate([[0], low, [np.iinfo(np.uint32).max]]).astype(np.int64)
+    thresholds = np.minimum(thresholds, np.iinfo(np.uint32).max)
+    finite = thresholds[1:256][thresholds[1:256] <= _FLOAT32_INF_BITS]
+    offsets = np.arange(-_CHECKED_NEIGHBOURS, _CHECKED_NEIGHBOURS)
+    neighbours = np.clip((finite[:, None] + offsets).reshape(-1), 0, _FLOAT32_INF_BITS)
+    counted = np.searchsorted(thresholds[1:256], neighbours, side="right")
+    if not np.array_equal(counted, _codes_by_formula(neighbours.astype(np.uint32), response, opencv)):
+        return None
+    sharp_clamp = int(min(thresholds[255], _FLOAT32_INF_BITS))
+    for shift in _BUCKET_SHIFTS:  # the largest buckets holding one threshold at most
+        starts = np.arange((max(sharp_clamp, _BITS_OF_255) >> shift) + 2, dtype=np.int64) << shift
+        counts = np.searchsorted(thresholds[1:256], starts, side="right")
+        if np.diff(counts).max() <= 1:
+            return thresholds.astype(np.uint32), counts[:-1].astype(np.uint32), shift, sharp_clamp
+    return None
+
+
+def encode_8bit(linear, crf="gamma", gamma=2.2, exponential_factor=7.0, clip=True):
+    """The 8-bit sRGB image of a linear one: ``quantize(delinearize(linear))``, with
+    ``linear`` clipped to [0, 255] first when ``clip`` (the blurry image's order).
+
+    On the CPU with the native extension this is one pass over the image: each value's
+    code is the number of per-code thresholds it reaches, thresholds found once per
+    response by bisection with :func:`delinearize` itself, with the power it would take
+    for ``linear`` (OpenCV's for an image, or for the clipped copy of one when ``clip``;
+    numpy's for a strided crop), so that the codes equal the float path's. Elsewhere
+    it runs the float path.
+
+    Parameters
+    ----------
+    linear : ndarray, float32
+        Any shape; NumPy or CuPy. Non-negative unless ``clip`` (negative values then give 0).
+    crf, gamma, exponential_factor
+        The camera response, as :func:`delinearize`.
+    clip : bool
+        Clip to [0, 255] before the response (True), or only after it (False: values
+        above 255 still map through the curve, as the unclipped sharp target does).
+
+    Returns
+    -------
+    ndarray, shape of ``linear``, uint8
+    """
+    crf, gamma, exponential_factor = check_crf(crf, gamma, exponential_factor)
+    table = None
+    if get_array_module(linear) is np and linear.dtype == np.float32:
+        # the power delinearize takes for linear (clip: for its clipped, contiguous copy)
+        opencv = linear.ndim in (3, 4) and linear.shape[-1] <= 4 and (clip or linear.flags.c_contiguous)
+        table = _code_table(crf, gamma, exponential_factor, bool(opencv))
+    native = _native_module()
+    if table is None or native is None:
+        values = get_array_module(linear).clip(linear, 0, 255) if clip else linear
+        return quantize(delinearize(values, crf, gamma, exponential_factor))
+    from .._threads import num_threads
+
+    thresholds, buckets, shift, sharp_clamp = table
+    clamp = _BITS_OF_255 if clip else sharp_clamp
+    return native.quantize_by_thresholds(np.ascontiguousarray(linear), thresholds, buckets, shift, clamp,
+                                         num_threads())
+
+
+def _native_module():
+    try:
+        from .. import _native
+    except ImportError:
+        return None
+    return _native if hasattr(_native, "quantize_by_thresholds") else None

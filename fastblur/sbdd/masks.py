@@ -17,6 +17,7 @@ source                      reads                                               
 ==========================  ===================================================  ==========
 """
 import json
+import math
 import numbers
 import os
 
@@ -60,7 +61,10 @@ def _finish(masks, ids, shape, return_ids):
 def resize_masks(masks, shape):
     """Resize a mask stack ``(n, h, w)`` to ``(n, H, W)`` (bilinear, thresholded at 1/2).
 
-    Used when the masks of another image (``random_masks``) are applied to this one.
+    Used when the masks of another image (``random_masks``) are applied to this one, and
+    to bring working-resolution regions to the image. Each mask is resized only over its
+    bounding box (with a margin of zeros, on a window aligned with the scale's period),
+    which gives the bytes of resizing the whole mask.
     """
     import cv2
 
@@ -68,11 +72,46 @@ def resize_masks(masks, shape):
     height, width = shape
     if masks.shape[1:] == (height, width):
         return masks
-    out = np.empty((len(masks), height, width), bool)
-    for i, mask in enumerate(masks):
-        scaled = cv2.resize(mask.view(np.uint8) * np.uint8(255), (width, height), interpolation=cv2.INTER_LINEAR)
-        np.greater_equal(scaled, 128, out=out[i])
+    out = np.zeros((len(masks), height, width), bool)
+    axes = ((masks.shape[1], height), (masks.shape[2], width))
+    for mask, resized in zip(masks, out):
+        box = _box(mask)
+        if box is None:
+            continue
+        (r0, r1, y0, y1), (c0, c1, x0, x1) = (_aligned_window(*span, *sizes) for span, sizes in zip(box, axes))
+        scaled = cv2.resize(mask[r0:r1, c0:c1].view(np.uint8) * np.uint8(255), (x1 - x0, y1 - y0),
+                            interpolation=cv2.INTER_LINEAR)
+        np.greater_equal(scaled, 128, out=resized[y0:y1, x0:x1])
     return out
+
+
+#: Scales whose period ``q`` (output pixels) exceeds this resize whole masks: OpenCV's
+#: bilinear coefficients ``round(2048 frac(x / scale))`` then stay clear of rounding ties.
+_MAX_PERIOD = 64
+
+
+def _box(mask):
+    """``((row0, row1), (col0, col1))`` of the set pixels of a 2-D mask, or None if empty."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if len(rows) == 0:
+        return None
+    return (rows[0], rows[-1] + 1), (cols[0], cols[-1] + 1)
+
+
+def _aligned_window(low, high, size, new_size):
+    """``(s0, s1, d0, d1)``: the input span ``[s0, s1)`` around ``[low, high)`` with two
+    zeros each side, starting and ending on multiples of ``p`` (or at the edges) where
+    ``size / new_size = p / q`` in lowest terms, and the output span ``[d0, d1)`` it
+    resizes to. Window and whole resize share their sample positions (shifted by whole
+    periods) and see the same zeros beyond the box, so they agree; the whole axis where
+    the period is long."""
+    divisor = math.gcd(size, new_size)
+    p, q = size // divisor, new_size // divisor
+    if q > _MAX_PERIOD:
+        return 0, size, 0, new_size
+    start = max(0, low - 2) // p * p
+    stop = min(size, -(-(high + 2) // p) * p)
+    return start, stop, start // p * q, new_size if stop == size else stop // p * q
 
 
 # -- detectron2 -------------------------------------------------------------------------

@@ -13,7 +13,8 @@ __all__ = ["PairResult", "synthesize_pair", "valid_offset"]
 
 @dataclass
 class PairResult:
-    """A synthesised pair, before quantisation.
+    """A synthesised pair, before quantisation (or after it, from ``synthesize_pair(...,
+    quantize=True)``: then ``blurry`` and ``sharp`` are the uint8 images of :meth:`to_uint8`).
 
     Attributes
     ----------
@@ -40,6 +41,8 @@ class PairResult:
 
     def to_uint8(self):
         """``(blurry, sharp)`` as the 8-bit images written to disk (clip, truncate)."""
+        if self.blurry.dtype == np.uint8:  # quantised when formed
+            return self.blurry, self.sharp
         return formation.quantize(self.blurry), formation.quantize(self.sharp)
 
 
@@ -76,6 +79,7 @@ def synthesize_pair(
     rng=None,
     backend="auto",
     camera="uniform",
+    quantize=False,
 ):
     """Synthesise one SBDD blurry/sharp pair (DESIGN, "The SBDD formation model").
 
@@ -131,11 +135,16 @@ def synthesize_pair(
         replaced by the camera's PSF at the principal point for the soft weights (see
         :mod:`fastblur.sbdd.camera` for these approximations). ``params["camera"]`` is
         its record.
+    quantize : bool, optional
+        Return ``blurry`` and ``sharp`` as uint8, equal to :meth:`PairResult.to_uint8` of
+        the float32 pair but made without the float32 images (one pass through
+        :func:`~fastblur.sbdd.formation.encode_8bit`): what ``fastblur-gen`` writes.
 
     Returns
     -------
     PairResult
-        ``blurry`` and ``sharp`` of shape ``(H - kh + 1, W - kw + 1[, C])``, float32;
+        ``blurry`` and ``sharp`` of shape ``(H - kh + 1, W - kw + 1[, C])``, float32
+        (uint8 with ``quantize``);
         ``weights`` ``(n + 1, Ho, Wo)``; ``params``. The sharp target is the input
         cropped by ``(kh // 2, kw // 2)`` at the top left (:func:`valid_offset`).
 
@@ -193,7 +202,7 @@ def synthesize_pair(
         kernels = camera_kernels(kernels, masks, projective, image.shape[:2])
     draws = PairDraws(np.random.default_rng(rng), options["streaks"])
     formed = form(image[None], kernels[None], masks[None], [gain], draws, batched=False, backend=backend,
-                  camera=projective, **options)
+                  camera=projective, quantize=_validation.check_flag(quantize, "quantize"), **options)
     blurry, target = formed.blurry[0], formed.sharp[0]
     noise = options["noise"]
     params = dict(

@@ -151,7 +151,7 @@ def _projective_blur_step(source, kernels, weights, camera, backend):
 
 
 def form(images, kernels, masks, gains, draws, *, crf="gamma", gamma=2.2, exponential_factor=7.0,
-         saturation=None, noise=None, streaks=None, batched=True, backend="auto", camera=None):
+         saturation=None, noise=None, streaks=None, batched=True, backend="auto", camera=None, quantize=False):
     """Form the pairs of a batch (DESIGN, "The SBDD formation model"), deterministically
     but for ``draws``.
 
@@ -175,6 +175,10 @@ def form(images, kernels, masks, gains, draws, *, crf="gamma", gamma=2.2, expone
     camera : fastblur.sbdd.camera.ProjectiveCamera, optional
         A batch of one only: its projective field blurs the background and ``kernels``
         are the ones :func:`~fastblur.sbdd.camera.camera_kernels` made; None: uniform.
+    quantize : bool
+        Return ``blurry`` and ``sharp`` as the uint8 images written to disk
+        (:func:`~fastblur.sbdd.formation.quantize` of the float ones, computed without
+        them by :func:`~fastblur.sbdd.formation.encode_8bit`).
 
     Returns
     -------
@@ -217,15 +221,23 @@ def form(images, kernels, masks, gains, draws, *, crf="gamma", gamma=2.2, expone
     if in_blurry.any():
         blurry += blurred_mask * _per_pair(xp, np.where(in_blurry, blurry_boosts, 0.0), blurred_mask)
 
-    xp.clip(blurry, 0, 255, out=blurry)
-    formation.delinearize(blurry, out=blurry, **response)
+    if quantize:
+        blurry = formation.encode_8bit(blurry, **response)
+    else:
+        xp.clip(blurry, 0, 255, out=blurry)
+        formation.delinearize(blurry, out=blurry, **response)
     top, left = valid_offset(kernels.shape[2:])
     window = (slice(None), slice(top, top + blurry.shape[1]), slice(left, left + blurry.shape[2]))
+    if quantize:
+        sharp_of = lambda linear: formation.encode_8bit(linear, clip=False, **response)  # noqa: E731
+    else:
+        sharp_of = lambda linear: formation.delinearize(linear, **response)  # noqa: E731
     if images.dtype == np.uint8:  # a function of the 8-bit code where streaks and boosts left L alone
-        sharp = formation.lookup(formation.round_trip_lut(gain=gains, **response), images[window])
+        table = formation.round_trip_lut(gain=gains, **response)
+        sharp = formation.lookup(formation.quantize(table) if quantize else table, images[window])
         if changed is not None:
             changed = xp.broadcast_to(changed[window], sharp.shape)
-            sharp = xp.where(changed, formation.delinearize(linear[window], **response), sharp)
+            sharp = xp.where(changed, sharp_of(linear[window]), sharp)
     else:
-        sharp = formation.delinearize(linear[window], **response)
+        sharp = sharp_of(linear[window])
     return Formed(blurry, sharp, weights, fractions, boosts, blurry_boosts)
