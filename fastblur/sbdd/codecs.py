@@ -83,10 +83,8 @@ def png_writer(compression="fast", image_ndim=3):
     """
     if compression not in _WRITERS:
         raise ValueError(f"compression must be one of {list(PNG_COMPRESSIONS)}, got {compression!r}")
-    for name, _ in _WRITERS[compression]:
-        if name == "opencv" or (_installed(name) and not (name == "fpng" and image_ndim != 3)):
-            return name
-    raise AssertionError("unreachable")
+    return next(name for name, _ in _WRITERS[compression]
+                if name == "opencv" or (_installed(name) and not (name == "fpng" and image_ndim != 3)))
 
 
 def check_format(format):
@@ -188,11 +186,13 @@ def _decode_jxl(buffer, name):
 
 
 # -- cache ------------------------------------------------------------------------------
-def _nbytes(value):
+def _freeze(value):
+    """Make the arrays of ``value`` (an array, or a tuple or list of them) read-only; their bytes."""
     if isinstance(value, np.ndarray):
+        value.flags.writeable = False
         return value.nbytes
     if isinstance(value, (tuple, list)):
-        return sum(_nbytes(v) for v in value)
+        return sum(_freeze(item) for item in value)
     return 64
 
 
@@ -243,8 +243,7 @@ class DecodedCache:
             return self._items[key][0]
         self.misses += 1
         value = compute()
-        _freeze(value)
-        size = _nbytes(value)
+        size = _freeze(value)
         if size <= self.max_bytes:
             while self._items and self.nbytes + size > self.max_bytes:
                 _, (_, dropped) = self._items.popitem(last=False)
@@ -252,11 +251,3 @@ class DecodedCache:
             self._items[key] = (value, size)
             self.nbytes += size
         return value
-
-
-def _freeze(value):
-    if isinstance(value, np.ndarray):
-        value.flags.writeable = False
-    elif isinstance(value, (tuple, list)):
-        for item in value:
-            _freeze(item)

@@ -136,16 +136,13 @@ def _embedded_sources():
     ]
 
 
-def _is_image(name):
-    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
-
-
 def find_sources(config):
     """The sharp images of a run, in a fixed order.
 
     ``input=None`` gives the embedded photographs. A GoPro tree (``[split/]SEQ/sharp/*``)
     is flattened as the reference's prepare step does (``SEQ_image``); any other folder
-    is searched recursively for images.
+    (or prefix of an object store, :mod:`fastblur.sbdd.storage`) is searched recursively
+    for images. Names come from the paths relative to ``input``: ``/`` becomes ``_``.
 
     Returns
     -------
@@ -156,23 +153,15 @@ def find_sources(config):
     ValueError
         No images, or an input that is not a folder.
     """
+    from .storage import is_remote, join, open_storage
+
     if config.input is None:
         return _embedded_sources()
-    folder = config.input
-    if not os.path.isdir(folder):
-        raise ValueError(f"input must be a folder of sharp images, got {folder!r}")
-    relative = []
-    for directory, subdirs, files in os.walk(folder):
-        subdirs[:] = [d for d in subdirs if not d.startswith(".")]
-        relative += [os.path.relpath(os.path.join(directory, f), folder).replace(os.sep, "/")
-                     for f in files if _is_image(f)]
-    return sources_from(config, sorted(relative), os.path.join)
-
-
-def sources_from(config, relative, join):
-    """The sources of the image files ``relative`` (sorted ``/``-separated paths under
-    ``config.input``, which ``join(config.input, path)`` locates), as :func:`find_sources`
-    names them."""
+    if not is_remote(config.input) and not os.path.isdir(config.input):
+        raise ValueError(f"input must be a folder of sharp images, got {config.input!r}")
+    listed = open_storage(config.input, config.storage_options).sizes()
+    relative = sorted(name for name in listed if name.lower().endswith(IMAGE_EXTENSIONS)
+                      and not any(part.startswith(".") for part in name.split("/")))
     if config.input_layout in ("auto", "gopro"):
         for prefix in (config.split + "/", ""):
             parts = [(r, r[len(prefix):].split("/")) for r in relative if r.startswith(prefix)]

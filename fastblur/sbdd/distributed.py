@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from .. import __version__
 from .._threads import available_cores
 from .config import RUN_ONLY_FIELDS, DatasetConfig, pinned_backend
-from .remote_inputs import InputStager, check_remote_inputs, find_remote_sources, remote_fields
+from .remote_inputs import InputStager, check_remote_inputs, remote_fields
 from .shards import shard_name, shard_range, write_shard
 from .storage import is_remote, local_paths, open_storage
 
@@ -499,7 +499,7 @@ def generate(config, client=None):
     if config.layout == "webdataset" and config.shard_size is None:
         config = replace(config, shard_size=DEFAULT_SHARD_SIZE)
     check_remote_inputs(config, config.storage_options)
-    sources = find_remote_sources(config, config.storage_options) if is_remote(config.input) else find_sources(config)
+    sources = find_sources(config)
     total = config.count if config.count is not None else len(sources) * config.n_images
     stager = InputStager(config, sources, config.storage_options) if remote_fields(config) else None
     maker = PairMaker(stager.config if stager else config, stager.sources if stager else sources)  # fails early

@@ -88,16 +88,12 @@ class StreakConfig:
         low = check_count(self.min_count, "streaks.min_count", 0)
         high = check_count(self.max_count, "streaks.max_count", 0)
         if high <= low:
-            raise ValueError(
-                f"streaks.max_count must be greater than streaks.min_count (the count is drawn "
-                f"in [min_count, max_count)), got {low} and {high}"
-            )
+            raise ValueError(f"streaks.max_count must be greater than streaks.min_count (the count is drawn "
+                             f"in [min_count, max_count)), got {low} and {high}")
         lo = check_real(self.min_increment, "streaks.min_increment", 0.0)
         hi = check_real(self.max_increment, "streaks.max_increment", 0.0)
         if hi < lo:
-            raise ValueError(
-                f"streaks.max_increment must be >= streaks.min_increment, got {lo:g} and {hi:g}"
-            )
+            raise ValueError(f"streaks.max_increment must be >= streaks.min_increment, got {lo:g} and {hi:g}")
 
 
 @dataclass(frozen=True)
@@ -283,17 +279,12 @@ def linearize(image, crf="gamma", gamma=2.2, exponential_factor=7.0, gain=1.0):
     return out.astype(np.float32)
 
 
-def _opencv_power(values, out):
-    """Whether :func:`_power` takes OpenCV's pow for these arrays."""
-    contiguous = get_array_module(values) is np and values.flags.c_contiguous and out.flags.c_contiguous
-    return contiguous and values.dtype == out.dtype == np.float32 and values.ndim in (3, 4) and values.shape[-1] <= 4
-
-
 def _power(values, exponent, out):
-    """``out = values ** exponent`` for non-negative float32 (OpenCV's vectorised pow is
-    about 1.3x numpy's, within 3e-7 relative; the array module's power elsewhere)."""
+    """``out = values ** exponent`` for non-negative float32 (OpenCV's vectorised pow on contiguous
+    images is about 1.3x numpy's, within 3e-7 relative; the array module's power elsewhere)."""
     xp = get_array_module(values)
-    if _opencv_power(values, out):
+    if (xp is np and values.flags.c_contiguous and out.flags.c_contiguous and values.dtype == out.dtype == np.float32
+            and values.ndim in (3, 4) and values.shape[-1] <= 4):
         import cv2
 
         images = (-1,) + values.shape[-2:]  # a batch (B, H, W, C) as one tall (B H, W, C) image
@@ -439,10 +430,8 @@ def draw_streaks(shape, rng, config, margin):
     height, width = shape[:2]
     mh, mw = margin
     if height - mh <= mh or width - mw <= mw:
-        raise ValueError(
-            f"streaks need an image larger than twice the kernel ({2 * mh} x {2 * mw}), "
-            f"got {height} x {width}"
-        )
+        raise ValueError(f"streaks need an image larger than twice the kernel ({2 * mh} x {2 * mw}), "
+                         f"got {height} x {width}")
     if rng.random() >= config.probability:
         return []
     drawn = []
@@ -551,12 +540,6 @@ def add_streak_boxes(linear, boxes, spikes):
 
 
 # -- noise ------------------------------------------------------------------------------
-def _row_chunks(array):
-    rows_per_chunk = max(1, _NOISE_CHUNK_ELEMENTS // max(1, array[0].size))
-    for start in range(0, array.shape[0], rows_per_chunk):
-        yield array[start : start + rows_per_chunk]
-
-
 def add_noise(blurry, rng, config):
     """Add Poisson then multiplicative Gaussian noise to ``blurry`` in place.
 
@@ -581,7 +564,8 @@ def add_noise(blurry, rng, config):
     if config is None:
         return blurry
     xp = get_array_module(blurry)
-    chunks = list(_row_chunks(blurry)) if xp is np else [blurry]
+    rows = max(1, _NOISE_CHUNK_ELEMENTS // max(1, blurry[0].size)) if xp is np else len(blurry)
+    chunks = [blurry[start : start + rows] for start in range(0, len(blurry), rows)]
     if config.poisson_peak is not None:
         to_photons = config.poisson_peak / 255.0
         for chunk in chunks:
@@ -660,8 +644,8 @@ def _code_table(crf, gamma, exponential_factor, opencv):
     while np.any(low < high):
         middle = (low + high) // 2
         probe = np.minimum(middle, _FLOAT32_INF_BITS)
-        reached = (_codes_by_formula(probe.astype(np.uint32), response, opencv) >= wanted) & (middle <= _FLOAT32_INF_BITS)
-        searching = low < high
+        codes = _codes_by_formula(probe.astype(np.uint32), response, opencv)
+        reached, searching = (codes >= wanted) & (middle <= _FLOAT32_INF_BITS), low < high
         high = np.where(searching & reached, middle, high)
         low = np.where(searching & ~reached, middle + 1, low)
     thresholds = np.concatenate([[0], low, [np.iinfo(np.uint32).max]]).astype(np.int64)
