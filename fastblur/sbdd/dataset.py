@@ -111,11 +111,9 @@ class GenerateSummary:
         return self.written / self.seconds if self.seconds > 0 else 0.0
 
     def __str__(self):
-        text = (
-            f"{self.written} pairs written, {self.skipped} already done, {self.failed} failed "
-            f"({self.pairs_per_second:.2f} pairs/s, {self.seconds:.1f} s) -> {self.out}"
-        )
-        return text + (" [interrupted]" if self.interrupted else "")
+        return (f"{self.written} pairs written, {self.skipped} already done, {self.failed} failed "
+                f"({self.pairs_per_second:.2f} pairs/s, {self.seconds:.1f} s) -> {self.out}"
+                + (" [interrupted]" if self.interrupted else ""))
 
 
 # -- inputs -----------------------------------------------------------------------------
@@ -125,15 +123,10 @@ def _embedded_sources():
     folder = data.data_dir
     found = [n for n in EMBEDDED_IMAGES if os.path.isfile(os.path.join(folder, n))]
     if not found:
-        raise ValueError(
-            "no input given and scikit-image's sample photographs are not installed here; "
-            "pass input (--input) with a folder of sharp images"
-        )
-    return [
-        Source(os.path.splitext(n)[0], os.path.join(folder, n), os.path.splitext(n)[0],
-               os.path.splitext(n)[0], f"skimage:{n}")
-        for n in found
-    ]
+        raise ValueError("no input given and scikit-image's sample photographs are not installed here; "
+                         "pass input (--input) with a folder of sharp images")
+    stems = [os.path.splitext(n)[0] for n in found]
+    return [Source(stem, os.path.join(folder, n), stem, stem, f"skimage:{n}") for n, stem in zip(found, stems)]
 
 
 def find_sources(config):

@@ -34,8 +34,8 @@ from .remote_inputs import InputStager, check_remote_inputs, remote_fields
 from .shards import shard_name, shard_range, write_shard
 from .storage import is_remote, local_paths, open_storage
 
-__all__ = ["Job", "connect", "default_chunk_size", "generate", "generate_chunked", "needs_chunks", "plan_chunks", "read_done",
-           "run_chunk"]
+__all__ = ["Job", "connect", "default_chunk_size", "generate", "generate_chunked", "needs_chunks", "plan_chunks",
+           "read_done", "run_chunk"]
 
 MANIFEST = "manifest.jsonl"
 DEFAULT_SHARD_SIZE = 1000
@@ -78,13 +78,10 @@ def _worker_maker(job, configure=True):
         from .dataset import PairMaker
 
         if configure:
-            os.environ.setdefault("FASTBLUR_NUM_THREADS", "1")
-            try:
-                import cv2
+            import cv2
 
-                cv2.setNumThreads(1)
-            except ImportError:
-                pass
+            os.environ.setdefault("FASTBLUR_NUM_THREADS", "1")
+            cv2.setNumThreads(1)
             keep_freed_memory()
         config = DatasetConfig.from_dict(job.config)
         stager = InputStager(config, job.sources, config.storage_options)
@@ -179,8 +176,8 @@ def _run_pooled(indices, shard):
 def needs_chunks(config):
     """Whether ``config``'s run is made in chunks of pairs (a Dask scheduler, tar shards, a
     remote path) rather than pair by pair."""
-    return bool(config.scheduler or config.scheduler_file or config.layout == "webdataset"
-                or any(is_remote(getattr(config, n)) for n in ("out", "input", "masks_path", "kernels", "kernels_root")))
+    return bool(config.scheduler or config.scheduler_file or config.layout == "webdataset" or is_remote(config.out)
+                or remote_fields(config))
 
 
 # -- planning ---------------------------------------------------------------------------
@@ -333,10 +330,8 @@ class _InlineEngine(_PoolEngine):
 def _settings(config, local):
     """What ``args.json`` holds: the settings but ``storage_options`` (credentials may sit
     there), which a local run records as null."""
-    data = config.to_dict()
-    if local:
-        data["storage_options"] = None
-    else:
+    data = dict(config.to_dict(), storage_options=None)
+    if not local:
         del data["storage_options"]
     return data
 
@@ -358,15 +353,6 @@ def _check_settings(storage, config, current):
                          "differ); use another out folder, or overwrite (--overwrite) to remake it")
 
 
-def _parse_lines(text, into):
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-            into[int(record["index"])] = record
-        except (ValueError, KeyError, TypeError):
-            continue  # a line cut short by a crash
-
-
 def read_done(storage, config, total):
     """Finished pairs ``{index: record}``: manifest lines (and parts) whose files exist.
 
@@ -381,7 +367,12 @@ def read_done(storage, config, total):
     files = storage.sizes()
     for name in sorted(files):
         if name == MANIFEST or (name.startswith(PARTS + "/part-") and name.endswith(".jsonl")):
-            _parse_lines(storage.read(name).decode("utf-8", "replace"), records)
+            for line in storage.read(name).decode("utf-8", "replace").splitlines():
+                try:
+                    record = json.loads(line)
+                    records[int(record["index"])] = record
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut short by a crash
     if config.layout != "webdataset":
         return {i: r for i, r in records.items()
                 if files.get(r.get("blurry"), 0) > 0 and files.get(r.get("sharp"), 0) > 0}
@@ -437,14 +428,6 @@ def _drive(engine, tasks, pending, collect, progress):
             window = max(8, 4 * workers)
             progress.set_postfix(workers=workers, refresh=False)
             checked = time.monotonic()
-
-
-def _write_preview(config, maker, indices):
-    from .preview import contact_sheet
-
-    rows = [row for row in map(maker.preview, indices) if row is not None]
-    if rows:
-        contact_sheet(rows, config.preview)
 
 
 def generate(config, client=None):
@@ -505,10 +488,9 @@ def generate(config, client=None):
     maker = PairMaker(stager.config if stager else config, stager.sources if stager else sources)  # fails early
     storage = open_storage(config.out, config.storage_options)
     storage.check_output()
-    if config.masks == "maskrcnn":
-        if is_remote(config.masks_path) or is_remote(config.input):
-            raise ValueError("masks='maskrcnn' segments into a local masks_path from local input images; "
-                             "make the masks with fastblur-segment first and pass them as --masks detectron2")
+    if config.masks == "maskrcnn" and (is_remote(config.masks_path) or is_remote(config.input)):
+        raise ValueError("masks='maskrcnn' segments into a local masks_path from local input images; "
+                         "make the masks with fastblur-segment first and pass them as --masks detectron2")
     settings = _settings(config, local)
     _check_settings(storage, config, settings)
     storage.clean()
@@ -599,7 +581,11 @@ def generate(config, client=None):
     _consolidate(storage, records)
 
     if config.preview and not summary.interrupted:
-        _write_preview(config, maker, range(min(config.preview_count, total)))
+        from .preview import contact_sheet
+
+        rows = [row for row in map(maker.preview, range(min(config.preview_count, total))) if row is not None]
+        if rows:
+            contact_sheet(rows, config.preview)
     if stager is not None:
         stager.close()
     return summary

@@ -97,11 +97,9 @@ def _state_dict(model, weights, download):
         if not os.path.isfile(path):
             if not download:
                 raise WeightsNotFoundError(
-                    f"the COCO weights of {model} are not installed: torchvision looks for "
-                    f"{path!r} (TORCH_HOME sets the folder). Get them with --download "
-                    f"(download=True), or copy the file {os.path.basename(path)!r} there "
-                    f"from {_weights_enum(model).url}"
-                )
+                    f"the COCO weights of {model} are not installed: torchvision looks for {path!r} (TORCH_HOME "
+                    f"sets the folder). Get them with --download (download=True), or copy the file "
+                    f"{os.path.basename(path)!r} there from {_weights_enum(model).url}")
             return _weights_enum(model).get_state_dict(progress=True, check_hash=True)
     else:
         path = os.fspath(weights)

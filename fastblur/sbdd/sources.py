@@ -76,10 +76,8 @@ class PairInputs:
                 config.masks_path, os.path.basename(source.path), categories=config.classes, **common))
         if masks.shape[1:] != shape:
             if mask_index == source_index:
-                raise ValueError(
-                    f"the {config.masks} masks of {source.label!r} are {masks.shape[1:]}, "
-                    f"the image is {shape}"
-                )
+                raise ValueError(f"the {config.masks} masks of {source.label!r} are {masks.shape[1:]}, "
+                                 f"the image is {shape}")
             masks = mask_sources.resize_masks(masks, shape)
         return masks, {"source": config.masks, "from": source.label, "ids": ids}
 
