@@ -46,15 +46,16 @@ def _imagecodecs_png(image):
     return imagecodecs.png_encode(np.ascontiguousarray(image), level=1, strategy=3, filter=128)
 
 
-def _opencv_png(image):
+def _opencv(image, ext=".png", params=()):
     import cv2
 
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    ok, data = cv2.imencode(".png", image)
+    ok, data = cv2.imencode(ext, cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image, list(params))
     if not ok:
-        raise ValueError("OpenCV cannot encode this image as PNG")
+        raise ValueError(f"OpenCV cannot encode this image as {ext[1:].upper()}")
     return data.tobytes()
+
+
+_opencv_png = _opencv
 
 
 def _installed(module):
@@ -139,11 +140,7 @@ def encode_image(image, format="png", *, compression="fast", quality=95):
     if format == "jpg":
         import cv2
 
-        bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
-        ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-        if not ok:
-            raise ValueError("OpenCV cannot encode this image as JPEG")
-        return data.tobytes()
+        return _opencv(image, ".jpg", (cv2.IMWRITE_JPEG_QUALITY, int(quality)))
     if format == "jxl":
         import imagecodecs
 

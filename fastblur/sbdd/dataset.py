@@ -248,22 +248,12 @@ class PairMaker(PairInputs):
                                      quantize=True, **self.options)
             blurry, sharp = result.to_uint8()
         params = result.params
-        record = {
-            "index": index,
-            "name": name,
-            "blurry": blurry_path,
-            "sharp": sharp_path,
-            "source": source.label,
-            "variant": variant,
-            "seed": [config.seed, index],
-            "masks": mask_entry,
-            "kernels": kernel_ids,
-            "gain": gain,
-            "size": [int(blurry.shape[0]), int(blurry.shape[1])],
-            **{key: params[key] for key in ("offset", "saturated_fraction", "saturation_boost",
-                                            "saturation_boost_in_blurry")},
-            "streaks": len(params["streaks"]),
-        }
+        record = dict(index=index, name=name, blurry=blurry_path, sharp=sharp_path, source=source.label, variant=variant,
+                      seed=[config.seed, index], masks=mask_entry, kernels=kernel_ids, gain=gain,
+                      size=[int(blurry.shape[0]), int(blurry.shape[1])],
+                      **{key: params[key] for key in ("offset", "saturated_fraction", "saturation_boost",
+                                                      "saturation_boost_in_blurry")},
+                      streaks=len(params["streaks"]))
         if camera != "uniform":
             record["camera"] = params["camera"]
             # the preview shows the camera's PSF field (3 x 3, as stored kernels)

@@ -244,11 +244,15 @@ def connect(scheduler=None, scheduler_file=None, workers=None, timeout=30.0):
 
 
 class _DaskEngine:
-    def __init__(self, client, job):
+    """On ``client``, or on a client of the ``config``'s scheduler, opened here and closed with the engine."""
+
+    def __init__(self, client, job, config):
         from distributed import as_completed
 
-        self.client = client
-        self.job = client.scatter(job, broadcast=True, hash=False)
+        self.owned = connect(config.scheduler, config.scheduler_file, config.workers, config.timeout) \
+            if client is None else ()
+        self.client = self.owned[0] if client is None else client
+        self.job = self.client.scatter(job, broadcast=True, hash=False)
         self.completed = as_completed()
 
     def workers(self):
@@ -267,7 +271,12 @@ class _DaskEngine:
         return []
 
     def close(self):
-        self.client.cancel(self.job)
+        try:
+            self.client.cancel(self.job)
+        finally:
+            for opened in self.owned:
+                if opened is not None:
+                    opened.close()
 
 
 class _PoolEngine:
@@ -508,15 +517,10 @@ def generate(config, client=None):
                          .encode()).hexdigest()
     job = Job(config.to_dict(), sources, storage, total, token)
 
-    own_client = own_cluster = None
-    if client is None and (config.scheduler or config.scheduler_file) and todo:
-        own_client, own_cluster = connect(config.scheduler, config.scheduler_file, config.workers,
-                                          config.timeout)
-        client = own_client
     if not todo:
         engine = None
-    elif client is not None:
-        engine = _DaskEngine(client, job)
+    elif client is not None or config.scheduler or config.scheduler_file:
+        engine = _DaskEngine(client, job, config)
     else:
         processes = min(config.workers or available_cores(), len(_tasks(config, todo, total, 1)))
         engine = _PoolEngine(job, processes) if processes > 1 else _InlineEngine(job)
@@ -533,12 +537,10 @@ def generate(config, client=None):
     def collect(answer):
         with timer.stage("manifest"):
             for record in answer["records"]:
-                if record["index"] not in records:
-                    summary.written += 1
+                summary.written += record["index"] not in records
                 records[record["index"]] = record
-                if manifest is not None:
-                    manifest.write(json.dumps(record) + "\n")
             if manifest is not None:
+                manifest.write("".join(json.dumps(record) + "\n" for record in answer["records"]))
                 manifest.flush()
         timer.add(answer.get("timings", {}), pairs=len(answer["records"]))
         for failure in answer["failures"]:
@@ -560,10 +562,8 @@ def generate(config, client=None):
                     except Exception:
                         pass
             except BrokenProcessPool as error:
-                raise RuntimeError(
-                    "a fastblur-gen worker process died (killed, out of memory, or a script that "
-                    "calls generate() outside `if __name__ == '__main__':`); rerun to resume"
-                ) from error
+                raise RuntimeError("a fastblur-gen worker process died (killed, out of memory, or a script that calls "
+                                   "generate() outside `if __name__ == '__main__':`); rerun to resume") from error
     finally:
         progress.close()
         if manifest is not None:
@@ -573,9 +573,6 @@ def generate(config, client=None):
                 engine.close()
             except Exception:
                 pass
-        for closing in (own_client, own_cluster):
-            if closing is not None:
-                closing.close()
         summary.seconds = time.perf_counter() - start
         storage.clean()  # temporaries of workers killed mid-write
     _consolidate(storage, records)
