@@ -248,8 +248,8 @@ class PairMaker(PairInputs):
                                      quantize=True, **self.options)
             blurry, sharp = result.to_uint8()
         params = result.params
-        record = dict(index=index, name=name, blurry=blurry_path, sharp=sharp_path, source=source.label, variant=variant,
-                      seed=[config.seed, index], masks=mask_entry, kernels=kernel_ids, gain=gain,
+        record = dict(index=index, name=name, blurry=blurry_path, sharp=sharp_path, source=source.label,
+                      variant=variant, seed=[config.seed, index], masks=mask_entry, kernels=kernel_ids, gain=gain,
                       size=[int(blurry.shape[0]), int(blurry.shape[1])],
                       **{key: params[key] for key in ("offset", "saturated_fraction", "saturation_boost",
                                                       "saturation_boost_in_blurry")},

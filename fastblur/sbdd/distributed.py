@@ -217,19 +217,15 @@ def connect(scheduler=None, scheduler_file=None, workers=None, timeout=30.0):
         from distributed import Client, LocalCluster
     except ImportError as error:
         raise RuntimeError('a Dask scheduler needs distributed: pip install "fastblur[dask]"') from error
+    if scheduler_file is not None and not os.path.isfile(scheduler_file):
+        raise RuntimeError(f"scheduler file {scheduler_file!r} does not exist")
     client = cluster = None
     where = scheduler or scheduler_file
     try:
         if scheduler == "local":
             cluster = LocalCluster(n_workers=workers or available_cores(), threads_per_worker=1,
                                    processes=True, dashboard_address=None, host="127.0.0.1")
-            client = Client(cluster, timeout=timeout)
-        elif scheduler_file is not None:
-            if not os.path.isfile(scheduler_file):
-                raise RuntimeError(f"scheduler file {scheduler_file!r} does not exist")
-            client = Client(scheduler_file=scheduler_file, timeout=timeout)
-        else:
-            client = Client(scheduler, timeout=timeout)
+        client = Client(scheduler if cluster is None else cluster, scheduler_file=scheduler_file, timeout=timeout)
         client.wait_for_workers(len(cluster.workers) if cluster is not None else 1, timeout=timeout)
     except (RuntimeError, OSError, TimeoutError, ValueError) as error:
         for opened in (client, cluster):

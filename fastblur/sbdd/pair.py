@@ -1,5 +1,5 @@
 """One SBDD blurry/sharp pair from a sharp image, kernels and object masks."""
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -184,18 +184,13 @@ def synthesize_pair(sharp, kernels, object_masks, *, gamma=2.2, crf="gamma", exp
     formed = form(image[None], kernels[None], masks[None], [gain], draws, batched=False, backend=backend,
                   camera=projective, quantize=_validation.check_flag(quantize, "quantize"), **options)
     blurry, target = formed.blurry[0], formed.sharp[0]
-    noise = options["noise"]
-    params = dict(
-        crf=options["crf"], gamma=options["gamma"], exponential_factor=options["exponential_factor"],
-        illumination_gain=gain,
-        kernel_shape=[int(n) for n in kernels.shape[1:]],
-        offset=[int(n) for n in valid_offset(kernels.shape[1:])],
-        saturated_fraction=None if formed.fractions is None else float(formed.fractions[0]),
-        saturation_boost=drawn(formed.saturation_boosts[0]),
-        saturation_boost_in_blurry=drawn(formed.blurry_boosts[0]),
-        streaks=[list(s) for s in draws.streaks],
-        noise=None if noise is None else dict(poisson_peak=noise.poisson_peak, gaussian_std=noise.gaussian_std),
-    )
+    params = dict(crf=options["crf"], gamma=options["gamma"], exponential_factor=options["exponential_factor"],
+                  illumination_gain=gain, kernel_shape=[int(n) for n in kernels.shape[1:]],
+                  offset=[int(n) for n in valid_offset(kernels.shape[1:])],
+                  saturated_fraction=None if formed.fractions is None else float(formed.fractions[0]),
+                  saturation_boost=drawn(formed.saturation_boosts[0]),
+                  saturation_boost_in_blurry=drawn(formed.blurry_boosts[0]), streaks=[list(s) for s in draws.streaks],
+                  noise=None if options["noise"] is None else asdict(options["noise"]))
     if projective is not None:
         params["camera"] = projective.record()
     if was_2d:
