@@ -188,14 +188,12 @@ def default_chunk_size(pairs, workers):
 
 def plan_chunks(todo, chunk_size):
     """``todo`` (sorted indices) cut into lists of at most ``chunk_size`` consecutive ones."""
-    chunks, current = [], []
+    chunks = []
     for index in todo:
-        if current and (len(current) == chunk_size or index != current[-1] + 1):
-            chunks.append(current)
-            current = []
-        current.append(index)
-    if current:
-        chunks.append(current)
+        if chunks and len(chunks[-1]) < chunk_size and index == chunks[-1][-1] + 1:
+            chunks[-1].append(index)
+        else:
+            chunks.append([index])
     return chunks
 
 

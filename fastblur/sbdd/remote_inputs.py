@@ -1,4 +1,4 @@
-"""Inputs on an object store: listing remote sharp images, staging files where pairs are made.
+"""Inputs on an object store, staged where pairs are made (:func:`fastblur.sbdd.dataset.find_sources` lists them).
 
 The pair code reads local files, so each process making pairs keeps a private folder of
 copies: the kernels and a COCO annotation file once, a sharp image and its mask file when

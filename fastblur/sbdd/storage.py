@@ -56,8 +56,7 @@ class LocalStorage:
     remote = False
 
     def __init__(self, root):
-        self.url = local_path(root)
-        self.root = self.url
+        self.url = self.root = local_path(root)
 
     def path(self, name):
         return os.path.join(self.root, *name.split("/"))
