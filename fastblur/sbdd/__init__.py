@@ -13,6 +13,8 @@ Mask readers live in :mod:`fastblur.sbdd.masks`, kernel sources in
 :mod:`fastblur.sbdd.kernel_sources`, image files (PNG writers, JPEG XL, the decoded-image
 cache) in :mod:`fastblur.sbdd.codecs`, per-stage timings in :mod:`fastblur.sbdd.timings`.
 """
+import importlib
+
 from .formation import NoiseConfig, SaturationConfig, StreakConfig, quantize
 from .camera import ProjectiveCamera, draw_camera
 from .pair import PairResult, synthesize_pair
@@ -38,22 +40,12 @@ __all__ = [
 ]
 
 
+#: Where the names loaded on first use live: the dataset layer imports OpenCV, tqdm and scikit-image.
+_LAZY = dict(DatasetConfig="config", load_config="config", generate="dataset", GenerateSummary="dataset",
+             CropSampler="crops", CropRecipe="batch", RecipeBatch="batch", form_batch="batch", stack_recipes="batch")
+
+
 def __getattr__(name):
-    # The dataset layer imports OpenCV, tqdm and scikit-image: load it on first use.
-    if name in ("DatasetConfig", "load_config"):
-        from . import config
-
-        return getattr(config, name)
-    if name in ("generate", "GenerateSummary"):
-        from . import dataset
-
-        return getattr(dataset, name)
-    if name == "CropSampler":
-        from . import crops
-
-        return crops.CropSampler
-    if name in ("CropRecipe", "RecipeBatch", "form_batch", "stack_recipes"):
-        from . import batch
-
-        return getattr(batch, name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

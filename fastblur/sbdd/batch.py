@@ -165,17 +165,12 @@ def stack_recipes(recipes):
         masks[b, : len(recipe.masks)] = recipe.masks
     boxes, spikes = formation.streak_arrays([list(r.streaks) for r in recipes])
     entropy = [NOISE_STREAM, batch] + [int(value) for r in recipes for value in r.seed]
-    return RecipeBatch(
-        windows=np.stack([r.window for r in recipes]),
-        kernels=kernels,
-        packed_masks=np.packbits(masks, axis=1, bitorder="little"),
-        gains=np.array([r.gain for r in recipes], np.float64),
-        streak_boxes=boxes,
-        streak_spikes=spikes,
-        saturation_boosts=_optional(r.saturation_boost for r in recipes),
-        blurry_boosts=_optional(r.blurry_boost for r in recipes),
-        noise_seed=int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0]),
-    )
+    return RecipeBatch(windows=np.stack([r.window for r in recipes]), kernels=kernels,
+                       packed_masks=np.packbits(masks, axis=1, bitorder="little"),
+                       gains=np.array([r.gain for r in recipes], np.float64), streak_boxes=boxes, streak_spikes=spikes,
+                       saturation_boosts=_optional(r.saturation_boost for r in recipes),
+                       blurry_boosts=_optional(r.blurry_boost for r in recipes),
+                       noise_seed=int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0]))
 
 
 def unpack_masks(packed, count):

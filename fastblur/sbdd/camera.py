@@ -152,17 +152,14 @@ def camera_kernels(kernels, masks, camera, image_hw):
     size = max(kh, kw)
     height, width = image_hw
     centre = ((width - 1) / 2.0, (height - 1) / 2.0)
-
-    def cropped(psf):
-        top, left = (size - 1) // 2 - (kh - 1) // 2, (size - 1) // 2 - (kw - 1) // 2
-        return psf[top:top + kh, left:left + kw]
-
+    top, left = (size - 1) // 2 - (kh - 1) // 2, (size - 1) // 2 - (kw - 1) // 2
+    frame = (slice(top, top + kh), slice(left, left + kw))  # the kernels' frame in the camera's PSFs
     out = np.empty_like(kernels)
-    background = cropped(camera.psf(image_hw, centre, size)).astype(np.float64)
+    background = camera.psf(image_hw, centre, size)[frame].astype(np.float64)
     out[0] = (background / background.sum())[::-1, ::-1]
     for i, mask in enumerate(masks, start=1):
         own = kernels[i][::-1, ::-1].astype(np.float64)  # as a true-convolution PSF
-        shake = cropped(camera.psf(image_hw, _centroid(mask), size)).astype(np.float64)
+        shake = camera.psf(image_hw, _centroid(mask), size)[frame].astype(np.float64)
         both = convolve(own, shake, mode="same")
         total = both.sum()
         out[i] = (both * (own.sum() / total if total > 0 else 0.0))[::-1, ::-1]

@@ -46,15 +46,16 @@ def _imagecodecs_png(image):
     return imagecodecs.png_encode(np.ascontiguousarray(image), level=1, strategy=3, filter=128)
 
 
-def _opencv_png(image):
+def _opencv(image, ext=".png", params=()):
     import cv2
 
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    ok, data = cv2.imencode(".png", image)
+    ok, data = cv2.imencode(ext, cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image, list(params))
     if not ok:
-        raise ValueError("OpenCV cannot encode this image as PNG")
+        raise ValueError(f"OpenCV cannot encode this image as {ext[1:].upper()}")
     return data.tobytes()
+
+
+_opencv_png = _opencv
 
 
 def _installed(module):
@@ -83,10 +84,8 @@ def png_writer(compression="fast", image_ndim=3):
     """
     if compression not in _WRITERS:
         raise ValueError(f"compression must be one of {list(PNG_COMPRESSIONS)}, got {compression!r}")
-    for name, _ in _WRITERS[compression]:
-        if name == "opencv" or (_installed(name) and not (name == "fpng" and image_ndim != 3)):
-            return name
-    raise AssertionError("unreachable")
+    return next(name for name, _ in _WRITERS[compression]
+                if name == "opencv" or (_installed(name) and not (name == "fpng" and image_ndim != 3)))
 
 
 def check_format(format):
@@ -141,11 +140,7 @@ def encode_image(image, format="png", *, compression="fast", quality=95):
     if format == "jpg":
         import cv2
 
-        bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
-        ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-        if not ok:
-            raise ValueError("OpenCV cannot encode this image as JPEG")
-        return data.tobytes()
+        return _opencv(image, ".jpg", (cv2.IMWRITE_JPEG_QUALITY, int(quality)))
     if format == "jxl":
         import imagecodecs
 
@@ -188,11 +183,13 @@ def _decode_jxl(buffer, name):
 
 
 # -- cache ------------------------------------------------------------------------------
-def _nbytes(value):
+def _freeze(value):
+    """Make the arrays of ``value`` (an array, or a tuple or list of them) read-only; their bytes."""
     if isinstance(value, np.ndarray):
+        value.flags.writeable = False
         return value.nbytes
     if isinstance(value, (tuple, list)):
-        return sum(_nbytes(v) for v in value)
+        return sum(_freeze(item) for item in value)
     return 64
 
 
@@ -243,8 +240,7 @@ class DecodedCache:
             return self._items[key][0]
         self.misses += 1
         value = compute()
-        _freeze(value)
-        size = _nbytes(value)
+        size = _freeze(value)
         if size <= self.max_bytes:
             while self._items and self.nbytes + size > self.max_bytes:
                 _, (_, dropped) = self._items.popitem(last=False)
@@ -252,11 +248,3 @@ class DecodedCache:
             self._items[key] = (value, size)
             self.nbytes += size
         return value
-
-
-def _freeze(value):
-    if isinstance(value, np.ndarray):
-        value.flags.writeable = False
-    elif isinstance(value, (tuple, list)):
-        for item in value:
-            _freeze(item)

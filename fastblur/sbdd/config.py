@@ -79,11 +79,6 @@ FIELD_RULES = (
     (("storage_options",), lambda value, name: check_instance(value, dict, name)),
 )
 
-#: Fields that may be None.
-OPTIONAL_FIELDS = ("out", "input", "masks_path", "kernels_root", "preview", "count", "workers", "poisson_peak",
-                   "scheduler", "scheduler_file", "chunk_size", "shard_size", "storage_options")
-
-
 @dataclass
 class DatasetConfig:
     """Everything ``generate`` needs; field names follow the reference's options.
@@ -202,10 +197,11 @@ class DatasetConfig:
     # -- checks -------------------------------------------------------------------------
     def validate(self):
         """Raise ``ValueError``/``TypeError`` naming the first bad field (:data:`FIELD_RULES`)."""
+        optional = {f.name for f in fields(self) if f.default is None}  # the fields that may be None
         for names, check in FIELD_RULES:
             for name in names:
                 value = getattr(self, name)
-                if value is not None or name not in OPTIONAL_FIELDS:
+                if value is not None or name not in optional:
                     setattr(self, name, check(value, name))
         if self.masks in ("detectron2", "coco", "labels") and self.masks_path is None:
             raise ValueError(f"masks={self.masks!r} needs masks_path (--masks-path)")

@@ -111,11 +111,9 @@ class GenerateSummary:
         return self.written / self.seconds if self.seconds > 0 else 0.0
 
     def __str__(self):
-        text = (
-            f"{self.written} pairs written, {self.skipped} already done, {self.failed} failed "
-            f"({self.pairs_per_second:.2f} pairs/s, {self.seconds:.1f} s) -> {self.out}"
-        )
-        return text + (" [interrupted]" if self.interrupted else "")
+        return (f"{self.written} pairs written, {self.skipped} already done, {self.failed} failed "
+                f"({self.pairs_per_second:.2f} pairs/s, {self.seconds:.1f} s) -> {self.out}"
+                + (" [interrupted]" if self.interrupted else ""))
 
 
 # -- inputs -----------------------------------------------------------------------------
@@ -125,19 +123,10 @@ def _embedded_sources():
     folder = data.data_dir
     found = [n for n in EMBEDDED_IMAGES if os.path.isfile(os.path.join(folder, n))]
     if not found:
-        raise ValueError(
-            "no input given and scikit-image's sample photographs are not installed here; "
-            "pass input (--input) with a folder of sharp images"
-        )
-    return [
-        Source(os.path.splitext(n)[0], os.path.join(folder, n), os.path.splitext(n)[0],
-               os.path.splitext(n)[0], f"skimage:{n}")
-        for n in found
-    ]
-
-
-def _is_image(name):
-    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+        raise ValueError("no input given and scikit-image's sample photographs are not installed here; "
+                         "pass input (--input) with a folder of sharp images")
+    stems = [os.path.splitext(n)[0] for n in found]
+    return [Source(stem, os.path.join(folder, n), stem, stem, f"skimage:{n}") for n, stem in zip(found, stems)]
 
 
 def find_sources(config):
@@ -145,7 +134,8 @@ def find_sources(config):
 
     ``input=None`` gives the embedded photographs. A GoPro tree (``[split/]SEQ/sharp/*``)
     is flattened as the reference's prepare step does (``SEQ_image``); any other folder
-    is searched recursively for images.
+    (or prefix of an object store, :mod:`fastblur.sbdd.storage`) is searched recursively
+    for images. Names come from the paths relative to ``input``: ``/`` becomes ``_``.
 
     Returns
     -------
@@ -156,23 +146,15 @@ def find_sources(config):
     ValueError
         No images, or an input that is not a folder.
     """
+    from .storage import is_remote, join, open_storage
+
     if config.input is None:
         return _embedded_sources()
-    folder = config.input
-    if not os.path.isdir(folder):
-        raise ValueError(f"input must be a folder of sharp images, got {folder!r}")
-    relative = []
-    for directory, subdirs, files in os.walk(folder):
-        subdirs[:] = [d for d in subdirs if not d.startswith(".")]
-        relative += [os.path.relpath(os.path.join(directory, f), folder).replace(os.sep, "/")
-                     for f in files if _is_image(f)]
-    return sources_from(config, sorted(relative), os.path.join)
-
-
-def sources_from(config, relative, join):
-    """The sources of the image files ``relative`` (sorted ``/``-separated paths under
-    ``config.input``, which ``join(config.input, path)`` locates), as :func:`find_sources`
-    names them."""
+    if not is_remote(config.input) and not os.path.isdir(config.input):
+        raise ValueError(f"input must be a folder of sharp images, got {config.input!r}")
+    listed = open_storage(config.input, config.storage_options).sizes()
+    relative = sorted(name for name in listed if name.lower().endswith(IMAGE_EXTENSIONS)
+                      and not any(part.startswith(".") for part in name.split("/")))
     if config.input_layout in ("auto", "gopro"):
         for prefix in (config.split + "/", ""):
             parts = [(r, r[len(prefix):].split("/")) for r in relative if r.startswith(prefix)]
@@ -266,22 +248,12 @@ class PairMaker(PairInputs):
                                      quantize=True, **self.options)
             blurry, sharp = result.to_uint8()
         params = result.params
-        record = {
-            "index": index,
-            "name": name,
-            "blurry": blurry_path,
-            "sharp": sharp_path,
-            "source": source.label,
-            "variant": variant,
-            "seed": [config.seed, index],
-            "masks": mask_entry,
-            "kernels": kernel_ids,
-            "gain": gain,
-            "size": [int(blurry.shape[0]), int(blurry.shape[1])],
-            **{key: params[key] for key in ("offset", "saturated_fraction", "saturation_boost",
-                                            "saturation_boost_in_blurry")},
-            "streaks": len(params["streaks"]),
-        }
+        record = dict(index=index, name=name, blurry=blurry_path, sharp=sharp_path, source=source.label,
+                      variant=variant, seed=[config.seed, index], masks=mask_entry, kernels=kernel_ids, gain=gain,
+                      size=[int(blurry.shape[0]), int(blurry.shape[1])],
+                      **{key: params[key] for key in ("offset", "saturated_fraction", "saturation_boost",
+                                                      "saturation_boost_in_blurry")},
+                      streaks=len(params["streaks"]))
         if camera != "uniform":
             record["camera"] = params["camera"]
             # the preview shows the camera's PSF field (3 x 3, as stored kernels)

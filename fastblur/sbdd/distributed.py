@@ -30,12 +30,12 @@ from dataclasses import dataclass, replace
 from .. import __version__
 from .._threads import available_cores
 from .config import RUN_ONLY_FIELDS, DatasetConfig, pinned_backend
-from .remote_inputs import InputStager, check_remote_inputs, find_remote_sources, remote_fields
+from .remote_inputs import InputStager, check_remote_inputs, remote_fields
 from .shards import shard_name, shard_range, write_shard
 from .storage import is_remote, local_paths, open_storage
 
-__all__ = ["Job", "connect", "default_chunk_size", "generate", "generate_chunked", "needs_chunks", "plan_chunks", "read_done",
-           "run_chunk"]
+__all__ = ["Job", "connect", "default_chunk_size", "generate", "generate_chunked", "needs_chunks", "plan_chunks",
+           "read_done", "run_chunk"]
 
 MANIFEST = "manifest.jsonl"
 DEFAULT_SHARD_SIZE = 1000
@@ -78,13 +78,10 @@ def _worker_maker(job, configure=True):
         from .dataset import PairMaker
 
         if configure:
-            os.environ.setdefault("FASTBLUR_NUM_THREADS", "1")
-            try:
-                import cv2
+            import cv2
 
-                cv2.setNumThreads(1)
-            except ImportError:
-                pass
+            os.environ.setdefault("FASTBLUR_NUM_THREADS", "1")
+            cv2.setNumThreads(1)
             keep_freed_memory()
         config = DatasetConfig.from_dict(job.config)
         stager = InputStager(config, job.sources, config.storage_options)
@@ -179,8 +176,8 @@ def _run_pooled(indices, shard):
 def needs_chunks(config):
     """Whether ``config``'s run is made in chunks of pairs (a Dask scheduler, tar shards, a
     remote path) rather than pair by pair."""
-    return bool(config.scheduler or config.scheduler_file or config.layout == "webdataset"
-                or any(is_remote(getattr(config, n)) for n in ("out", "input", "masks_path", "kernels", "kernels_root")))
+    return bool(config.scheduler or config.scheduler_file or config.layout == "webdataset" or is_remote(config.out)
+                or remote_fields(config))
 
 
 # -- planning ---------------------------------------------------------------------------
@@ -191,14 +188,12 @@ def default_chunk_size(pairs, workers):
 
 def plan_chunks(todo, chunk_size):
     """``todo`` (sorted indices) cut into lists of at most ``chunk_size`` consecutive ones."""
-    chunks, current = [], []
+    chunks = []
     for index in todo:
-        if current and (len(current) == chunk_size or index != current[-1] + 1):
-            chunks.append(current)
-            current = []
-        current.append(index)
-    if current:
-        chunks.append(current)
+        if chunks and len(chunks[-1]) < chunk_size and index == chunks[-1][-1] + 1:
+            chunks[-1].append(index)
+        else:
+            chunks.append([index])
     return chunks
 
 
@@ -220,19 +215,15 @@ def connect(scheduler=None, scheduler_file=None, workers=None, timeout=30.0):
         from distributed import Client, LocalCluster
     except ImportError as error:
         raise RuntimeError('a Dask scheduler needs distributed: pip install "fastblur[dask]"') from error
+    if scheduler_file is not None and not os.path.isfile(scheduler_file):
+        raise RuntimeError(f"scheduler file {scheduler_file!r} does not exist")
     client = cluster = None
     where = scheduler or scheduler_file
     try:
         if scheduler == "local":
             cluster = LocalCluster(n_workers=workers or available_cores(), threads_per_worker=1,
                                    processes=True, dashboard_address=None, host="127.0.0.1")
-            client = Client(cluster, timeout=timeout)
-        elif scheduler_file is not None:
-            if not os.path.isfile(scheduler_file):
-                raise RuntimeError(f"scheduler file {scheduler_file!r} does not exist")
-            client = Client(scheduler_file=scheduler_file, timeout=timeout)
-        else:
-            client = Client(scheduler, timeout=timeout)
+        client = Client(scheduler if cluster is None else cluster, scheduler_file=scheduler_file, timeout=timeout)
         client.wait_for_workers(len(cluster.workers) if cluster is not None else 1, timeout=timeout)
     except (RuntimeError, OSError, TimeoutError, ValueError) as error:
         for opened in (client, cluster):
@@ -247,11 +238,15 @@ def connect(scheduler=None, scheduler_file=None, workers=None, timeout=30.0):
 
 
 class _DaskEngine:
-    def __init__(self, client, job):
+    """On ``client``, or on a client of the ``config``'s scheduler, opened here and closed with the engine."""
+
+    def __init__(self, client, job, config):
         from distributed import as_completed
 
-        self.client = client
-        self.job = client.scatter(job, broadcast=True, hash=False)
+        self.owned = connect(config.scheduler, config.scheduler_file, config.workers, config.timeout) \
+            if client is None else ()
+        self.client = self.owned[0] if client is None else client
+        self.job = self.client.scatter(job, broadcast=True, hash=False)
         self.completed = as_completed()
 
     def workers(self):
@@ -270,7 +265,12 @@ class _DaskEngine:
         return []
 
     def close(self):
-        self.client.cancel(self.job)
+        try:
+            self.client.cancel(self.job)
+        finally:
+            for opened in self.owned:
+                if opened is not None:
+                    opened.close()
 
 
 class _PoolEngine:
@@ -333,10 +333,8 @@ class _InlineEngine(_PoolEngine):
 def _settings(config, local):
     """What ``args.json`` holds: the settings but ``storage_options`` (credentials may sit
     there), which a local run records as null."""
-    data = config.to_dict()
-    if local:
-        data["storage_options"] = None
-    else:
+    data = dict(config.to_dict(), storage_options=None)
+    if not local:
         del data["storage_options"]
     return data
 
@@ -358,15 +356,6 @@ def _check_settings(storage, config, current):
                          "differ); use another out folder, or overwrite (--overwrite) to remake it")
 
 
-def _parse_lines(text, into):
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-            into[int(record["index"])] = record
-        except (ValueError, KeyError, TypeError):
-            continue  # a line cut short by a crash
-
-
 def read_done(storage, config, total):
     """Finished pairs ``{index: record}``: manifest lines (and parts) whose files exist.
 
@@ -381,7 +370,12 @@ def read_done(storage, config, total):
     files = storage.sizes()
     for name in sorted(files):
         if name == MANIFEST or (name.startswith(PARTS + "/part-") and name.endswith(".jsonl")):
-            _parse_lines(storage.read(name).decode("utf-8", "replace"), records)
+            for line in storage.read(name).decode("utf-8", "replace").splitlines():
+                try:
+                    record = json.loads(line)
+                    records[int(record["index"])] = record
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut short by a crash
     if config.layout != "webdataset":
         return {i: r for i, r in records.items()
                 if files.get(r.get("blurry"), 0) > 0 and files.get(r.get("sharp"), 0) > 0}
@@ -439,14 +433,6 @@ def _drive(engine, tasks, pending, collect, progress):
             checked = time.monotonic()
 
 
-def _write_preview(config, maker, indices):
-    from .preview import contact_sheet
-
-    rows = [row for row in map(maker.preview, indices) if row is not None]
-    if rows:
-        contact_sheet(rows, config.preview)
-
-
 def generate(config, client=None):
     """Write an SBDD dataset as ``config`` says (the ``fastblur-gen`` command).
 
@@ -499,16 +485,15 @@ def generate(config, client=None):
     if config.layout == "webdataset" and config.shard_size is None:
         config = replace(config, shard_size=DEFAULT_SHARD_SIZE)
     check_remote_inputs(config, config.storage_options)
-    sources = find_remote_sources(config, config.storage_options) if is_remote(config.input) else find_sources(config)
+    sources = find_sources(config)
     total = config.count if config.count is not None else len(sources) * config.n_images
     stager = InputStager(config, sources, config.storage_options) if remote_fields(config) else None
     maker = PairMaker(stager.config if stager else config, stager.sources if stager else sources)  # fails early
     storage = open_storage(config.out, config.storage_options)
     storage.check_output()
-    if config.masks == "maskrcnn":
-        if is_remote(config.masks_path) or is_remote(config.input):
-            raise ValueError("masks='maskrcnn' segments into a local masks_path from local input images; "
-                             "make the masks with fastblur-segment first and pass them as --masks detectron2")
+    if config.masks == "maskrcnn" and (is_remote(config.masks_path) or is_remote(config.input)):
+        raise ValueError("masks='maskrcnn' segments into a local masks_path from local input images; "
+                         "make the masks with fastblur-segment first and pass them as --masks detectron2")
     settings = _settings(config, local)
     _check_settings(storage, config, settings)
     storage.clean()
@@ -526,15 +511,10 @@ def generate(config, client=None):
                          .encode()).hexdigest()
     job = Job(config.to_dict(), sources, storage, total, token)
 
-    own_client = own_cluster = None
-    if client is None and (config.scheduler or config.scheduler_file) and todo:
-        own_client, own_cluster = connect(config.scheduler, config.scheduler_file, config.workers,
-                                          config.timeout)
-        client = own_client
     if not todo:
         engine = None
-    elif client is not None:
-        engine = _DaskEngine(client, job)
+    elif client is not None or config.scheduler or config.scheduler_file:
+        engine = _DaskEngine(client, job, config)
     else:
         processes = min(config.workers or available_cores(), len(_tasks(config, todo, total, 1)))
         engine = _PoolEngine(job, processes) if processes > 1 else _InlineEngine(job)
@@ -551,12 +531,10 @@ def generate(config, client=None):
     def collect(answer):
         with timer.stage("manifest"):
             for record in answer["records"]:
-                if record["index"] not in records:
-                    summary.written += 1
+                summary.written += record["index"] not in records
                 records[record["index"]] = record
-                if manifest is not None:
-                    manifest.write(json.dumps(record) + "\n")
             if manifest is not None:
+                manifest.write("".join(json.dumps(record) + "\n" for record in answer["records"]))
                 manifest.flush()
         timer.add(answer.get("timings", {}), pairs=len(answer["records"]))
         for failure in answer["failures"]:
@@ -578,10 +556,8 @@ def generate(config, client=None):
                     except Exception:
                         pass
             except BrokenProcessPool as error:
-                raise RuntimeError(
-                    "a fastblur-gen worker process died (killed, out of memory, or a script that "
-                    "calls generate() outside `if __name__ == '__main__':`); rerun to resume"
-                ) from error
+                raise RuntimeError("a fastblur-gen worker process died (killed, out of memory, or a script that calls "
+                                   "generate() outside `if __name__ == '__main__':`); rerun to resume") from error
     finally:
         progress.close()
         if manifest is not None:
@@ -591,15 +567,16 @@ def generate(config, client=None):
                 engine.close()
             except Exception:
                 pass
-        for closing in (own_client, own_cluster):
-            if closing is not None:
-                closing.close()
         summary.seconds = time.perf_counter() - start
         storage.clean()  # temporaries of workers killed mid-write
     _consolidate(storage, records)
 
     if config.preview and not summary.interrupted:
-        _write_preview(config, maker, range(min(config.preview_count, total)))
+        from .preview import contact_sheet
+
+        rows = [row for row in map(maker.preview, range(min(config.preview_count, total))) if row is not None]
+        if rows:
+            contact_sheet(rows, config.preview)
     if stager is not None:
         stager.close()
     return summary

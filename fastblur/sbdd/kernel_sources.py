@@ -99,8 +99,7 @@ class KernelFiles:
         indices = [int(rng.integers(len(self.files))) for _ in range(count)]
         kernels = np.empty((count, self.size, self.size), np.float32)
         for out, index in zip(kernels, indices):
-            path = self.files.paths[index]
-            out[...] = _pad_to(self.files[index], self.size, f"kernel file {path!r}")
+            out[...] = _pad_to(self.files[index], self.size, f"kernel file {self.files.paths[index]!r}")
         return kernels, [self.files.paths[i] for i in indices]
 
 

@@ -189,10 +189,8 @@ def detectron2_masks(path, *, score_threshold=0.9, min_area=4000, max_objects=5,
     except Exception as error:
         raise ValueError(f"cannot read detectron2 masks {path!r}: {error}") from error
     if instances.ndim != 3 or not (len(instances) == len(scores) == len(labels)):
-        raise ValueError(
-            f"detectron2 masks {path!r}: pred_masks must be (N, H, W) with N scores and "
-            f"classes, got shapes {instances.shape}, {scores.shape}, {labels.shape}"
-        )
+        raise ValueError(f"detectron2 masks {path!r}: pred_masks must be (N, H, W) with N scores and classes, "
+                         f"got shapes {instances.shape}, {scores.shape}, {labels.shape}")
     areas = np.count_nonzero(instances.reshape(len(instances), -1), axis=1)
     chosen = (scores > score_threshold) & (areas > min_area)
     if wanted is not None:
@@ -257,10 +255,8 @@ def decode_rle(rle):
     runs = _decode_counts(counts) if isinstance(counts, (str, bytes)) else [int(c) for c in counts]
     runs = np.asarray(runs, np.int64)
     if (runs < 0).any() or runs.sum() != height * width:
-        raise ValueError(
-            f"RLE runs must be non-negative and add up to H * W = {height * width}, "
-            f"got a total of {int(runs.sum())}"
-        )
+        raise ValueError(f"RLE runs must be non-negative and add up to H * W = {height * width}, "
+                         f"got a total of {int(runs.sum())}")
     values = np.zeros(len(runs), bool)
     values[1::2] = True
     flat = np.repeat(values, runs)
@@ -410,10 +406,8 @@ def _read_labels(source):
         colours = labels[..., :3].astype(np.int64)
         labels = (colours[..., 0] << 16) | (colours[..., 1] << 8) | colours[..., 2]
     if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(
-            f"a label map must be a 2-D integer (or colour) image, got shape {labels.shape}, "
-            f"dtype {labels.dtype}"
-        )
+        raise ValueError(f"a label map must be a 2-D integer (or colour) image, got shape {labels.shape}, "
+                         f"dtype {labels.dtype}")
     return labels
 
 
@@ -461,7 +455,8 @@ def shrink(image, long_side):
     scale = long_side / max(height, width)
     if scale >= 1:
         return image
-    return cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def segment_regions(image, working_size=256, scale=300.0, sigma=0.8, min_fraction=0.01):
@@ -531,9 +526,9 @@ def classical_masks(image, *, max_objects=5, min_area=4000, max_area_fraction=0.
     small = np.stack([regions == label for label in chosen]) if chosen else np.zeros((0,) + regions.shape, bool)
     masks = resize_masks(small, (height, width))
     keep = [i for i, m in enumerate(masks) if np.count_nonzero(m) > min_area]
-    if len(keep) == len(masks):  # the usual case: no copy
-        return (masks, [int(i) for i in chosen]) if return_ids else masks
-    return _finish([masks[i] for i in keep], [chosen[i] for i in keep], (height, width), return_ids)
+    if len(keep) < len(masks):  # rare: no copy otherwise
+        masks = masks[keep]
+    return (masks, [int(chosen[i]) for i in keep]) if return_ids else masks
 
 
 # -- procedural shapes ------------------------------------------------------------------

@@ -1,12 +1,12 @@
 """One SBDD blurry/sharp pair from a sharp image, kernels and object masks."""
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from .. import _validation
 from . import formation
 from .camera import ProjectiveCamera, camera_kernels
-from .pipeline import PairDraws, check_options, form, valid_offset
+from .pipeline import PairDraws, check_options, drawn, form, valid_offset
 
 __all__ = ["PairResult", "synthesize_pair", "valid_offset"]
 
@@ -64,23 +64,9 @@ def _as_sharp(sharp):
     return image, False
 
 
-def synthesize_pair(
-    sharp,
-    kernels,
-    object_masks,
-    *,
-    gamma=2.2,
-    crf="gamma",
-    exponential_factor=7.0,
-    illumination_gain=None,
-    saturation=None,
-    streaks=None,
-    noise=None,
-    rng=None,
-    backend="auto",
-    camera="uniform",
-    quantize=False,
-):
+def synthesize_pair(sharp, kernels, object_masks, *, gamma=2.2, crf="gamma", exponential_factor=7.0,
+                    illumination_gain=None, saturation=None, streaks=None, noise=None, rng=None, backend="auto",
+                    camera="uniform", quantize=False):
     """Synthesise one SBDD blurry/sharp pair (DESIGN, "The SBDD formation model").
 
     1. Weights ``W = smooth_masks(object_masks, K[:, ::-1, ::-1])``: ``W_i = (K_i ⋆ M_i) /
@@ -183,20 +169,14 @@ def synthesize_pair(
     kernels = _validation.as_kernel_stack(kernels, np.dtype(np.float32))
     masks = _validation.as_masks(object_masks)
     if masks.shape[1:] != image.shape[:2]:
-        raise ValueError(
-            f"object_masks must have the image's spatial shape {image.shape[:2]}, "
-            f"got {masks.shape[1:]}"
-        )
+        raise ValueError(f"object_masks must have the image's spatial shape {image.shape[:2]}, got {masks.shape[1:]}")
     if len(kernels) != len(masks) + 1:
-        raise ValueError(
-            f"kernels must hold n + 1 = {len(masks) + 1} kernels (background first) for "
-            f"{len(masks)} object masks, got {len(kernels)}"
-        )
+        raise ValueError(f"kernels must hold n + 1 = {len(masks) + 1} kernels (background first) for "
+                         f"{len(masks)} object masks, got {len(kernels)}")
     _validation.check_fits(image.shape[:2], kernels.shape[1:], "valid", "kernels")
     options = check_options(crf, gamma, exponential_factor, saturation, streaks, noise)
-    gain = 1.0 if illumination_gain is None else _validation.check_real(
-        illumination_gain, "illumination_gain", 0.0, low_inclusive=False
-    )
+    gain = 1.0 if illumination_gain is None else _validation.check_real(illumination_gain, "illumination_gain", 0.0,
+                                                                         low_inclusive=False)
     projective = _check_camera(camera)
     if projective is not None:
         kernels = camera_kernels(kernels, masks, projective, image.shape[:2])
@@ -204,18 +184,13 @@ def synthesize_pair(
     formed = form(image[None], kernels[None], masks[None], [gain], draws, batched=False, backend=backend,
                   camera=projective, quantize=_validation.check_flag(quantize, "quantize"), **options)
     blurry, target = formed.blurry[0], formed.sharp[0]
-    noise = options["noise"]
-    params = dict(
-        crf=options["crf"], gamma=options["gamma"], exponential_factor=options["exponential_factor"],
-        illumination_gain=gain,
-        kernel_shape=[int(n) for n in kernels.shape[1:]],
-        offset=[int(n) for n in valid_offset(kernels.shape[1:])],
-        saturated_fraction=None if formed.fractions is None else float(formed.fractions[0]),
-        saturation_boost=_drawn(formed.saturation_boosts[0]),
-        saturation_boost_in_blurry=_drawn(formed.blurry_boosts[0]),
-        streaks=[list(s) for s in draws.streaks],
-        noise=None if noise is None else dict(poisson_peak=noise.poisson_peak, gaussian_std=noise.gaussian_std),
-    )
+    params = dict(crf=options["crf"], gamma=options["gamma"], exponential_factor=options["exponential_factor"],
+                  illumination_gain=gain, kernel_shape=[int(n) for n in kernels.shape[1:]],
+                  offset=[int(n) for n in valid_offset(kernels.shape[1:])],
+                  saturated_fraction=None if formed.fractions is None else float(formed.fractions[0]),
+                  saturation_boost=drawn(formed.saturation_boosts[0]),
+                  saturation_boost_in_blurry=drawn(formed.blurry_boosts[0]), streaks=[list(s) for s in draws.streaks],
+                  noise=None if options["noise"] is None else asdict(options["noise"]))
     if projective is not None:
         params["camera"] = projective.record()
     if was_2d:
@@ -232,7 +207,3 @@ def _check_camera(camera):
     if isinstance(camera, str):
         raise ValueError(f"camera must be 'uniform' or a ProjectiveCamera, got {camera!r}")
     raise TypeError(f"camera must be 'uniform' or a ProjectiveCamera, got {type(camera).__name__}")
-
-
-def _drawn(factor):
-    return None if np.isnan(factor) else float(factor)

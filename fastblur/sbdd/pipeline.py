@@ -118,8 +118,12 @@ class PairDraws:
         another generator (a batch's); boosts are None where ``saturation`` has none."""
         boost, in_blurry = (False, False) if saturation is None else (saturation.boost, saturation.boost_in_blurry)
         streaks = self.draw_streaks(shape, margin)
-        factors = self.saturation_boosts([boost])[0], self.blurry_boosts([in_blurry])[0]
-        return (streaks,) + tuple(None if np.isnan(f) else float(f) for f in factors)
+        return streaks, drawn(self.saturation_boosts([boost])[0]), drawn(self.blurry_boosts([in_blurry])[0])
+
+
+def drawn(factor):
+    """A boost factor as a float, or None where none was drawn (NaN)."""
+    return None if np.isnan(factor) else float(factor)
 
 
 def _per_pair(xp, values, like):

@@ -18,6 +18,7 @@ are downloaded only when asked (``download=True``).
 Requires PyTorch and torchvision (``pip install "fastblur[segment]"``).
 """
 import io
+import itertools
 import os
 from urllib.parse import urlparse
 
@@ -97,11 +98,9 @@ def _state_dict(model, weights, download):
         if not os.path.isfile(path):
             if not download:
                 raise WeightsNotFoundError(
-                    f"the COCO weights of {model} are not installed: torchvision looks for "
-                    f"{path!r} (TORCH_HOME sets the folder). Get them with --download "
-                    f"(download=True), or copy the file {os.path.basename(path)!r} there "
-                    f"from {_weights_enum(model).url}"
-                )
+                    f"the COCO weights of {model} are not installed: torchvision looks for {path!r} (TORCH_HOME "
+                    f"sets the folder). Get them with --download (download=True), or copy the file "
+                    f"{os.path.basename(path)!r} there from {_weights_enum(model).url}")
             return _weights_enum(model).get_state_dict(progress=True, check_hash=True)
     else:
         path = os.fspath(weights)
@@ -245,24 +244,19 @@ def _segment(images, model, score_threshold, classes, max_size, batch_size, devi
     if transform is not None and hasattr(transform, "max_size"):
         transform.max_size = max_size
 
-    def run(batch):
+    images = iter(images)
+    for first in itertools.count(0, batch_size):
+        batch = [np.asarray(image) for image in itertools.islice(images, batch_size)]
+        for index, image in enumerate(batch, first):
+            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+                raise ValueError(f"images[{index}] must be an (H, W, 3) uint8 RGB image, "
+                                 f"got {image.dtype} of shape {image.shape}")
+        if not batch:
+            return
         with torch.inference_mode():
             outputs = model([_to_tensor(image, max_size, device) for image in batch])
         for image, output in zip(batch, outputs):
             yield _instances(output, image.shape[:2], score_threshold, wanted, packed)
-
-    batch = []
-    for index, image in enumerate(images):
-        image = np.asarray(image)
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"images[{index}] must be an (H, W, 3) uint8 RGB image, "
-                             f"got {image.dtype} of shape {image.shape}")
-        batch.append(image)
-        if len(batch) == batch_size:
-            yield from run(batch)
-            batch = []
-    if batch:
-        yield from run(batch)
 
 
 def save_instances(path, instances):
@@ -334,14 +328,10 @@ def segment_sources(sources, out, model, *, score_threshold=0.5, classes=None, m
 
     out = os.fspath(out)
     os.makedirs(out, exist_ok=True)
-    summary = {"written": 0, "skipped": 0, "failed": 0, "failures": [], "seconds": 0.0, "interrupted": False}
-    todo = []
-    for source in sources:
-        path = _mask_file(out, source)
-        if not overwrite and os.path.isfile(path) and os.path.getsize(path) > 0:
-            summary["skipped"] += 1
-        else:
-            todo.append(source)
+    done = [not overwrite and os.path.isfile(path) and os.path.getsize(path) > 0
+            for path in (_mask_file(out, source) for source in sources)]
+    todo = [source for source, skip in zip(sources, done) if not skip]
+    summary = {"written": 0, "skipped": sum(done), "failed": 0, "failures": [], "seconds": 0.0, "interrupted": False}
     bar = tqdm(total=len(todo), unit="image", desc="fastblur-segment", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
     readable = []

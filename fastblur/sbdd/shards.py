@@ -23,17 +23,6 @@ def shard_range(shard, shard_size, total):
     return range(shard * shard_size, min((shard + 1) * shard_size, total))
 
 
-def _info(name, size):
-    info = tarfile.TarInfo(name)
-    info.size = size
-    info.mtime = 0
-    info.mode = 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    info.type = tarfile.REGTYPE
-    return info
-
-
 def write_shard(path, pairs):
     """Write the tar of ``pairs`` to the local file ``path``.
 
@@ -51,4 +40,6 @@ def write_shard(path, pairs):
             record["blurry"], record["sharp"] = f"{key}.blurry.{ext}", f"{key}.sharp.{ext}"
             meta = json.dumps(record, sort_keys=True).encode("utf-8")
             for name, data in ((record["blurry"], blurry), (record["sharp"], sharp), (f"{key}.json", meta)):
-                tar.addfile(_info(name, len(data)), io.BytesIO(data))
+                info = tarfile.TarInfo(name)  # mtime 0, uid/gid 0, no owner names, mode 0644: the defaults
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))

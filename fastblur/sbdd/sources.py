@@ -44,9 +44,6 @@ class PairInputs:
 
         return self.cache.get(("image", source_index), lambda: read_image(self.sources[source_index].path))
 
-    def _segment(self, source_index, image):
-        return self.cache.get(("regions", source_index), lambda: mask_sources.segment_regions(image))
-
     def object_masks(self, source_index, image, rng):
         """``(masks (n, H, W), manifest entry)`` for the pair's image."""
         config = self.config
@@ -61,8 +58,8 @@ class PairInputs:
         source = self.sources[mask_index]
         if config.masks == "classical":
             other = image if mask_index == source_index else self.image(mask_index)
-            masks, ids = mask_sources.classical_masks(
-                other, rng=rng, regions=self._segment(mask_index, other), **common)
+            regions = self.cache.get(("regions", mask_index), lambda: mask_sources.segment_regions(other))
+            masks, ids = mask_sources.classical_masks(other, rng=rng, regions=regions, **common)
         # mask files: read once for all the variants of a source (cached with the images)
         elif config.masks in ("detectron2", "maskrcnn"):  # maskrcnn: segment_missing wrote them
             masks, ids = self.cache.get(("masks", mask_index), lambda: mask_sources.detectron2_masks(
@@ -76,10 +73,8 @@ class PairInputs:
                 config.masks_path, os.path.basename(source.path), categories=config.classes, **common))
         if masks.shape[1:] != shape:
             if mask_index == source_index:
-                raise ValueError(
-                    f"the {config.masks} masks of {source.label!r} are {masks.shape[1:]}, "
-                    f"the image is {shape}"
-                )
+                raise ValueError(f"the {config.masks} masks of {source.label!r} are {masks.shape[1:]}, "
+                                 f"the image is {shape}")
             masks = mask_sources.resize_masks(masks, shape)
         return masks, {"source": config.masks, "from": source.label, "ids": ids}
 

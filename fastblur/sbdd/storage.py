@@ -6,7 +6,6 @@ so no partial object is ever visible. Credentials: fsspec's configuration plus
 ``storage_options`` (docs/guide/cluster.rst).
 """
 import os
-import shutil
 import tempfile
 
 from .._atomic import remove_temporaries, write_atomic
@@ -57,8 +56,7 @@ class LocalStorage:
     remote = False
 
     def __init__(self, root):
-        self.url = local_path(root)
-        self.root = self.url
+        self.url = self.root = local_path(root)
 
     def path(self, name):
         return os.path.join(self.root, *name.split("/"))
@@ -217,31 +215,22 @@ def open_storage(url, storage_options=None):
 
 
 def fetch(url, target, storage_options=None):
-    """Copy the file or object ``url`` to the local path ``target``."""
-    if is_remote(url):
-        import fsspec
-
-        fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
-        fs.get_file(path, target)
-    else:
-        shutil.copyfile(local_path(url), target)
+    """Copy the object ``url`` to the local file ``target`` (its folder is made)."""
+    store = RemoteStorage(url, storage_options)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    store.fs.get_file(store.root, target)
 
 
 def fetch_tree(url, target, storage_options=None):
-    """Copy everything under the prefix (or the single object) ``url`` into ``target``.
+    """Copy everything under the prefix (or the single object) ``url`` into the folder ``target``.
 
     Returns the local path standing for ``url``: ``target`` itself, or the file in it.
     """
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
-    path = path.rstrip("/")
-    if fs.isfile(path):
-        local = os.path.join(target, path.rsplit("/", 1)[-1])
-        fs.get_file(path, local)
-        return local
-    for name in fs.find(path):
-        local = os.path.join(target, *name[len(path) + 1:].split("/"))
+    store = RemoteStorage(url, storage_options)
+    single = store.fs.isfile(store.root)
+    top = store.root.rsplit("/", 1)[0] if single else store.root
+    for name in [store.root] if single else store.fs.find(store.root):
+        local = os.path.join(target, *name[len(top) + 1:].split("/"))
         os.makedirs(os.path.dirname(local), exist_ok=True)
-        fs.get_file(name, local)
-    return target
+        store.fs.get_file(name, local)
+    return local if single else target
