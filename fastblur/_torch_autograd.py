@@ -159,6 +159,9 @@ def _extend(tensor, kernel_hw, mode, boundary):
 def _rows_cols(tensor):
     """Index ranges ``(r0, r1, c0, c1)`` of the non-zero rows and columns of a
     ``(B, C, H, W)`` tensor, or None where it is zero."""
+    height, width = tensor.shape[-2:]
+    if _edges_nonzero(tensor):  # a dense map (an image, a gradient): no full scan
+        return 0, height, 0, width
     if tensor.device.type == "cpu":  # NumPy's reductions are the faster ones on the CPU
         nonzero = tensor.detach().numpy() != 0
         rows, cols = np.flatnonzero(nonzero.any(axis=(0, 1, 3))), np.flatnonzero(nonzero.any(axis=(0, 1, 2)))
@@ -169,6 +172,13 @@ def _rows_cols(tensor):
     if not rows:
         return None
     return rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+
+
+def _edges_nonzero(tensor):
+    """Whether the first and last rows and columns of a ``(B, C, H, W)`` tensor each hold
+    a non-zero: then its non-zero box is the whole grid."""
+    edges = (tensor[..., 0, :], tensor[..., -1, :], tensor[..., :, 0], tensor[..., :, -1])
+    return all(bool(edge.any()) for edge in edges)
 
 
 def _intersect(first, second):
@@ -202,7 +212,9 @@ def _correlation_lags(extended, map_box, grad, grad_box, kernel_hw):
     product = spectra[0][:, 0] * spectra[1][:, 0]  # summed over the channels as it is formed
     for c in range(1, spectra[0].shape[1]):
         product.addcmul_(spectra[0][:, c], spectra[1][:, c])
-    return torch.fft.irfft2(product, s=size)[..., :kh, :kw]
+    # irfft2 pruned to the lags: the row transform's first kh rows only go on to the columns'
+    rows = torch.fft.ifft(product, dim=-2)[..., :kh, :]
+    return torch.fft.irfft(rows, n=size[1], dim=-1)[..., :kw]
 
 
 def _kernel_grad(extended, grad, kernel_hw, weights=None):
