@@ -194,8 +194,8 @@ def _correlation_lags(extended, map_box, grad, grad_box, kernel_hw):
     """``sum_c sum_p grad[p] extended[p + r]`` for ``r`` in ``[0, kh) x [0, kw)``, shape
     (B, kh, kw), over the outputs ``p`` where both can be non-zero (an SBDD object's box).
 
-    ``grad`` is a callable returning the output gradient's crop to a box (so that a
-    weighted gradient is only formed there); ``grad_box`` and ``map_box`` hold the
+    ``grad`` is a callable returning the output gradient's crop to a box, zero-padded to
+    a size (so that a weighted gradient is only formed there); ``grad_box`` and ``map_box`` hold the
     non-zeros of the gradient and of ``extended`` (None: all zero). A circular
     correlation of size >= the extended crop has no wrap-around at these lags.
     """
@@ -208,7 +208,7 @@ def _correlation_lags(extended, map_box, grad, grad_box, kernel_hw):
     r0, r1, c0, c1 = box
     extended = extended[..., r0 : r1 + kh - 1, c0 : c1 + kw - 1]
     size = tuple(scipy.fft.next_fast_len(n, real=True) for n in extended.shape[-2:])
-    spectra = torch.fft.rfft2(grad(box), s=size).conj(), torch.fft.rfft2(extended, s=size)
+    spectra = torch.fft.rfft2(grad(box, size)).conj(), torch.fft.rfft2(extended, s=size)
     product = spectra[0][:, 0] * spectra[1][:, 0]  # summed over the channels as it is formed
     for c in range(1, spectra[0].shape[1]):
         product.addcmul_(spectra[0][:, c], spectra[1][:, c])
@@ -243,10 +243,16 @@ def _kernel_grad(extended, grad, kernel_hw, weights=None):
         w = None if weights is None else weights[:, i, None]
         box = grad_box if w is None else _intersect(grad_box, _rows_cols(w))
 
-        def crop(box, w=w):
+        def crop(box, size, w=w):
             r0, r1, c0, c1 = box
             part = grad[..., r0:r1, c0:c1]
-            return part if w is None else part * w[..., r0:r1, c0:c1]
+            padded = part.new_zeros(part.shape[:-2] + size)  # formed in place: one copy, not two
+            target = padded[..., : r1 - r0, : c1 - c0]
+            if w is None:
+                target.copy_(part)
+            else:
+                torch.mul(part, w[..., r0:r1, c0:c1], out=target)
+            return padded
 
         j = min(i, extended.shape[1] - 1)
         lags.append(_correlation_lags(extended[:, j], map_boxes[j], crop, box, kernel_hw))
