@@ -190,34 +190,69 @@ def _intersect(first, second):
     return (r0, r1, c0, c1) if r0 < r1 and c0 < c1 else None
 
 
-def _correlation_lags(extended, map_box, grad, grad_box, kernel_hw):
+def _reach(map_box, kernel_hw):
+    """The outputs whose ``valid`` window meets the non-zeros ``map_box`` of the extended
+    map (None: all zero), as a box."""
+    if map_box is None:
+        return None
+    kh, kw = kernel_hw
+    return map_box[0] - kh + 1, map_box[1], map_box[2] - kw + 1, map_box[3]
+
+
+def _fft_length(n):
+    """A transform length >= ``n`` that is fast: a multiple of 4 with no prime factor but
+    2, 3 and 5 (torch's CPU transforms take up to 3x longer a sample on odd lengths)."""
+    return 4 * scipy.fft.next_fast_len(-(-n // 4), real=True)
+
+
+def _irfft2(spectrum, size):
+    """``torch.fft.irfft2(spectrum, s=size)``, overwriting ``spectrum``; on the CPU by
+    SciPy's transform, which takes about 20 % less time there than torch's inverse."""
+    if spectrum.device.type != "cpu":
+        return torch.fft.irfft2(spectrum, s=size)
+    real = scipy.fft.irfft2(spectrum.numpy(), s=size, workers=torch.get_num_threads(), overwrite_x=True)
+    return torch.from_numpy(real)
+
+
+def _kernel_spectrum(kernels, size):
+    """``rfft2`` of ``(B, kh, kw)`` kernels zero-padded to ``size``: the rows' transform on
+    the kernel's ``kh`` rows only, the columns' then zero-padded."""
+    return torch.fft.fft(torch.fft.rfft(kernels, n=size[1], dim=-1), n=size[0], dim=-2)
+
+
+def _correlation_lags(extended, grad, box, kernel_hw, kernel=None):
     """``sum_c sum_p grad[p] extended[p + r]`` for ``r`` in ``[0, kh) x [0, kw)``, shape
-    (B, kh, kw), over the outputs ``p`` where both can be non-zero (an SBDD object's box).
+    (B, kh, kw), over the outputs ``p`` of ``box`` (where both can be non-zero: an SBDD
+    object's box); with ``kernel`` (B, kh, kw), also ``flip(kernel) *full grad`` over the
+    box, shape (B, C, r1 - r0 + kh - 1, c1 - c0 + kw - 1): the gradient's share of the
+    extended map's gradient, from the same transform of ``grad`` (else None).
 
     ``grad`` is a callable returning the output gradient's crop to a box, zero-padded to
-    a size (so that a weighted gradient is only formed there); ``grad_box`` and ``map_box`` hold the
-    non-zeros of the gradient and of ``extended`` (None: all zero). A circular
-    correlation of size >= the extended crop has no wrap-around at these lags.
+    a size (so that a weighted gradient is only formed there). A circular correlation or
+    convolution of size >= the extended crop has no wrap-around at these lags or outputs.
     """
     kh, kw = kernel_hw
-    if map_box is not None:  # the outputs whose window meets the map's non-zeros
-        map_box = (map_box[0] - kh + 1, map_box[1], map_box[2] - kw + 1, map_box[3])
-    box = _intersect(grad_box, map_box)
-    if box is None:
-        return extended.new_zeros((extended.shape[0], kh, kw))
     r0, r1, c0, c1 = box
     extended = extended[..., r0 : r1 + kh - 1, c0 : c1 + kw - 1]
-    size = tuple(scipy.fft.next_fast_len(n, real=True) for n in extended.shape[-2:])
-    spectra = torch.fft.rfft2(grad(box, size)).conj(), torch.fft.rfft2(extended, s=size)
+    crop_hw = extended.shape[-2:]
+    size = tuple(_fft_length(n) for n in crop_hw)
+    spectrum = torch.fft.rfft2(grad(box, size))
+    # conj(G) X = conj(G conj(X)): the transform of the map is conjugated in place, where a
+    # conjugate view would be materialised by each product
+    spectra = spectrum, torch.fft.rfft2(extended, s=size).conj_physical_()
     product = spectra[0][:, 0] * spectra[1][:, 0]  # summed over the channels as it is formed
     for c in range(1, spectra[0].shape[1]):
         product.addcmul_(spectra[0][:, c], spectra[1][:, c])
     # irfft2 pruned to the lags: the row transform's first kh rows only go on to the columns'
-    rows = torch.fft.ifft(product, dim=-2)[..., :kh, :]
-    return torch.fft.irfft(rows, n=size[1], dim=-1)[..., :kw]
+    rows = torch.fft.ifft(product.conj_physical_(), dim=-2)[..., :kh, :]
+    lags = torch.fft.irfft(rows, n=size[1], dim=-1)[..., :kw]
+    if kernel is None:
+        return lags, None
+    spectrum.mul_(_kernel_spectrum(kernel.flip(-2, -1), size)[:, None])
+    return lags, _irfft2(spectrum, size)[..., : crop_hw[0], : crop_hw[1]]
 
 
-def _kernel_grad(extended, grad, kernel_hw, weights=None):
+def _kernel_grad(extended, grad, kernel_hw, weights=None, kernels=None):
     """``flip(sum_c corr_valid(extended, w_i ⊙ grad))``: the gradient of a ``valid``
     convolution with respect to its kernel.
 
@@ -229,34 +264,85 @@ def _kernel_grad(extended, grad, kernel_hw, weights=None):
         The output gradient.
     weights : Tensor, shape (B, N, He - kh + 1, We - kw + 1), optional
         Weights of the output gradient, one map per kernel (the gather form); each
-        weighted gradient is formed on the box where its map is non-zero only.
+        weighted gradient is formed on the box where its map is non-zero only. A weight
+        of magnitude at most :data:`~fastblur.backends.ZERO_WEIGHT` counts as zero, as
+        in the forward.
+    kernels : Tensor, shape (B, N, kh, kw), optional
+        With them (``Nu`` = 1), also the gradient with respect to ``extended``,
+        ``sum_i flip(k_i) *full (w_i ⊙ grad)``, from the transforms of the weighted
+        gradients that the kernel gradients take: the image gradient at the cost of an
+        inverse transform a channel.
 
     Returns
     -------
-    Tensor, shape (B, N, kh, kw)
+    d_kernels : Tensor, shape (B, N, kh, kw)
+    d_extended : Tensor, shape (B, C, He, We), or None without ``kernels``
     """
     count = max(extended.shape[1], 1 if weights is None else weights.shape[1])
     grad_box = _rows_cols(grad)
     map_boxes = [_rows_cols(extended[:, i]) for i in range(extended.shape[1])]
-    lags = []
+    lags, d_extended = [], None
     for i in range(count):  # one kernel at a time: B * C maps in memory
         w = None if weights is None else weights[:, i, None]
         box = grad_box if w is None else _intersect(grad_box, _rows_cols(w))
+        j = min(i, extended.shape[1] - 1)
+        if kernels is None:  # the kernel gradient needs only the outputs whose window meets the map
+            box = _intersect(box, _reach(map_boxes[j], kernel_hw))
+        if box is None:
+            lags.append(extended.new_zeros((extended.shape[0],) + tuple(kernel_hw)))
+            continue
 
         def crop(box, size, w=w):
             r0, r1, c0, c1 = box
             part = grad[..., r0:r1, c0:c1]
-            padded = part.new_zeros(part.shape[:-2] + size)  # formed in place: one copy, not two
+            padded = part.new_empty(part.shape[:-2] + size)  # formed in place: one copy, not two
+            padded[..., r1 - r0 :, :].zero_()
+            padded[..., : r1 - r0, c1 - c0 :].zero_()
             target = padded[..., : r1 - r0, : c1 - c0]
             if w is None:
                 target.copy_(part)
             else:
-                torch.mul(part, w[..., r0:r1, c0:c1], out=target)
+                torch.mul(part, torch.nn.functional.hardshrink(w[..., r0:r1, c0:c1], ZERO_WEIGHT), out=target)
             return padded
 
-        j = min(i, extended.shape[1] - 1)
-        lags.append(_correlation_lags(extended[:, j], map_boxes[j], crop, box, kernel_hw))
-    return torch.stack(lags, 1).flip(-2, -1)
+        kernel = None if kernels is None else kernels[:, i]
+        lag, full = _correlation_lags(extended[:, j], crop, box, kernel_hw, kernel)
+        lags.append(lag)
+        if full is not None:
+            d_extended = _add_at(d_extended, full, box[0], box[2], extended.shape[-2:])
+    if kernels is not None and d_extended is None:
+        d_extended = grad.new_zeros(grad.shape[:2] + extended.shape[-2:])
+    return torch.stack(lags, 1).flip(-2, -1), d_extended
+
+
+def _add_at(total, part, top, left, shape):
+    """``total`` (None: zeros of ``part``'s leading shape and spatial ``shape``) plus
+    ``part`` placed at ``(top, left)``; ``part`` itself where it is the whole grid."""
+    if total is None and tuple(part.shape[-2:]) == tuple(shape):
+        return part
+    if total is None:
+        total = part.new_zeros(part.shape[:-2] + tuple(shape))
+    total[..., top : top + part.shape[-2], left : left + part.shape[-1]] += part
+    return total
+
+
+def _fold(tensor, image_hw, kernel_hw, mode, boundary):
+    """Adjoint of :func:`_extend`: each border sample added back onto the image sample it
+    copies (dropped for ``constant``)."""
+    (top, bottom), (left, right) = _geometry.pad_widths(kernel_hw, mode)
+    for axis, length, before, after in ((-2, image_hw[0], top, bottom), (-1, image_hw[1], left, right)):
+        if not (before or after):
+            continue
+        inner = tensor.narrow(axis, before, length)
+        if boundary == "constant":
+            tensor = inner
+            continue
+        source = np.pad(np.arange(length), (before, after), mode=boundary)
+        border = np.r_[0:before, before + length : len(source)]
+        device = tensor.device
+        tensor = inner.clone().index_add_(axis, torch.as_tensor(source[border], device=device),
+                                          tensor.index_select(axis, torch.as_tensor(border, device=device)))
+    return tensor
 
 
 def _gradients(operation, image, grad, kernels, weights, options, needs, blurs=None):
@@ -268,6 +354,9 @@ def _gradients(operation, image, grad, kernels, weights, options, needs, blurs=N
     """
     op = _OPERATIONS[operation]
     d_image = d_kernels = d_weights = None
+    if needs[0] and needs[1] and op.weighted_output and JOINT_IMAGE_GRAD:
+        d_kernels, d_image = _kernel_and_image_grad(image, grad, kernels, weights, options)
+        needs = (False, False, needs[2])
     if needs[0]:
         d_image = torch.stack([op.adjoint(g, k, w, options) for g, k, w in _items(grad, kernels, weights)])
     if needs[2] and weights is not None and blurs is not None:
@@ -280,11 +369,27 @@ def _gradients(operation, image, grad, kernels, weights, options, needs, blurs=N
         mode, boundary = options["mode"], options["boundary"]
         if op.weighted_output:  # corr(E x, w_i ⊙ g)
             extended = _extend(image, kernel_hw, mode, boundary)[:, None]
-            d_kernels = _kernel_grad(extended, grad, kernel_hw, weights)
+            d_kernels, _ = _kernel_grad(extended, grad, kernel_hw, weights)
         else:  # corr(E(w_i ⊙ x), g)
             extended = _extend(weights[:, :, None] * image[:, None], kernel_hw, mode, boundary)
-            d_kernels = _kernel_grad(extended, grad, kernel_hw)
+            d_kernels, _ = _kernel_grad(extended, grad, kernel_hw)
     return d_image, d_kernels, d_weights
+
+
+#: Whether the backward of a gather form (``convolve``, ``blur_masked``) whose image and
+#: kernels both need a gradient takes the image gradient from the transforms of the
+#: weighted output gradients that the kernel gradients take (:func:`_kernel_grad`) rather
+#: than from the adjoint primitive: the same numbers (to rounding), less time for large kernels.
+JOINT_IMAGE_GRAD = True
+
+
+def _kernel_and_image_grad(image, grad, kernels, weights, options):
+    """``(d_kernels, d_image)`` of a gather form, from shared transforms."""
+    kernel_hw = kernels.shape[-2:]
+    mode, boundary = options["mode"], options["boundary"]
+    extended = _extend(image, kernel_hw, mode, boundary)[:, None]
+    d_kernels, d_extended = _kernel_grad(extended, grad, kernel_hw, weights, kernels)
+    return d_kernels, _fold(d_extended, image.shape[-2:], kernel_hw, mode, boundary)
 
 
 #: Whether ``blur_masked``'s forward keeps the kernels' blurs when the weights need a

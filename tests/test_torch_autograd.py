@@ -150,6 +150,44 @@ def test_kept_blurs_equal_the_gather(mode, boundary, kernel_hw, monkeypatch):
         np.testing.assert_allclose(results[1][0][0].permute(1, 2, 0).numpy(), expected, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("operation", ["convolve", "blur_masked"])
+@pytest.mark.parametrize("mode, boundary", [("valid", "reflect"), ("same", "symmetric"), ("same", "edge"),
+                                            ("full", "wrap"), ("full", "constant")])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_joint_image_gradient_equals_the_adjoint(operation, mode, boundary, dtype, monkeypatch):
+    """With the kernels needing a gradient too, the image gradient taken from the kernel
+    gradients' transforms (then folded) equals the adjoint primitive's, and the kernel
+    gradients are unchanged: 9x8 and 5x5 kernels, the image zero but on a box (the kernel
+    gradients alone would crop to it), weight maps on a box, all zero, at most ZERO_WEIGHT
+    (zero for the adjoint) and on the whole grid but not first, shared kernels."""
+    from fastblur.backends import ZERO_WEIGHT
+
+    tolerance = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+    for kernel_hw, shared in (((9, 8), False), ((5, 5), True)):
+        image, kernels, weights = _problem(operation, mode, batch=2, channels=3, image_hw=(23, 21),
+                                           kernel_hw=kernel_hw, count=4, shared=shared, dtype=dtype)
+        with torch.no_grad():
+            image[..., :4, :] = 0
+            image[..., :, 15:] = 0
+            if weights is not None:
+                box = weights[..., 1, 5:11, 3:9].clone()
+                weights[..., 1, :, :] = 0
+                weights[..., 1, 5:11, 3:9] = box
+                weights[..., 2, :, :] = 0
+                weights[..., 3, :, :] = ZERO_WEIGHT / 2
+        inputs = [t for t in (image, kernels, weights) if t is not None]
+        grad = torch.rand((2, 3) + output_shape((23, 21), kernel_hw, mode), dtype=dtype)
+        results = []
+        for joint in (False, True):
+            monkeypatch.setattr("fastblur._torch_autograd.JOINT_IMAGE_GRAD", joint)
+            for t in inputs:
+                t.grad = None
+            _function(operation, False, mode, boundary)(*inputs).backward(grad)
+            results.append([t.grad.clone() for t in inputs])
+        for plain, joint in zip(*results):
+            torch.testing.assert_close(joint, plain, **tolerance)
+
+
 def test_blurs_are_kept_only_when_the_weights_need_a_gradient(monkeypatch):
     """Kept blurs with a weight gradient; none without one or under no_grad (the gather)."""
     import fastblur._torch_autograd as autograd
