@@ -21,6 +21,7 @@ Each function also has a differentiable adjoint (``*_adjoint``), for unrolled
 networks and :class:`SpaceVaryingBlur`.
 """
 import functools
+import math
 
 import numpy as np
 import scipy.fft
@@ -354,7 +355,7 @@ def _gradients(operation, image, grad, kernels, weights, options, needs, blurs=N
     """
     op = _OPERATIONS[operation]
     d_image = d_kernels = d_weights = None
-    if needs[0] and needs[1] and op.weighted_output and JOINT_IMAGE_GRAD:
+    if needs[0] and needs[1] and op.weighted_output and _joint(kernels, image.shape[-2:]):
         d_kernels, d_image = _kernel_and_image_grad(image, grad, kernels, weights, options)
         needs = (False, False, needs[2])
     if needs[0]:
@@ -378,9 +379,22 @@ def _gradients(operation, image, grad, kernels, weights, options, needs, blurs=N
 
 #: Whether the backward of a gather form (``convolve``, ``blur_masked``) whose image and
 #: kernels both need a gradient takes the image gradient from the transforms of the
-#: weighted output gradients that the kernel gradients take (:func:`_kernel_grad`) rather
-#: than from the adjoint primitive: the same numbers (to rounding), less time for large kernels.
-JOINT_IMAGE_GRAD = True
+#: weighted output gradients that the kernel gradients take (:func:`_kernel_grad`), an
+#: inverse transform a channel, rather than from the adjoint primitive: the same numbers
+#: to rounding. ``"auto"``: where the kernels hold on average at least
+#: :data:`JOINT_TAPS_PER_LOG2` ``x log2(H W)`` non-zero taps (a transform costs about a
+#: tap per sample and level); True, False: always, never.
+JOINT_IMAGE_GRAD = "auto"
+#: Measured break-even at 720p, one thread: about 20-28 non-zero taps a kernel.
+JOINT_TAPS_PER_LOG2 = 1.25
+
+
+def _joint(kernels, image_hw):
+    """Whether :func:`_kernel_and_image_grad` computes the image gradient (:data:`JOINT_IMAGE_GRAD`)."""
+    if JOINT_IMAGE_GRAD != "auto":
+        return bool(JOINT_IMAGE_GRAD)
+    taps = int(torch.count_nonzero(kernels)) / (kernels.shape[0] * kernels.shape[1])
+    return taps >= JOINT_TAPS_PER_LOG2 * math.log2(max(image_hw[0] * image_hw[1], 2))
 
 
 def _kernel_and_image_grad(image, grad, kernels, weights, options):

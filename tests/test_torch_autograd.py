@@ -49,6 +49,17 @@ def test_gradcheck(operation, adjoint, mode, boundary):
     assert torch.autograd.gradcheck(_function(operation, adjoint, mode, boundary), inputs, fast_mode=True)
 
 
+@pytest.mark.parametrize("operation", ["convolve", "blur_masked"])
+@pytest.mark.parametrize("mode, boundary", [("valid", "reflect"), ("same", "symmetric"), ("full", "wrap"),
+                                            ("same", "edge"), ("full", "constant")])
+def test_gradcheck_joint_image_gradient(operation, mode, boundary, monkeypatch):
+    """The image gradient taken from the kernel gradients' transforms (forced: these
+    kernels are too small for "auto" to take it), against finite differences."""
+    monkeypatch.setattr("fastblur._torch_autograd.JOINT_IMAGE_GRAD", True)
+    inputs = tuple(t for t in _problem(operation, mode, shared=boundary == "edge") if t is not None)
+    assert torch.autograd.gradcheck(_function(operation, False, mode, boundary), inputs, fast_mode=True)
+
+
 def test_gradcheck_slow_mode_full_jacobian():
     """The full Jacobian once (not the fast projection), odd 3x3 kernels, one channel."""
     inputs = _problem("blur_masked", "same", batch=1, channels=1, image_hw=(5, 4), kernel_hw=(3, 3))
@@ -186,6 +197,25 @@ def test_joint_image_gradient_equals_the_adjoint(operation, mode, boundary, dtyp
             results.append([t.grad.clone() for t in inputs])
         for plain, joint in zip(*results):
             torch.testing.assert_close(joint, plain, **tolerance)
+
+
+def test_joint_image_gradient_is_taken_for_kernels_with_many_taps(monkeypatch):
+    """"auto": 5x5 dense kernels on 32x32 (25 >= 1.25 log2(1024) taps) take the joint
+    path, 3x3 ones do not; and only when the image and the kernels both need a gradient."""
+    import fastblur._torch_autograd as autograd
+
+    calls = []
+    joint = autograd._kernel_and_image_grad
+    monkeypatch.setattr(autograd, "_kernel_and_image_grad", lambda *args: calls.append(1) or joint(*args))
+    for kernel_hw, expected in (((5, 5), 1), ((3, 3), 0)):
+        calls.clear()
+        image, kernels, weights = _problem("blur_masked", "same", image_hw=(32, 32), kernel_hw=kernel_hw)
+        ft.blur_masked(image, kernels, weights, "same").sum().backward()
+        assert len(calls) == expected
+    image, kernels, weights = _problem("blur_masked", "same", image_hw=(32, 32), kernel_hw=(5, 5))
+    kernels.requires_grad_(False)
+    ft.blur_masked(image, kernels, weights, "same").sum().backward()
+    assert len(calls) == 0
 
 
 def test_blurs_are_kept_only_when_the_weights_need_a_gradient(monkeypatch):
