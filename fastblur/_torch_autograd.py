@@ -15,7 +15,11 @@ through CuPy, on PyTorch's current stream). Gradients with respect to
   extended image with the weighted output gradient, or the extended weighted image with
   the output gradient), cropped to the kernel: computed with ``torch.fft``, since a
   kernel-sized output of image-sized inputs is what FFTs do best, each on the box
-  where both maps can be non-zero (an SBDD object's).
+  where both maps can be non-zero (an SBDD object's);
+- the image, when the kernels need a gradient too (``convolve``, ``blur_masked``), are
+  taken from those transforms of the weighted output gradients, one inverse transform a
+  channel, rather than from the adjoint primitive where the kernels hold enough taps
+  (:data:`JOINT_IMAGE_GRAD`).
 
 Each function also has a differentiable adjoint (``*_adjoint``), for unrolled
 networks and :class:`SpaceVaryingBlur`.
