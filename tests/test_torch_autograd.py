@@ -170,7 +170,8 @@ def test_joint_image_gradient_equals_the_adjoint(operation, mode, boundary, dtyp
     gradients' transforms (then folded) equals the adjoint primitive's, and the kernel
     gradients are unchanged: 9x8 and 5x5 kernels, the image zero but on a box (the kernel
     gradients alone would crop to it), weight maps on a box, all zero, at most ZERO_WEIGHT
-    (zero for the adjoint) and on the whole grid but not first, shared kernels."""
+    (zero for the adjoint) and on the whole grid but not first; shared kernels with an
+    output gradient zero but on a box."""
     from fastblur.backends import ZERO_WEIGHT
 
     tolerance = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
@@ -181,13 +182,16 @@ def test_joint_image_gradient_equals_the_adjoint(operation, mode, boundary, dtyp
             image[..., :4, :] = 0
             image[..., :, 15:] = 0
             if weights is not None:
-                box = weights[..., 1, 5:11, 3:9].clone()
-                weights[..., 1, :, :] = 0
-                weights[..., 1, 5:11, 3:9] = box
+                box = weights[..., 0, 5:11, 3:9].clone()  # the whole-grid map second
+                weights[..., 0, :, :] = 0
+                weights[..., 0, 5:11, 3:9] = box
                 weights[..., 2, :, :] = 0
                 weights[..., 3, :, :] = ZERO_WEIGHT / 2
         inputs = [t for t in (image, kernels, weights) if t is not None]
         grad = torch.rand((2, 3) + output_shape((23, 21), kernel_hw, mode), dtype=dtype)
+        if shared:  # an output gradient zero but on a box
+            grad[..., -5:, :] = 0
+            grad[..., :, :6] = 0
         results = []
         for joint in (False, True):
             monkeypatch.setattr("fastblur._torch_autograd.JOINT_IMAGE_GRAD", joint)
