@@ -123,3 +123,46 @@ def bench_torch_backward(benchmark, tensors, wrt):
         return (out, out.detach()), {}  # backward of <out, out>: an output gradient of out's size
 
     benchmark.pedantic(lambda out, grad: out.backward(grad), setup=setup, rounds=5, iterations=1)
+
+
+def main(rounds=7, warmup=10):
+    """Print the backward/forward CPU-time ratio of ``fastblur.torch.blur_masked`` for each
+    combination of leaves requiring grad (one thread, best of ``rounds`` after ``warmup``
+    untimed ones, forward and backward alternated); ``python bench/bench_adjoints.py``.
+
+    The warm-up matters: run alone, image+kernels' backward took 15-20 calls to settle,
+    the first ones up to ~40 % slower (it allocates tens of MB a call: page faults, and a
+    process's first calls fault more); the combinations run before one warm it up too."""
+    import os
+    import time
+
+    os.environ.setdefault("FASTBLUR_NUM_THREADS", "1")
+    import torch
+
+    import fastblur.torch as ft
+
+    torch.set_num_threads(1)
+    image, kernels, weights = sbdd_case(720, 1280)
+    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+    tensors = x, torch.from_numpy(kernels), torch.from_numpy(weights)
+    print("fastblur.torch.blur_masked, 720p, six 65x65 PSFs, one thread: best CPU times "
+          f"of {rounds} after {warmup} warm-up rounds (target: backward <= 3x forward)")
+    for wrt in ["image", "weights", "kernels"] + WRT[1:]:
+        leaves = _leaves(tensors, wrt)
+        forward = backward = float("inf")
+        for round_ in range(-warmup, rounds):
+            start = time.process_time()
+            out = ft.blur_masked(*leaves)
+            middle = time.process_time()
+            out.backward(out.detach())
+            end = time.process_time()
+            for leaf in leaves:
+                leaf.grad = None
+            if round_ >= 0:
+                forward, backward = min(forward, middle - start), min(backward, end - middle)
+        print(f"  {wrt:22s} forward {forward * 1e3:6.1f} ms  backward {backward * 1e3:6.1f} ms  "
+              f"ratio {backward / forward:.2f}")
+
+
+if __name__ == "__main__":
+    main()

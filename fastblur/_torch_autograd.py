@@ -15,12 +15,17 @@ through CuPy, on PyTorch's current stream). Gradients with respect to
   extended image with the weighted output gradient, or the extended weighted image with
   the output gradient), cropped to the kernel: computed with ``torch.fft``, since a
   kernel-sized output of image-sized inputs is what FFTs do best, each on the box
-  where both maps can be non-zero (an SBDD object's).
+  where both maps can be non-zero (an SBDD object's);
+- the image, when the kernels need a gradient too (``convolve``, ``blur_masked``), are
+  taken from those transforms of the weighted output gradients, one inverse transform a
+  channel, rather than from the adjoint primitive where the kernels hold enough taps
+  (:data:`JOINT_IMAGE_GRAD`).
 
 Each function also has a differentiable adjoint (``*_adjoint``), for unrolled
 networks and :class:`SpaceVaryingBlur`.
 """
 import functools
+import math
 
 import numpy as np
 import scipy.fft
@@ -159,6 +164,9 @@ def _extend(tensor, kernel_hw, mode, boundary):
 def _rows_cols(tensor):
     """Index ranges ``(r0, r1, c0, c1)`` of the non-zero rows and columns of a
     ``(B, C, H, W)`` tensor, or None where it is zero."""
+    height, width = tensor.shape[-2:]
+    if _edges_nonzero(tensor):  # a dense map (an image, a gradient): no full scan
+        return 0, height, 0, width
     if tensor.device.type == "cpu":  # NumPy's reductions are the faster ones on the CPU
         nonzero = tensor.detach().numpy() != 0
         rows, cols = np.flatnonzero(nonzero.any(axis=(0, 1, 3))), np.flatnonzero(nonzero.any(axis=(0, 1, 2)))
@@ -171,6 +179,13 @@ def _rows_cols(tensor):
     return rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
 
 
+def _edges_nonzero(tensor):
+    """Whether the first and last rows and columns of a ``(B, C, H, W)`` tensor each hold
+    a non-zero: then its non-zero box is the whole grid."""
+    edges = (tensor[..., 0, :], tensor[..., -1, :], tensor[..., :, 0], tensor[..., :, -1])
+    return all(bool(edge.any()) for edge in edges)
+
+
 def _intersect(first, second):
     """The intersection of two boxes ``(r0, r1, c0, c1)`` (None: empty), or None."""
     if first is None or second is None:
@@ -180,32 +195,69 @@ def _intersect(first, second):
     return (r0, r1, c0, c1) if r0 < r1 and c0 < c1 else None
 
 
-def _correlation_lags(extended, map_box, grad, grad_box, kernel_hw):
-    """``sum_c sum_p grad[p] extended[p + r]`` for ``r`` in ``[0, kh) x [0, kw)``, shape
-    (B, kh, kw), over the outputs ``p`` where both can be non-zero (an SBDD object's box).
+def _reach(map_box, kernel_hw):
+    """The outputs whose ``valid`` window meets the non-zeros ``map_box`` of the extended
+    map (None: all zero), as a box."""
+    if map_box is None:
+        return None
+    kh, kw = kernel_hw
+    return map_box[0] - kh + 1, map_box[1], map_box[2] - kw + 1, map_box[3]
 
-    ``grad`` is a callable returning the output gradient's crop to a box (so that a
-    weighted gradient is only formed there); ``grad_box`` and ``map_box`` hold the
-    non-zeros of the gradient and of ``extended`` (None: all zero). A circular
-    correlation of size >= the extended crop has no wrap-around at these lags.
+
+def _fft_length(n):
+    """A transform length >= ``n`` that is fast: a multiple of 4 with no prime factor but
+    2, 3 and 5 (torch's CPU transforms take up to 3x longer a sample on odd lengths)."""
+    return 4 * scipy.fft.next_fast_len(-(-n // 4), real=True)
+
+
+def _irfft2(spectrum, size):
+    """``torch.fft.irfft2(spectrum, s=size)``, overwriting ``spectrum``; on the CPU by
+    SciPy's transform, which takes about 20 % less time there than torch's inverse (720p)."""
+    if spectrum.device.type != "cpu":
+        return torch.fft.irfft2(spectrum, s=size)
+    real = scipy.fft.irfft2(spectrum.numpy(), s=size, workers=torch.get_num_threads(), overwrite_x=True)
+    return torch.from_numpy(real)
+
+
+def _kernel_spectrum(kernels, size):
+    """``rfft2`` of ``(B, kh, kw)`` kernels zero-padded to ``size``: the rows' transform on
+    the kernel's ``kh`` rows only, the columns' then zero-padded."""
+    return torch.fft.fft(torch.fft.rfft(kernels, n=size[1], dim=-1), n=size[0], dim=-2)
+
+
+def _correlation_lags(extended, grad, box, kernel_hw, kernel=None):
+    """``sum_c sum_p grad[p] extended[p + r]`` for ``r`` in ``[0, kh) x [0, kw)``, shape
+    (B, kh, kw), over the outputs ``p`` of ``box`` (where both can be non-zero: an SBDD
+    object's box); with ``kernel`` (B, kh, kw), also ``flip(kernel) *full grad`` over the
+    box, shape (B, C, r1 - r0 + kh - 1, c1 - c0 + kw - 1): the gradient's share of the
+    extended map's gradient, from the same transform of ``grad`` (else None).
+
+    ``grad`` is a callable returning the output gradient's crop to a box, zero-padded to
+    a size (so that a weighted gradient is only formed there). A circular correlation or
+    convolution of size >= the extended crop has no wrap-around at these lags or outputs.
     """
     kh, kw = kernel_hw
-    if map_box is not None:  # the outputs whose window meets the map's non-zeros
-        map_box = (map_box[0] - kh + 1, map_box[1], map_box[2] - kw + 1, map_box[3])
-    box = _intersect(grad_box, map_box)
-    if box is None:
-        return extended.new_zeros((extended.shape[0], kh, kw))
     r0, r1, c0, c1 = box
     extended = extended[..., r0 : r1 + kh - 1, c0 : c1 + kw - 1]
-    size = tuple(scipy.fft.next_fast_len(n, real=True) for n in extended.shape[-2:])
-    spectra = torch.fft.rfft2(grad(box), s=size).conj(), torch.fft.rfft2(extended, s=size)
+    crop_hw = extended.shape[-2:]
+    size = tuple(_fft_length(n) for n in crop_hw)
+    spectrum = torch.fft.rfft2(grad(box, size))
+    # conj(G) X = conj(G conj(X)): the transform of the map is conjugated in place, where a
+    # conjugate view would be materialised by each product
+    spectra = spectrum, torch.fft.rfft2(extended, s=size).conj_physical_()
     product = spectra[0][:, 0] * spectra[1][:, 0]  # summed over the channels as it is formed
     for c in range(1, spectra[0].shape[1]):
         product.addcmul_(spectra[0][:, c], spectra[1][:, c])
-    return torch.fft.irfft2(product, s=size)[..., :kh, :kw]
+    # irfft2 pruned to the lags: the row transform's first kh rows only go on to the columns'
+    rows = torch.fft.ifft(product.conj_physical_(), dim=-2)[..., :kh, :]
+    lags = torch.fft.irfft(rows, n=size[1], dim=-1)[..., :kw]
+    if kernel is None:
+        return lags, None
+    spectrum.mul_(_kernel_spectrum(kernel.flip(-2, -1), size)[:, None])
+    return lags, _irfft2(spectrum, size)[..., : crop_hw[0], : crop_hw[1]]
 
 
-def _kernel_grad(extended, grad, kernel_hw, weights=None):
+def _kernel_grad(extended, grad, kernel_hw, weights=None, kernels=None):
     """``flip(sum_c corr_valid(extended, w_i ⊙ grad))``: the gradient of a ``valid``
     convolution with respect to its kernel.
 
@@ -217,28 +269,93 @@ def _kernel_grad(extended, grad, kernel_hw, weights=None):
         The output gradient.
     weights : Tensor, shape (B, N, He - kh + 1, We - kw + 1), optional
         Weights of the output gradient, one map per kernel (the gather form); each
-        weighted gradient is formed on the box where its map is non-zero only.
+        weighted gradient is formed on the box where its map is non-zero only. A weight
+        of magnitude at most :data:`~fastblur.backends.ZERO_WEIGHT` counts as zero, as
+        in the forward.
+    kernels : Tensor, shape (B, N, kh, kw), optional
+        With them (``Nu`` = 1), also the gradient with respect to ``extended``,
+        ``sum_i flip(k_i) *full (w_i ⊙ grad)``, from the transforms of the weighted
+        gradients that the kernel gradients take: the image gradient at the cost of an
+        inverse transform a channel.
 
     Returns
     -------
-    Tensor, shape (B, N, kh, kw)
+    d_kernels : Tensor, shape (B, N, kh, kw)
+    d_extended : Tensor, shape (B, C, He, We), or None without ``kernels``
     """
     count = max(extended.shape[1], 1 if weights is None else weights.shape[1])
     grad_box = _rows_cols(grad)
     map_boxes = [_rows_cols(extended[:, i]) for i in range(extended.shape[1])]
-    lags = []
-    for i in range(count):  # one kernel at a time: B * C maps in memory
+    boxes = []
+    for i in range(count):
+        box = grad_box if weights is None else _intersect(grad_box, _rows_cols(weights[:, i, None]))
+        if kernels is None:  # the kernel gradient needs only the outputs whose window meets the map
+            box = _intersect(box, _reach(map_boxes[min(i, len(map_boxes) - 1)], kernel_hw))
+        boxes.append(box)
+    lags, d_extended = [extended.new_zeros((extended.shape[0],) + tuple(kernel_hw))] * count, None
+    # one kernel at a time (B * C maps in memory), the largest box first: an extended map's
+    # gradient on the whole grid is then kept as it is, not added to zeros
+    for i in sorted((i for i in range(count) if boxes[i] is not None), key=lambda i: -_area(boxes[i])):
         w = None if weights is None else weights[:, i, None]
-        box = grad_box if w is None else _intersect(grad_box, _rows_cols(w))
+        kernel = None if kernels is None else kernels[:, i]
+        crop = functools.partial(_weighted_crop, grad, w)
+        lags[i], full = _correlation_lags(extended[:, min(i, len(map_boxes) - 1)], crop, boxes[i], kernel_hw,
+                                          kernel)
+        if full is not None:
+            d_extended = _add_at(d_extended, full, boxes[i][0], boxes[i][2], extended.shape[-2:])
+    if kernels is not None and d_extended is None:
+        d_extended = grad.new_zeros(grad.shape[:2] + extended.shape[-2:])
+    return torch.stack(lags, 1).flip(-2, -1), d_extended
 
-        def crop(box, w=w):
-            r0, r1, c0, c1 = box
-            part = grad[..., r0:r1, c0:c1]
-            return part if w is None else part * w[..., r0:r1, c0:c1]
 
-        j = min(i, extended.shape[1] - 1)
-        lags.append(_correlation_lags(extended[:, j], map_boxes[j], crop, box, kernel_hw))
-    return torch.stack(lags, 1).flip(-2, -1)
+def _area(box):
+    return (box[1] - box[0]) * (box[3] - box[2])
+
+
+def _weighted_crop(grad, weights, box, size):
+    """``weights ⊙ grad`` (``grad`` without weights) on ``box``, zero-padded to ``size``: formed
+    in its buffer (one copy, not two); a weight of magnitude at most ``ZERO_WEIGHT`` is zero."""
+    r0, r1, c0, c1 = box
+    part = grad[..., r0:r1, c0:c1]
+    padded = part.new_empty(part.shape[:-2] + tuple(size))
+    padded[..., r1 - r0 :, :].zero_()
+    padded[..., : r1 - r0, c1 - c0 :].zero_()
+    target = padded[..., : r1 - r0, : c1 - c0]
+    if weights is None:
+        target.copy_(part)
+    else:
+        torch.mul(part, torch.nn.functional.hardshrink(weights[..., r0:r1, c0:c1], ZERO_WEIGHT), out=target)
+    return padded
+
+
+def _add_at(total, part, top, left, shape):
+    """``total`` (None: zeros of ``part``'s leading shape and spatial ``shape``) plus
+    ``part`` placed at ``(top, left)``; ``part`` itself where it is the whole grid."""
+    if total is None and tuple(part.shape[-2:]) == tuple(shape):
+        return part
+    if total is None:
+        total = part.new_zeros(part.shape[:-2] + tuple(shape))
+    total[..., top : top + part.shape[-2], left : left + part.shape[-1]] += part
+    return total
+
+
+def _fold(tensor, image_hw, kernel_hw, mode, boundary):
+    """Adjoint of :func:`_extend`: each border sample added back onto the image sample it
+    copies (dropped for ``constant``)."""
+    (top, bottom), (left, right) = _geometry.pad_widths(kernel_hw, mode)
+    for axis, length, before, after in ((-2, image_hw[0], top, bottom), (-1, image_hw[1], left, right)):
+        if not (before or after):
+            continue
+        inner = tensor.narrow(axis, before, length)
+        if boundary == "constant":
+            tensor = inner
+            continue
+        source = np.pad(np.arange(length), (before, after), mode=boundary)
+        border = np.r_[0:before, before + length : len(source)]
+        device = tensor.device
+        tensor = inner.clone().index_add_(axis, torch.as_tensor(source[border], device=device),
+                                          tensor.index_select(axis, torch.as_tensor(border, device=device)))
+    return tensor
 
 
 def _gradients(operation, image, grad, kernels, weights, options, needs, blurs=None):
@@ -250,6 +367,9 @@ def _gradients(operation, image, grad, kernels, weights, options, needs, blurs=N
     """
     op = _OPERATIONS[operation]
     d_image = d_kernels = d_weights = None
+    if needs[0] and needs[1] and op.weighted_output and _joint(kernels, image.shape[-2:]):
+        d_kernels, d_image = _kernel_and_image_grad(image, grad, kernels, weights, options)
+        needs = (False, False, needs[2])
     if needs[0]:
         d_image = torch.stack([op.adjoint(g, k, w, options) for g, k, w in _items(grad, kernels, weights)])
     if needs[2] and weights is not None and blurs is not None:
@@ -262,11 +382,40 @@ def _gradients(operation, image, grad, kernels, weights, options, needs, blurs=N
         mode, boundary = options["mode"], options["boundary"]
         if op.weighted_output:  # corr(E x, w_i ⊙ g)
             extended = _extend(image, kernel_hw, mode, boundary)[:, None]
-            d_kernels = _kernel_grad(extended, grad, kernel_hw, weights)
+            d_kernels, _ = _kernel_grad(extended, grad, kernel_hw, weights)
         else:  # corr(E(w_i ⊙ x), g)
             extended = _extend(weights[:, :, None] * image[:, None], kernel_hw, mode, boundary)
-            d_kernels = _kernel_grad(extended, grad, kernel_hw)
+            d_kernels, _ = _kernel_grad(extended, grad, kernel_hw)
     return d_image, d_kernels, d_weights
+
+
+#: Whether the backward of a gather form (``convolve``, ``blur_masked``) whose image and
+#: kernels both need a gradient takes the image gradient from the transforms of the
+#: weighted output gradients that the kernel gradients take (:func:`_kernel_grad`), an
+#: inverse transform a channel, rather than from the adjoint primitive: the same numbers
+#: to rounding. ``"auto"``: where the kernels hold on average at least
+#: :data:`JOINT_TAPS_PER_LOG2` ``x log2(H W)`` non-zero taps (a transform costs about a
+#: tap per sample and level); True, False: always, never.
+JOINT_IMAGE_GRAD = "auto"
+#: Measured break-even at 720p, one thread: about 20-28 non-zero taps a kernel.
+JOINT_TAPS_PER_LOG2 = 1.25
+
+
+def _joint(kernels, image_hw):
+    """Whether :func:`_kernel_and_image_grad` computes the image gradient (:data:`JOINT_IMAGE_GRAD`)."""
+    if JOINT_IMAGE_GRAD != "auto":
+        return bool(JOINT_IMAGE_GRAD)
+    taps = int(torch.count_nonzero(kernels)) / (kernels.shape[0] * kernels.shape[1])
+    return taps >= JOINT_TAPS_PER_LOG2 * math.log2(max(image_hw[0] * image_hw[1], 2))
+
+
+def _kernel_and_image_grad(image, grad, kernels, weights, options):
+    """``(d_kernels, d_image)`` of a gather form, from shared transforms."""
+    kernel_hw = kernels.shape[-2:]
+    mode, boundary = options["mode"], options["boundary"]
+    extended = _extend(image, kernel_hw, mode, boundary)[:, None]
+    d_kernels, d_extended = _kernel_grad(extended, grad, kernel_hw, weights, kernels)
+    return d_kernels, _fold(d_extended, image.shape[-2:], kernel_hw, mode, boundary)
 
 
 #: Whether ``blur_masked``'s forward keeps the kernels' blurs when the weights need a

@@ -49,6 +49,17 @@ def test_gradcheck(operation, adjoint, mode, boundary):
     assert torch.autograd.gradcheck(_function(operation, adjoint, mode, boundary), inputs, fast_mode=True)
 
 
+@pytest.mark.parametrize("operation", ["convolve", "blur_masked"])
+@pytest.mark.parametrize("mode, boundary", [("valid", "reflect"), ("same", "symmetric"), ("full", "wrap"),
+                                            ("same", "edge"), ("full", "constant")])
+def test_gradcheck_joint_image_gradient(operation, mode, boundary, monkeypatch):
+    """The image gradient taken from the kernel gradients' transforms (forced: these
+    kernels are too small for "auto" to take it), against finite differences."""
+    monkeypatch.setattr("fastblur._torch_autograd.JOINT_IMAGE_GRAD", True)
+    inputs = tuple(t for t in _problem(operation, mode, shared=boundary == "edge") if t is not None)
+    assert torch.autograd.gradcheck(_function(operation, False, mode, boundary), inputs, fast_mode=True)
+
+
 def test_gradcheck_slow_mode_full_jacobian():
     """The full Jacobian once (not the fast projection), odd 3x3 kernels, one channel."""
     inputs = _problem("blur_masked", "same", batch=1, channels=1, image_hw=(5, 4), kernel_hw=(3, 3))
@@ -148,6 +159,67 @@ def test_kept_blurs_equal_the_gather(mode, boundary, kernel_hw, monkeypatch):
         expected = fastblur.blur_masked(image[0].detach().permute(1, 2, 0).numpy(), kernels[0].detach().numpy(),
                                         weights[0].detach().numpy(), mode, boundary)
         np.testing.assert_allclose(results[1][0][0].permute(1, 2, 0).numpy(), expected, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("operation", ["convolve", "blur_masked"])
+@pytest.mark.parametrize("mode, boundary", [("valid", "reflect"), ("same", "symmetric"), ("same", "edge"),
+                                            ("full", "wrap"), ("full", "constant")])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_joint_image_gradient_equals_the_adjoint(operation, mode, boundary, dtype, monkeypatch):
+    """With the kernels needing a gradient too, the image gradient taken from the kernel
+    gradients' transforms (then folded) equals the adjoint primitive's, and the kernel
+    gradients are unchanged: 9x8 and 5x5 kernels, the image zero but on a box (the kernel
+    gradients alone would crop to it), weight maps on a box, all zero, at most ZERO_WEIGHT
+    (zero for the adjoint) and on the whole grid but not first; shared kernels with an
+    output gradient zero but on a box."""
+    from fastblur.backends import ZERO_WEIGHT
+
+    tolerance = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+    for kernel_hw, shared in (((9, 8), False), ((5, 5), True)):
+        image, kernels, weights = _problem(operation, mode, batch=2, channels=3, image_hw=(23, 21),
+                                           kernel_hw=kernel_hw, count=4, shared=shared, dtype=dtype)
+        with torch.no_grad():
+            image[..., :4, :] = 0
+            image[..., :, 15:] = 0
+            if weights is not None:
+                box = weights[..., 0, 5:11, 3:9].clone()  # the whole-grid map second
+                weights[..., 0, :, :] = 0
+                weights[..., 0, 5:11, 3:9] = box
+                weights[..., 2, :, :] = 0
+                weights[..., 3, :, :] = ZERO_WEIGHT / 2
+        inputs = [t for t in (image, kernels, weights) if t is not None]
+        grad = torch.rand((2, 3) + output_shape((23, 21), kernel_hw, mode), dtype=dtype)
+        if shared:  # an output gradient zero but on a box
+            grad[..., -5:, :] = 0
+            grad[..., :, :6] = 0
+        results = []
+        for joint in (False, True):
+            monkeypatch.setattr("fastblur._torch_autograd.JOINT_IMAGE_GRAD", joint)
+            for t in inputs:
+                t.grad = None
+            _function(operation, False, mode, boundary)(*inputs).backward(grad)
+            results.append([t.grad.clone() for t in inputs])
+        for plain, joint in zip(*results):
+            torch.testing.assert_close(joint, plain, **tolerance)
+
+
+def test_joint_image_gradient_is_taken_for_kernels_with_many_taps(monkeypatch):
+    """"auto": 5x5 dense kernels on 32x32 (25 >= 1.25 log2(1024) taps) take the joint
+    path, 3x3 ones do not; and only when the image and the kernels both need a gradient."""
+    import fastblur._torch_autograd as autograd
+
+    calls = []
+    joint = autograd._kernel_and_image_grad
+    monkeypatch.setattr(autograd, "_kernel_and_image_grad", lambda *args: calls.append(1) or joint(*args))
+    for kernel_hw, expected in (((5, 5), 1), ((3, 3), 0)):
+        calls.clear()
+        image, kernels, weights = _problem("blur_masked", "same", image_hw=(32, 32), kernel_hw=kernel_hw)
+        ft.blur_masked(image, kernels, weights, "same").sum().backward()
+        assert len(calls) == expected
+    image, kernels, weights = _problem("blur_masked", "same", image_hw=(32, 32), kernel_hw=(5, 5))
+    kernels.requires_grad_(False)
+    ft.blur_masked(image, kernels, weights, "same").sum().backward()
+    assert len(calls) == 0
 
 
 def test_blurs_are_kept_only_when_the_weights_need_a_gradient(monkeypatch):
