@@ -50,8 +50,7 @@ struct Variant {
   Kernels<double> f64;
   // quantize.hpp
   void (*quantize_by_thresholds)(const float* values, std::int64_t count,
-                                 const std::uint32_t* threshold_bits,
-                                 const std::uint32_t* bucket_codes, int shift,
+                                 const std::uint32_t* buckets, int shift,
                                  std::uint32_t clamp_bits, std::uint8_t* codes, int num_threads);
 };
 

@@ -9,17 +9,16 @@
 namespace fastblur {
 namespace FASTBLUR_VARIANT {
 
-// codes[i] = the number of k in 1..255 with bits(values[i]) >= threshold_bits[k], after
-// clamping: negative values (sign bit set) count as 0 and bits above `clamp_bits` as
-// `clamp_bits`. `threshold_bits` holds 257 non-decreasing entries (entry 0 is 0, entry
-// 256 is UINT32_MAX); `bucket_codes[b >> shift]` is the code of the smallest value of
-// the bucket b falls in, for every b <= clamp_bits, and no bucket holds more than one
-// threshold: a value's code is its bucket's, plus one where it reaches the next
-// threshold (non-negative float32 values order as their bits).
+// codes[i] = the number of per-code thresholds (k = 1..255) that bits(values[i]) reaches,
+// after clamping: negative values (sign bit set) count as 0 and bits above `clamp_bits` as
+// `clamp_bits`. Non-negative float32 values order as their bits, and no bucket of
+// 2^shift consecutive bit patterns holds more than one threshold, so one table entry a
+// bucket says it all: `buckets[b >> shift]` is the code of the bucket's first value
+// (low 8 bits) and the offset in the bucket where the next code starts (bits 8 and up;
+// 2^shift where it does not start in the bucket). Every b <= clamp_bits has a bucket.
 void quantize_by_thresholds(const float* values, std::int64_t count,
-                            const std::uint32_t* threshold_bits, const std::uint32_t* bucket_codes,
-                            int shift, std::uint32_t clamp_bits, std::uint8_t* codes,
-                            int num_threads);
+                            const std::uint32_t* buckets, int shift, std::uint32_t clamp_bits,
+                            std::uint8_t* codes, int num_threads);
 
 }  // namespace FASTBLUR_VARIANT
 }  // namespace fastblur

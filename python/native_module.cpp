@@ -193,30 +193,30 @@ py::array_t<T> blur_grid_valid(CArray<T> image, CArray<T> kernels, CArray<double
 
 // 8-bit codes of float32 values by thresholds (csrc/quantize.hpp).
 py::array_t<std::uint8_t> quantize_by_thresholds(CArray<float> values,
-                                                 CArray<std::uint32_t> threshold_bits,
-                                                 CArray<std::uint32_t> bucket_codes, int shift,
+                                                 CArray<std::uint32_t> buckets, int shift,
                                                  std::uint32_t clamp_bits, int num_threads) {
-  check_ndim(threshold_bits, 1, "threshold_bits");
-  check_ndim(bucket_codes, 1, "bucket_codes");
-  require(threshold_bits.shape(0) == 257, "threshold_bits must hold 257 entries");
-  require(shift >= 0 && shift < 32, "shift must lie in [0, 32)");
-  require(static_cast<py::ssize_t>(clamp_bits >> shift) < bucket_codes.shape(0),
-          "bucket_codes must cover every bucket up to clamp_bits");
-  const std::uint32_t* buckets = bucket_codes.data();
-  require(std::all_of(buckets, buckets + bucket_codes.shape(0),
-                      [](std::uint32_t code) { return code <= 255; }),
-          "bucket_codes must lie in [0, 255]");
+  check_ndim(buckets, 1, "buckets");
+  require(shift >= 0 && shift < 24, "shift must lie in [0, 24)");
+  require(static_cast<py::ssize_t>(clamp_bits >> shift) < buckets.shape(0),
+          "buckets must cover every bucket up to clamp_bits");
+  const std::uint32_t* b_ptr = buckets.data();
+  const std::uint32_t size = 1u << shift;
+  require(std::all_of(b_ptr, b_ptr + buckets.shape(0),
+                      [size](std::uint32_t entry) {
+                        const std::uint32_t code = entry & 0xFFu, offset = entry >> 8;
+                        return offset <= size && (code < 255 || offset == size);
+                      }),
+          "buckets must hold a code in [0, 255] and an offset in [0, 2^shift], the offset "
+          "2^shift where the code is 255");
   std::vector<py::ssize_t> shape(values.shape(), values.shape() + values.ndim());
   py::array_t<std::uint8_t> codes(shape);
   const float* in_ptr = values.data();
-  const std::uint32_t* t_ptr = threshold_bits.data();
-  const std::uint32_t* b_ptr = bucket_codes.data();
   std::uint8_t* out_ptr = codes.mutable_data();
   const auto count = static_cast<std::int64_t>(values.size());
   {
     py::gil_scoped_release release;
-    fastblur::active_variant().quantize_by_thresholds(in_ptr, count, t_ptr, b_ptr, shift,
-                                                      clamp_bits, out_ptr, num_threads);
+    fastblur::active_variant().quantize_by_thresholds(in_ptr, count, b_ptr, shift, clamp_bits,
+                                                      out_ptr, num_threads);
   }
   return codes;
 }
@@ -284,11 +284,10 @@ PYBIND11_MODULE(_native, m) {
         "(level, warning) for the FASTBLUR_SIMD value `requested`, given the compiled "
         "levels and those this CPU runs (best first): the rule applied at import.");
   m.def("quantize_by_thresholds", &quantize_by_thresholds, py::arg("values"),
-        py::arg("threshold_bits"), py::arg("bucket_codes"), py::arg("shift"),
-        py::arg("clamp_bits"), py::arg("num_threads") = 1,
-        "uint8 codes of float32 values: how many of threshold_bits[1:256] each value's bits "
-        "reach (negative values 0, bits clamped to clamp_bits); bucket_codes[bits >> shift] "
-        "is where counting starts (see csrc/quantize.hpp).");
+        py::arg("buckets"), py::arg("shift"), py::arg("clamp_bits"), py::arg("num_threads") = 1,
+        "uint8 codes of float32 values by per-code thresholds (negative values 0, bits clamped "
+        "to clamp_bits): buckets[bits >> shift] holds the code of the bucket's first value "
+        "(low 8 bits) and the offset where the next starts (see csrc/quantize.hpp).");
   m.attr("has_openmp") = fastblur::has_openmp();
   m.def("threads_disabled_by_fork", &fastblur::threads_disabled_by_fork,
         "Whether this process was forked after the OpenMP pool started: GNU OpenMP does "

@@ -529,11 +529,13 @@ def test_quantized_pairs_equal_the_float_pairs_quantized(case):
 def test_native_quantize_checks_its_tables():
     native = pytest.importorskip("fastblur._native")
     values = np.zeros(4, np.float32)
-    thresholds = np.concatenate([[0], np.arange(1, 256), [2**32 - 1]]).astype(np.uint32)
     buckets = np.zeros(4, np.uint32)
-    with pytest.raises(ValueError, match="257"):
-        native.quantize_by_thresholds(values, thresholds[:-1], buckets, 30, 2**31)
     with pytest.raises(ValueError, match="cover"):
-        native.quantize_by_thresholds(values, thresholds, buckets, 20, 2**31)
-    with pytest.raises(ValueError, match=r"\[0, 255\]"):
-        native.quantize_by_thresholds(values, thresholds, np.full(4, 256, np.uint32), 30, 2**31)
+        native.quantize_by_thresholds(values, buckets, 20, 2**31)
+    with pytest.raises(ValueError, match="shift"):
+        native.quantize_by_thresholds(values, buckets, 24, 2**31)
+    for entry in (255, (2**22 + 1) << 8):  # code 255 with a next code to reach; an offset past the bucket
+        with pytest.raises(ValueError, match="buckets must hold"):
+            native.quantize_by_thresholds(values, np.full(4, entry, np.uint32), 22, 2**23)
+    np.testing.assert_array_equal(native.quantize_by_thresholds(values, np.full(4, 255 | 2**22 << 8, np.uint32), 22,
+                                                                2**23), [255] * 4)

@@ -616,8 +616,10 @@ def _codes_by_formula(bits, response, opencv):
 
 @lru_cache(maxsize=8)
 def _code_table(crf, gamma, exponential_factor, opencv):
-    """``(threshold_bits (257,) uint32, bucket_codes uint32, shift, sharp_clamp_bits)`` of a
-    response, or None where the thresholds do not reproduce the formula.
+    """``(threshold_bits (257,) uint32, buckets uint32, shift, sharp_clamp_bits)`` of a
+    response, or None where the thresholds do not reproduce the formula (``buckets`` as
+    the native ``quantize_by_thresholds`` takes them: the code of each bucket's first
+    value, and the offset in the bucket where the next code starts, shifted by 8).
 
     ``threshold_bits[k]`` is the smallest non-negative float32 (as bits) whose 8-bit code
     ``quantize(delinearize(x))`` is at least ``k``, found by bisection on the bits; codes
@@ -649,9 +651,11 @@ def _code_table(crf, gamma, exponential_factor, opencv):
     sharp_clamp = int(min(thresholds[255], _FLOAT32_INF_BITS))
     for shift in _BUCKET_SHIFTS:  # the largest buckets holding one threshold at most
         starts = np.arange((max(sharp_clamp, _BITS_OF_255) >> shift) + 2, dtype=np.int64) << shift
-        counts = np.searchsorted(thresholds[1:256], starts, side="right")
-        if np.diff(counts).max() <= 1:
-            return thresholds.astype(np.uint32), counts[:-1].astype(np.uint32), shift, sharp_clamp
+        codes = np.searchsorted(thresholds[1:256], starts, side="right")
+        if np.diff(codes).max() <= 1:
+            codes, starts = codes[:-1], starts[:-1]
+            offsets = np.minimum(thresholds[codes + 1] - starts, 1 << shift)  # where the next code starts
+            return thresholds.astype(np.uint32), (codes | offsets << 8).astype(np.uint32), shift, sharp_clamp
     return None
 
 
@@ -692,10 +696,9 @@ def encode_8bit(linear, crf="gamma", gamma=2.2, exponential_factor=7.0, clip=Tru
         return quantize(delinearize(values, crf, gamma, exponential_factor))
     from .._threads import num_threads
 
-    thresholds, buckets, shift, sharp_clamp = table
+    _, buckets, shift, sharp_clamp = table
     clamp = _BITS_OF_255 if clip else sharp_clamp
-    return native.quantize_by_thresholds(np.ascontiguousarray(linear), thresholds, buckets, shift, clamp,
-                                         num_threads())
+    return native.quantize_by_thresholds(np.ascontiguousarray(linear), buckets, shift, clamp, num_threads())
 
 
 def _native_module():
