@@ -2,11 +2,14 @@
 forwards and against deepinv's SpaceVaryingBlur, one thread.
 
 Targets (issue 14): the adjoint <= 1.5x the forward; forward + adjoint >= 100x faster than
-deepinv's SpaceVaryingBlur on the same case (deepinv optional; it is timed on a 360x640
-crop with two rounds, fastblur on the same crop in the same group); the backward of
-``fastblur.torch.blur_masked`` <= 3x its forward (the forward with the same leaves
-requiring grad: with the weights, it computes and keeps the kernels' blurs).
+deepinv's SpaceVaryingBlur on the same case (deepinv optional; the pytest-benchmark cases
+time it on a 360x640 crop with two rounds, fastblur on the same crop in the same group;
+``--deepinv`` below times both at 720p); the backward of ``fastblur.torch.blur_masked``
+<= 3x its forward (the forward with the same leaves requiring grad: with the weights, it
+computes and keeps the kernels' blurs).
 
+``python bench/bench_adjoints.py [--deepinv]`` prints the backward/forward ratios (and
+forward + adjoint against deepinv at 720p, about a minute).
 ``pytest bench/bench_adjoints.py --benchmark-only`` (``--benchmark-timer time.process_time``
 gives CPU times, steadier on a shared machine).
 """
@@ -164,5 +167,43 @@ def main(rounds=7, warmup=10):
               f"ratio {backward / forward:.2f}")
 
 
+def deepinv_ratio(rounds=5):
+    """Forward + adjoint at 720p: ``fastblur.torch.SpaceVaryingBlur`` (best of ``rounds``)
+    against deepinv's (one call: about 20 s), CPU time, one thread (target >= 100x)."""
+    import time
+
+    import deepinv
+    import torch
+
+    import fastblur.torch as ft
+
+    torch.set_num_threads(1)
+    image, kernels, weights = sbdd_case(720, 1280)
+    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+    kernels, weights = torch.from_numpy(kernels), torch.from_numpy(weights)
+    ours = ft.SpaceVaryingBlur(kernels, weights, mode="valid")
+    theirs = deepinv.physics.SpaceVaryingBlur(
+        filters=kernels[None, None].expand(1, 3, -1, -1, -1),
+        multipliers=weights[None, None].expand(1, 3, -1, -1, -1), padding="valid", mask_first=False)
+
+    def best(physics, count):
+        seconds = float("inf")
+        for _ in range(count):
+            start = time.process_time()
+            physics.A_adjoint(physics.A(x))
+            seconds = min(seconds, time.process_time() - start)
+        return seconds
+
+    fast = best(ours, rounds)
+    slow = best(theirs, 1)
+    fast = min(fast, best(ours, rounds))
+    print(f"forward + adjoint, 720p, six 65x65 PSFs, one thread: fastblur {fast * 1e3:.1f} ms, "
+          f"deepinv {slow:.2f} s: {slow / fast:.0f}x (target >= 100x)")
+
+
 if __name__ == "__main__":
+    import sys
+
     main()
+    if "--deepinv" in sys.argv:
+        deepinv_ratio()
