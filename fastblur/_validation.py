@@ -67,22 +67,9 @@ def as_image_batch(images, name="images"):
 
 
 def _finite(array, name):
-    if not _all_finite(array):
+    if not bool(get_array_module(array).isfinite(array).all()):
         raise ValueError(f"{name} must be finite: it contains NaN or inf")
     return array
-
-
-def _all_finite(array):
-    """Whether every value is finite. A large contiguous NumPy float array is first summed
-    as squares in one BLAS pass (no temporary): that sum is finite only if every value
-    is; only where it is not (or overflows) are the values tested one by one."""
-    if isinstance(array, np.ndarray) and array.dtype in (np.float32, np.float64) and array.size >= 1 << 16 \
-            and array.flags.c_contiguous:
-        flat = array.reshape(-1)
-        with np.errstate(over="ignore", invalid="ignore"):
-            if np.isfinite(np.dot(flat, flat)):
-                return True
-    return bool(get_array_module(array).isfinite(array).all())
 
 
 def as_kernel(kernel, dtype, name="kernel"):
