@@ -112,17 +112,17 @@ def convolve(image, kernel, mode="same", boundary="reflect", kernel_name="kernel
     return Problem("convolve", "convolve_valid", (extended, kernel), mode, boundary, was_2d)
 
 
-def blur_masked(image, kernels, weights, mode="valid", boundary="reflect"):
+def blur_masked(image, kernels, weights, mode="valid", boundary="reflect", check_finite=True):
     """The Problem of :func:`fastblur.blur_masked`."""
     image3d, was_2d = _validation.as_image(image)
     kernels = _validation.as_kernel_stack(kernels, image3d.dtype)
     extended = _extend_image(image3d, kernels.shape[1:], mode, boundary, "kernels")
     out_shape = _geometry.output_shape(image3d.shape[:2], kernels.shape[1:], mode)
-    weights = _validation.as_weights(weights, len(kernels), out_shape, image3d.dtype)
+    weights = _validation.as_weights(weights, len(kernels), out_shape, image3d.dtype, check_finite=check_finite)
     return Problem("blur_masked", "blur_masked_valid", (extended, kernels, weights), mode, boundary, was_2d)
 
 
-def blur_masked_batch(images, kernels, weights, mode="valid", boundary="reflect"):
+def blur_masked_batch(images, kernels, weights, mode="valid", boundary="reflect", check_finite=True):
     """The Problem of :func:`fastblur.blur_masked_batch`."""
     images, were_2d = _validation.as_image_batch(images)
     batch = len(images)
@@ -131,7 +131,8 @@ def blur_masked_batch(images, kernels, weights, mode="valid", boundary="reflect"
     _check_names(mode, boundary)
     _validation.check_fits(images.shape[1:3], kernel_hw, mode, "kernels")
     out_shape = _geometry.output_shape(images.shape[1:3], kernel_hw, mode)
-    weights = _validation.as_weights(weights, kernels.shape[1], out_shape, images.dtype, batch=batch)
+    weights = _validation.as_weights(weights, kernels.shape[1], out_shape, images.dtype, batch=batch,
+                                     check_finite=check_finite)
     extended = _geometry.extend(images, kernel_hw, mode, boundary, first_axis=1)
     return Problem("blur_masked", "blur_masked_batch_valid", (extended, kernels, weights), mode, boundary,
                    were_2d, batch)

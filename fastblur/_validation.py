@@ -110,11 +110,13 @@ def as_kernel_batch(kernels, batch, dtype=None, name="kernels"):
     return get_array_module(array).ascontiguousarray(_finite(array.astype(dtype, copy=False), name))
 
 
-def as_weights(weights, count, spatial_shape, dtype, name="weights", batch=None, grid="output"):
+def as_weights(weights, count, spatial_shape, dtype, name="weights", batch=None, grid="output",
+               check_finite=True):
     """A finite ``(N, H, W)`` weight stack matching ``count`` kernels and ``spatial_shape``.
 
     With ``batch``, a ``(B, N, H, W)`` stack for ``batch`` images. ``grid`` ("output" or
-    "input") is where the maps live, for the error message.
+    "input") is where the maps live, for the error message. ``check_finite=False`` skips
+    the test for NaN and inf (one pass over the maps).
     """
     array = as_numeric_array(weights, name)
     expected = (count,) + tuple(spatial_shape)
@@ -127,7 +129,10 @@ def as_weights(weights, count, spatial_shape, dtype, name="weights", batch=None,
             f"(one map per kernel, on the {grid} grid), "
             f"got {array.shape}"
         )
-    return get_array_module(array).ascontiguousarray(_finite(array.astype(dtype, copy=False), name))
+    array = array.astype(dtype, copy=False)
+    if check_flag(check_finite, "check_finite"):
+        array = _finite(array, name)
+    return get_array_module(array).ascontiguousarray(array)
 
 
 def _as_binary(masks, name, ndim, layout):

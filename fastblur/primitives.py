@@ -75,7 +75,7 @@ def convolve(image, kernel, mode="same", boundary="reflect", backend="auto"):
 
 
 @torch_interop
-def blur_masked(image, kernels, weights, mode="valid", boundary="reflect", backend="auto"):
+def blur_masked(image, kernels, weights, mode="valid", boundary="reflect", backend="auto", check_finite=True):
     """Spatially varying blur, gather form: ``sum_i weights[i] * (kernels[i] * image)``.
 
     This is the SBDD formation model: each output pixel mixes the blurs of the image by
@@ -93,6 +93,11 @@ def blur_masked(image, kernels, weights, mode="valid", boundary="reflect", backe
     boundary : {'reflect', 'constant', 'edge', 'symmetric', 'wrap'}, optional
         Image extension for ``same``/``full``.
     backend : str, optional
+    check_finite : bool, optional
+        Whether to check that ``weights`` holds only finite numbers (as in
+        :mod:`scipy.linalg`). Skipping the check saves a pass over the maps where they
+        are known to be finite (the SBDD writer's, from :func:`smooth_masks`); with NaN or
+        inf the result is then undefined.
 
     Returns
     -------
@@ -101,14 +106,15 @@ def blur_masked(image, kernels, weights, mode="valid", boundary="reflect", backe
     Raises
     ------
     TypeError, ValueError
-        As :func:`convolve`; also NaN/inf in ``weights`` and a ``weights`` shape other
-        than ``(N, Ho, Wo)``.
+        As :func:`convolve`; also NaN/inf in ``weights`` (with ``check_finite``) and a
+        ``weights`` shape other than ``(N, Ho, Wo)``.
     """
-    return _run(_problem.blur_masked(image, kernels, weights, mode, boundary), backend)
+    return _run(_problem.blur_masked(image, kernels, weights, mode, boundary, check_finite), backend)
 
 
 @torch_interop
-def blur_masked_batch(images, kernels, weights, mode="valid", boundary="reflect", backend="auto"):
+def blur_masked_batch(images, kernels, weights, mode="valid", boundary="reflect", backend="auto",
+                      check_finite=True):
     """:func:`blur_masked` for a batch of images, each with its own kernels and weights.
 
     Parameters
@@ -121,6 +127,8 @@ def blur_masked_batch(images, kernels, weights, mode="valid", boundary="reflect"
     boundary : {'reflect', 'constant', 'edge', 'symmetric', 'wrap'}, optional
     backend : str, optional
         GPU backends process the whole batch in one launch; CPU backends loop.
+    check_finite : bool, optional
+        As :func:`blur_masked`.
 
     Returns
     -------
@@ -131,7 +139,7 @@ def blur_masked_batch(images, kernels, weights, mode="valid", boundary="reflect"
     TypeError, ValueError
         As :func:`blur_masked`, and batch sizes that differ between the arguments.
     """
-    return _run(_problem.blur_masked_batch(images, kernels, weights, mode, boundary), backend)
+    return _run(_problem.blur_masked_batch(images, kernels, weights, mode, boundary, check_finite), backend)
 
 
 @torch_interop

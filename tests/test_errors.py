@@ -111,3 +111,23 @@ def test_blur_product_weights_error_names_the_input_grid():
 def test_time_deltas_are_not_images():
     with pytest.raises(TypeError, match="image must be a numeric array"):
         fastblur.convolve(np.zeros((4, 4), "m8[s]"), KERNEL)
+
+
+def test_check_finite_false_skips_the_weights_test():
+    """check_finite=False (the SBDD writer's, for maps it smoothed itself) skips only the
+    NaN/inf test: the result on finite maps is the same, and the flag is checked."""
+    rng = np.random.default_rng(0)
+    image, kernels = rng.random((40, 50, 3), np.float32), rng.random((2, 5, 5)).astype(np.float32)
+    weights = rng.random((2, 36, 46)).astype(np.float32)
+    np.testing.assert_array_equal(fastblur.blur_masked(image, kernels, weights, check_finite=False),
+                                  fastblur.blur_masked(image, kernels, weights))
+    batch = fastblur.blur_masked_batch(image[None], kernels[None], weights[None], check_finite=False)
+    np.testing.assert_array_equal(batch[0], fastblur.blur_masked(image, kernels, weights))
+    weights[0, 3, 4] = np.nan
+    with pytest.raises(ValueError, match="weights must be finite"):
+        fastblur.blur_masked(image, kernels, weights)
+    with pytest.raises(ValueError, match="weights must be finite"):
+        fastblur.blur_masked_batch(image[None], kernels[None], weights[None])
+    fastblur.blur_masked(image, kernels, weights, check_finite=False)  # not checked: no error
+    with pytest.raises(TypeError, match="check_finite"):
+        fastblur.blur_masked(image, kernels, weights, check_finite="no")

@@ -134,11 +134,11 @@ def _per_pair(xp, values, like):
 def _primitives(batched, backend):
     """``(smooth, blur)`` on batches: the batch primitives, or the one-image primitives
     on a batch of one (whose last bits the per-pair path keeps)."""
-    if batched:
+    if batched:  # the weights come from the smoothing: finite
         return (lambda m, k: smooth_masks_batch(m, k, backend=backend),
-                lambda x, k, w: blur_masked_batch(x, k, w, backend=backend))
+                lambda x, k, w: blur_masked_batch(x, k, w, backend=backend, check_finite=False))
     return (lambda m, k: smooth_masks(m[0], k[0], backend=backend)[None],
-            lambda x, k, w: blur_masked(x[0], k[0], w[0], backend=backend)[None])
+            lambda x, k, w: blur_masked(x[0], k[0], w[0], backend=backend, check_finite=False)[None])
 
 
 def _projective_blur_step(source, kernels, weights, camera, backend):
