@@ -302,3 +302,24 @@ def test_config_errors_name_the_setting():
         DatasetConfig(random_white_streaks=True, min_streaks=5, max_streaks=5)
     with pytest.raises(ValueError, match="out must name"):
         generate(DatasetConfig())
+
+
+@pytest.mark.parametrize("options, reused", [
+    (dict(augment_illumination=False), True), (dict(augment_illumination=True), False),
+    (dict(augment_illumination=False, random_white_streaks=True, prob_streaks=1.0), False)])
+def test_sharp_bytes_reused_only_for_an_equal_target(tmp_path, images, options, reused):
+    """A source's variants share their sharp target without gains or streaks: the writer
+    reuses its bytes then (the same bytes as encoding it again), and encodes otherwise."""
+    from fastblur.sbdd.dataset import PairMaker, _encode
+
+    config = _config(tmp_path / "ds", images, n_images=3, count=3, **options)
+    maker = PairMaker(config, find_sources(config))
+    sharps = []
+    for index in range(3):
+        _, blurry, sharp, _, _ = maker.make(index)
+        blurry_bytes, sharp_bytes = maker.encode(blurry, sharp)
+        assert blurry_bytes == _encode(blurry, config) and sharp_bytes == _encode(sharp, config)
+        sharps.append((sharp, sharp_bytes))
+    same = [np.array_equal(sharps[0][0], s) for s, _ in sharps[1:]]
+    assert all(same) == reused and any(same) == reused
+    assert all(b is sharps[0][1] for _, b in sharps[1:]) == reused

@@ -220,6 +220,15 @@ class PairMaker(PairInputs):
         super().__init__(config, sources, cache_bytes)
         check_format(config.format)
         self.timer = StageTimer(enabled=config.timings)
+        self._last_sharp = None  # (sharp image, its file bytes)
+
+    def encode(self, blurry, sharp):
+        """The file bytes of a pair's two images. Without illumination gains, streaks or
+        boosts the sharp targets of a source's variants are one image: bytes equal to the
+        previous target's are reused, not encoded again."""
+        if self._last_sharp is None or not np.array_equal(self._last_sharp[0], sharp):
+            self._last_sharp = (sharp, _encode(sharp, self.config))
+        return _encode(blurry, self.config), self._last_sharp[1]
 
     def make(self, index):
         """Synthesise pair ``index``: ``(record, blurry uint8, sharp uint8, result, kernels)``."""

@@ -100,13 +100,13 @@ def _made(maker, stager, indices, records, failures, shard=None):
     """``(record, blurry bytes, sharp bytes)`` of the pairs of ``indices`` made; the records
     (tagged with ``shard``) go to ``records``, the ``(index, name, message)`` of failed ones
     to ``failures``."""
-    from .dataset import _encode, pair_location
+    from .dataset import pair_location
 
     for index in indices:
         try:
             record, blurry, sharp, _, _ = maker.make(index)
             with maker.timer.stage("encode"):
-                blurry, sharp = _encode(blurry, maker.config), _encode(sharp, maker.config)
+                blurry, sharp = maker.encode(blurry, sharp)
         except Exception as error:  # a bad image/mask/kernel file: reported, the run goes on
             source_index, variant = pair_location(index, len(maker.sources), maker.config.n_images)
             failures.append((index, f"{maker.sources[source_index].name}_{variant}",
