@@ -7,8 +7,10 @@ fly, for each mask source (``shapes``, ``classical``, and ``detectron2`` on the 
 below: five objects, six kernels) and each output format; milliseconds a pair (CPU time
 of the process, best of ``--repeat`` runs) and the ratio to one 720p 65x65
 ``scipy.signal.fftconvolve`` timed in the same run. Target (issue 16): ``shapes`` and
-``classical`` with PNG <= 1.1x that peer. ``--workers`` adds 1 vs 2 workers and a
-worker's peak memory (target <= 400 MB).
+``classical`` with PNG <= 1.1x that peer. Default settings, as a user's first run: no
+illumination gain, so a source's variants share their sharp target (written once encoded);
+``--augment-illumination`` draws a gain a pair (every target encoded). ``--workers`` adds
+1 vs 2 workers and a worker's peak memory (target <= 400 MB).
 
 The pytest-benchmark cases compare, on the files below, with peers measured in the same
 run:
@@ -303,6 +305,8 @@ def main(argv=None):
     parser.add_argument("--masks", default="shapes,classical,detectron2", help="mask sources (comma-separated)")
     parser.add_argument("--formats", default="png,jpg", help="output formats: png, png-small, jpg (comma-separated)")
     parser.add_argument("--workers", action="store_true", help="also 1 vs 2 workers and a worker's peak memory")
+    parser.add_argument("--augment-illumination", action="store_true",
+                        help="draw an illumination gain a pair (then no two sharp targets are alike)")
     options = parser.parse_args(argv)
 
     os.environ.setdefault("FASTBLUR_NUM_THREADS", "1")
@@ -320,7 +324,8 @@ def main(argv=None):
         inputs = write_user_inputs(os.path.join(folder, "photos"))
         print(f"fastblur-gen path (generate, 1 worker), FASTBLUR_NUM_THREADS={os.environ['FASTBLUR_NUM_THREADS']}, "
               f"{WIDTH}x{HEIGHT}, kernels generated {KERNEL}x{KERNEL}, {options.count} pairs a run, "
-              f"20 variants an image, best of {options.repeat}; CPU time of this process (the machine is shared)")
+              f"20 variants an image, best of {options.repeat}, illumination gain "
+              f"{'on' if options.augment_illumination else 'off'}; CPU time of this process (the machine is shared)")
         peer()  # warm-up
         block = lambda: [peer() for _ in range(10)]  # noqa: E731  a mean over calls, as a pair's
         reference = _best(block, 2, time.process_time)[0] / 10
@@ -334,7 +339,8 @@ def main(argv=None):
             for fmt in options.formats.split(","):
                 settings = dict(input=inputs, masks=masks, n_images=20, count=options.count, workers=1,
                                 progress=False, format=fmt[:3], backend=options.backend, max_objects=5,
-                                kernel_size=KERNEL, out=os.path.join(folder, f"out_{masks}_{fmt}"))
+                                kernel_size=KERNEL, out=os.path.join(folder, f"out_{masks}_{fmt}"),
+                                augment_illumination=options.augment_illumination)
                 if masks == "detectron2":  # the case of make_case: five objects, six kernels
                     settings.update(input=case.input, masks_path=case.masks_path)
                 if "timings" in known:
