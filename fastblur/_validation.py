@@ -216,6 +216,15 @@ def check_shape(array, expected, name, what=""):
     return array
 
 
+def check_image_shape(image_shape, name="image_shape"):
+    """``(H, W)`` of a shape tuple ``(H, W)`` or ``(H, W, C)`` of positive integers."""
+    if isinstance(image_shape, (str, bytes)) or not hasattr(image_shape, "__len__"):
+        raise TypeError(f"{name} must be a tuple (H, W[, C]), got {image_shape!r}")
+    if len(image_shape) not in (2, 3):
+        raise ValueError(f"{name} must be (H, W) or (H, W, C), got {tuple(image_shape)!r}")
+    return tuple(check_count(n, name, low=1) for n in image_shape[:2])
+
+
 def check_min_side(array, minimum, name, why=""):
     """``array`` itself if its first two axes (H, W) are at least ``minimum`` long."""
     if min(array.shape[:2]) < minimum:

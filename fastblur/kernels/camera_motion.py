@@ -33,7 +33,7 @@ import numbers
 
 import numpy as np
 
-from .._validation import as_rng, check_count, check_positive_number, check_real
+from .._validation import as_rng, check_count, check_image_shape, check_positive_number, check_real
 from .rasterize import rasterize_centred, splat_polyline, kernel_centre
 from .shake import (
     DRIFT_CORNER, DRIFT_RMS_VELOCITY, TREMOR_BAND, TREMOR_RMS, UNSTEADINESS_SIGMA,
@@ -106,20 +106,12 @@ def _orientations(yaw, pitch, roll):
 
 def _intrinsics(focal_length, image_shape, principal_point):
     focal_length = check_positive_number(focal_length, "focal_length")
-    shape = _check_shape(image_shape)
+    shape = check_image_shape(image_shape)
     if principal_point is None:
         cx, cy = (shape[1] - 1) / 2.0, (shape[0] - 1) / 2.0
     else:
         cx, cy = _check_point(principal_point, "principal_point")
     return np.array([[focal_length, 0.0, cx], [0.0, focal_length, cy], [0.0, 0.0, 1.0]])
-
-
-def _check_shape(image_shape):
-    if isinstance(image_shape, (str, bytes)) or not hasattr(image_shape, "__len__"):
-        raise TypeError(f"image_shape must be a tuple (H, W[, C]), got {image_shape!r}")
-    if len(image_shape) not in (2, 3):
-        raise ValueError(f"image_shape must be (H, W) or (H, W, C), got {tuple(image_shape)!r}")
-    return tuple(check_count(n, "image_shape", low=1) for n in image_shape[:2])
 
 
 def _check_point(point, name):
