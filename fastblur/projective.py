@@ -467,8 +467,7 @@ def psf_field(homographies, image_shape, grid=(5, 5), size=65):
     """
     _, inverses = _as_homographies(homographies)
     height, width = _validation.check_image_shape(image_shape)
-    if isinstance(grid, (str, bytes)) or not hasattr(grid, "__len__") or len(grid) != 2:
-        raise TypeError(f"grid must be a pair (ny, nx) of integers, got {grid!r}")
+    grid = _validation.check_sized(grid, (2,), "grid", "a pair (ny, nx) of integers")
     ny, nx = (_validation.check_count(n, "grid", low=1) for n in grid)
     size = _validation.check_count(size, "size", low=1)
     gx, gy = np.meshgrid(np.linspace(0, width - 1, nx), np.linspace(0, height - 1, ny))
