@@ -216,6 +216,33 @@ def check_shape(array, expected, name, what=""):
     return array
 
 
+def check_sized(value, lengths, name, what):
+    """``value`` as a tuple if it is a sequence (not a string) whose length is in ``lengths``;
+    ``what`` describes it ("a pair (x, y) of numbers")."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        raise TypeError(f"{name} must be {what}, got {value!r}")
+    if len(value) not in lengths:
+        raise ValueError(f"{name} must be {what}, got {tuple(value)!r}")
+    return tuple(value)
+
+
+def check_image_shape(image_shape, name="image_shape", channels=False):
+    """``(H, W)`` of an image shape ``(H, W)`` or ``(H, W, C)`` of positive integers; the
+    whole shape with ``channels=True``."""
+    shape = check_sized(image_shape, (2, 3), name, "a tuple (H, W) or (H, W, C)")
+    for n in shape:
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+            raise TypeError(f"{name} must hold integers, got {shape!r}")
+        if n < 1:
+            raise ValueError(f"{name} must hold positive sizes, got {shape!r}")
+    return tuple(int(n) for n in (shape if channels else shape[:2]))
+
+
+def check_point(point, name):
+    """``(x, y)`` as two floats from a pair of finite real numbers."""
+    return tuple(check_real(v, name) for v in check_sized(point, (2,), name, "a pair (x, y) of numbers"))
+
+
 def check_min_side(array, minimum, name, why=""):
     """``array`` itself if its first two axes (H, W) are at least ``minimum`` long."""
     if min(array.shape[:2]) < minimum:

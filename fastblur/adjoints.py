@@ -26,7 +26,8 @@ import numpy as np
 from . import _geometry, _problem, _validation
 from ._array_module import get_array_module, is_cupy_array, to_numpy, torch_interop
 from .backends import select_backend
-from .primitives import _run, blur_masked, convolve
+from ._dispatch import run
+from .primitives import blur_masked, convolve
 
 __all__ = ["blur_masked_adjoint", "blur_product_adjoint", "convolve_adjoint", "fold"]
 
@@ -170,7 +171,7 @@ def _scatter_full(y, kernels, weights, backend):
                                    weights[index, r0:r1, c0:c1], (r0 + t0, c0 + s0) if reach else None, reach)
         if backend == "auto" and not is_cupy_array(y):
             backend = select_backend(backend, problem).name  # one decision, on the largest group
-        part = _run(problem, backend)
+        part = run(problem, backend)
         top, left = (0, 0) if reach else (r0 + t0, c0 + s0)
         where = (slice(top, top + part.shape[0]), slice(left, left + part.shape[1]))
         if out is None:

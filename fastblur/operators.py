@@ -26,7 +26,6 @@ Examples
 True
 """
 import math
-import numbers
 
 import numpy as np
 
@@ -184,25 +183,11 @@ class _Composition(LinearOperator):
         return f"({self.outer!r} @ {self.inner!r})"
 
 
-def _check_image_shape(image_shape):
-    """``image_shape`` as a tuple ``(H, W)`` or ``(H, W, C)`` of positive ints."""
-    if not isinstance(image_shape, (tuple, list)):
-        raise TypeError(f"image_shape must be a tuple (H, W) or (H, W, C), got {image_shape!r}")
-    if len(image_shape) not in (2, 3):
-        raise ValueError(f"image_shape must be (H, W) or (H, W, C), got {tuple(image_shape)!r}")
-    for n in image_shape:
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-            raise TypeError(f"image_shape must hold integers, got {tuple(image_shape)!r}")
-        if n < 1:
-            raise ValueError(f"image_shape must hold positive sizes, got {tuple(image_shape)!r}")
-    return tuple(int(n) for n in image_shape)
-
-
 class _Primitive(LinearOperator):
     """A primitive with its kernels, weights, mode and boundary fixed."""
 
     def __init__(self, image_shape, kernel_hw, mode, boundary, backend, dtype):
-        image_shape = _check_image_shape(image_shape)
+        image_shape = _validation.check_image_shape(image_shape, channels=True)
         _validation.check_mode(mode)
         _validation.check_boundary(boundary)
         _validation.check_fits(image_shape[:2], kernel_hw, mode, "kernels")

@@ -6,29 +6,10 @@ precision, other numeric images are computed in float32; kernels and weights are
 to the image's precision.
 """
 from . import _problem
-from ._array_module import get_array_module, to_device, torch_interop
-from .backends import get_backend, select_backend
+from ._array_module import torch_interop
+from ._dispatch import run
 
 __all__ = ["convolve", "blur_masked", "blur_masked_batch", "blur_product", "smooth_masks", "smooth_masks_batch"]
-
-
-def _contiguous(array):
-    return get_array_module(array).ascontiguousarray(array)
-
-
-def _run(problem, backend):
-    """Run ``problem`` on the chosen backend, where that backend computes; its public result.
-
-    CuPy inputs choose the ``cupy`` backend under ``auto``; arrays are moved to the
-    backend's device and the result comes back to the caller's kind (NumPy or CuPy).
-    """
-    xp = get_array_module(*problem.arrays)
-    on_gpu = xp.__name__ == "cupy"
-    chosen = get_backend("cupy") if backend == "auto" and on_gpu else select_backend(backend, problem)
-    device = getattr(chosen, "device", "cpu")
-    arrays = (_contiguous(to_device(array, device)) for array in problem.arrays)
-    result = getattr(chosen, problem.call)(*arrays, *problem.call_args)
-    return problem.finish(to_device(result, "cuda" if on_gpu else "cpu"))
 
 
 @torch_interop
@@ -71,7 +52,7 @@ def convolve(image, kernel, mode="same", boundary="reflect", backend="auto"):
     >>> fastblur.convolve(image, kernel).shape
     (64, 48, 3)
     """
-    return _run(_problem.convolve(image, kernel, mode, boundary), backend)
+    return run(_problem.convolve(image, kernel, mode, boundary), backend)
 
 
 @torch_interop
@@ -109,7 +90,7 @@ def blur_masked(image, kernels, weights, mode="valid", boundary="reflect", backe
         As :func:`convolve`; also NaN/inf in ``weights`` (with ``check_finite``) and a
         ``weights`` shape other than ``(N, Ho, Wo)``.
     """
-    return _run(_problem.blur_masked(image, kernels, weights, mode, boundary, check_finite), backend)
+    return run(_problem.blur_masked(image, kernels, weights, mode, boundary, check_finite), backend)
 
 
 @torch_interop
@@ -139,7 +120,7 @@ def blur_masked_batch(images, kernels, weights, mode="valid", boundary="reflect"
     TypeError, ValueError
         As :func:`blur_masked`, and batch sizes that differ between the arguments.
     """
-    return _run(_problem.blur_masked_batch(images, kernels, weights, mode, boundary, check_finite), backend)
+    return run(_problem.blur_masked_batch(images, kernels, weights, mode, boundary, check_finite), backend)
 
 
 @torch_interop
@@ -170,7 +151,7 @@ def blur_product(image, kernels, weights, mode="valid", boundary="reflect", back
     TypeError, ValueError
         As :func:`blur_masked`, with ``weights`` of shape ``(N, H, W)``.
     """
-    return _run(_problem.blur_product(image, kernels, weights, mode, boundary), backend)
+    return run(_problem.blur_product(image, kernels, weights, mode, boundary), backend)
 
 
 @torch_interop
@@ -211,7 +192,7 @@ def smooth_masks(object_masks, kernels, mode="valid", boundary="reflect", eps=1e
         Wrong ndim or count (``len(kernels) != n + 1``), NaN/inf, unknown names,
         kernels larger than the masks in ``valid`` mode, non-positive ``eps``.
     """
-    return _run(_problem.smooth_masks(object_masks, kernels, mode, boundary, eps), backend)
+    return run(_problem.smooth_masks(object_masks, kernels, mode, boundary, eps), backend)
 
 
 @torch_interop
@@ -247,4 +228,4 @@ def smooth_masks_batch(object_masks, kernels, mode="valid", boundary="reflect", 
     TypeError, ValueError
         As :func:`smooth_masks`, and batch sizes that differ between the arguments.
     """
-    return _run(_problem.smooth_masks_batch(object_masks, kernels, mode, boundary, eps), backend)
+    return run(_problem.smooth_masks_batch(object_masks, kernels, mode, boundary, eps), backend)

@@ -55,8 +55,9 @@ from . import _geometry, _validation
 from ._array_module import get_array_module, to_numpy, torch_interop
 from .backends import select_backend
 from ._problem import Problem
-from .kernels.rasterize import _deposit
-from .primitives import _run, convolve
+from ._dispatch import run
+from .kernels.rasterize import deposit
+from .primitives import convolve
 
 __all__ = ["projective_blur", "psf_field", "DEFAULT_TOL"]
 
@@ -145,7 +146,7 @@ def _splat_into(u, out):
     for m in range(count):
         grid = out[m]
         for s in range(samples):
-            _deposit(grid, u[m, s, 0] + centre, u[m, s, 1] + centre, share)
+            deposit(grid, u[m, s, 0] + centre, u[m, s, 1] + centre, share)
 
 
 def _splat(u, size, dtype=np.float64, buffer=None):
@@ -324,7 +325,7 @@ def _blend_tiles(padded, plan, backend, out):
         problem = Problem("blur_masked", "blur_masked_valid", (window, kernels, weights), "valid", "reflect")
         if chosen == "auto" and xp is np:  # decide once, for every tile alike
             chosen = select_backend("auto", problem).name
-        out[r0:r1, c0:c1] = _run(problem, chosen)
+        out[r0:r1, c0:c1] = run(problem, chosen)
 
 
 def _native_grid():
@@ -464,12 +465,9 @@ def psf_field(homographies, image_shape, grid=(5, 5), size=65):
     >>> fastblur.psf_field(h, (720, 1280), grid=(3, 4)).shape
     (3, 4, 65, 65)
     """
-    from .kernels.camera_motion import _check_shape
-
     _, inverses = _as_homographies(homographies)
-    height, width = _check_shape(image_shape)
-    if isinstance(grid, (str, bytes)) or not hasattr(grid, "__len__") or len(grid) != 2:
-        raise TypeError(f"grid must be a pair (ny, nx) of integers, got {grid!r}")
+    height, width = _validation.check_image_shape(image_shape)
+    grid = _validation.check_sized(grid, (2,), "grid", "a pair (ny, nx) of integers")
     ny, nx = (_validation.check_count(n, "grid", low=1) for n in grid)
     size = _validation.check_count(size, "size", low=1)
     gx, gy = np.meshgrid(np.linspace(0, width - 1, nx), np.linspace(0, height - 1, ny))

@@ -29,11 +29,11 @@ taken: :meth:`CameraMotion.centred` refers them to the mean orientation instead,
 alignment a deblurring pair wants (the blurred image then has no net shift or turn).
 """
 import math
-import numbers
 
 import numpy as np
 
-from .._validation import as_rng, check_count, check_positive_number, check_real
+from .._validation import (as_rng, check_count, check_image_shape, check_point, check_positive_number,
+                           check_real)
 from .rasterize import rasterize_centred, splat_polyline, kernel_centre
 from .shake import (
     DRIFT_CORNER, DRIFT_RMS_VELOCITY, TREMOR_BAND, TREMOR_RMS, UNSTEADINESS_SIGMA,
@@ -106,28 +106,12 @@ def _orientations(yaw, pitch, roll):
 
 def _intrinsics(focal_length, image_shape, principal_point):
     focal_length = check_positive_number(focal_length, "focal_length")
-    shape = _check_shape(image_shape)
+    shape = check_image_shape(image_shape)
     if principal_point is None:
         cx, cy = (shape[1] - 1) / 2.0, (shape[0] - 1) / 2.0
     else:
-        cx, cy = _check_point(principal_point, "principal_point")
+        cx, cy = check_point(principal_point, "principal_point")
     return np.array([[focal_length, 0.0, cx], [0.0, focal_length, cy], [0.0, 0.0, 1.0]])
-
-
-def _check_shape(image_shape):
-    if isinstance(image_shape, (str, bytes)) or not hasattr(image_shape, "__len__"):
-        raise TypeError(f"image_shape must be a tuple (H, W[, C]), got {image_shape!r}")
-    if len(image_shape) not in (2, 3):
-        raise ValueError(f"image_shape must be (H, W) or (H, W, C), got {tuple(image_shape)!r}")
-    return tuple(check_count(n, "image_shape", low=1) for n in image_shape[:2])
-
-
-def _check_point(point, name):
-    if isinstance(point, (str, bytes)) or not hasattr(point, "__len__"):
-        raise TypeError(f"{name} must be a pair (x, y) of numbers, got {point!r}")
-    if len(point) != 2:
-        raise ValueError(f"{name} must be a pair (x, y), got {point!r}")
-    return tuple(check_real(v, name) for v in point)
 
 
 class CameraMotion:
@@ -205,7 +189,7 @@ class CameraMotion:
 
     def path(self, focal_length, image_shape, at, principal_point=None):
         """Where the sharp pixel ``at = (x, y)`` is at each instant, shape (S, 2)."""
-        x, y = _check_point(at, "at")
+        x, y = check_point(at, "at")
         h = self.homographies(focal_length, image_shape, principal_point)
         p = h @ np.array([x, y, 1.0])
         return p[:, :2] / p[:, 2:]
@@ -297,10 +281,7 @@ def camera_motion(exposure=0.5, rng=None, samples=None, roll=1.0):
     exposure = check_positive_number(exposure, "exposure")
     roll = check_real(roll, "roll", low=0.0)
     if samples is not None:
-        if isinstance(samples, bool) or not isinstance(samples, numbers.Integral):
-            raise TypeError(f"samples must be an integer or None, got {samples!r}")
-        if samples < 2:
-            raise ValueError(f"samples must be >= 2, got {samples}")
+        samples = check_count(samples, "samples", low=2)
     rng = as_rng(rng)
     roll_rng = _roll_stream(rng)
     angles = _draw_angles(exposure, rng)  # exactly camera_shake's draws, in its order

@@ -55,7 +55,7 @@ def trajectory_centroid(points, weights):
 
 
 @njit(cache=True, nogil=True)
-def _deposit(out, x, y, weight):
+def deposit(out, x, y, weight):
     """Add ``weight`` at ``(x, y)`` of the 2-D ``out``, split bilinearly over the four
     neighbouring taps; taps outside the grid are skipped."""
     rows, cols = out.shape
@@ -88,7 +88,7 @@ def _splat_polyline(xs, ys, weights, out, max_step):
             s = (j + 0.5) / pieces
             # Taps outside the grid carry zero weight whenever the trajectory lies in
             # [0, size - 1] (a point exactly on the last row/column).
-            _deposit(out, xs[k] + s * dx, ys[k] + s * dy, piece_w)
+            deposit(out, xs[k] + s * dx, ys[k] + s * dy, piece_w)
 
 
 def splat_polyline(points, weights, size, max_step=MAX_STEP):
