@@ -17,6 +17,8 @@ Engines: a ``distributed.Client`` (``scheduler="local"`` starts a ``LocalCluster
 one-thread worker processes; a ``tcp://`` address or a scheduler file connects to a
 running scheduler), else a process pool, or this process for one worker.
 """
+import contextlib
+import itertools
 import json
 import math
 import os
@@ -330,15 +332,6 @@ class _InlineEngine(_PoolEngine):
 
 
 # -- the run ----------------------------------------------------------------------------
-def _settings(config, local):
-    """What ``args.json`` holds: the settings but ``storage_options`` (credentials may sit
-    there), which a local run records as null."""
-    data = dict(config.to_dict(), storage_options=None)
-    if not local:
-        del data["storage_options"]
-    return data
-
-
 def _check_settings(storage, config, current):
     """Refuse to resume a dataset made with other settings (unless overwriting); settings
     added since an older run count as their default."""
@@ -379,18 +372,13 @@ def read_done(storage, config, total):
     if config.layout != "webdataset":
         return {i: r for i, r in records.items()
                 if files.get(r.get("blurry"), 0) > 0 and files.get(r.get("sharp"), 0) > 0}
-    done = {}
-    by_shard = {}
-    for index, record in records.items():
-        by_shard.setdefault(record.get("shard"), {})[index] = record
-    for name, members in by_shard.items():
-        if not name or files.get(name, 0) <= 0:
-            continue
-        shard = int(name.rsplit("-", 1)[1].split(".")[0])
-        wanted = shard_range(shard, config.shard_size, total)
-        if len(wanted) and all(i in members for i in wanted):
-            done.update(members)
-    return done
+    whole = set()
+    for name in {record.get("shard") for record in records.values()}:
+        if name and files.get(name, 0) > 0:
+            wanted = shard_range(int(name.rsplit("-", 1)[1].split(".")[0]), config.shard_size, total)
+            if len(wanted) and all(records.get(i, {}).get("shard") == name for i in wanted):
+                whole.add(name)
+    return {i: r for i, r in records.items() if r.get("shard") in whole}
 
 
 def _consolidate(storage, records):
@@ -416,10 +404,7 @@ def _drive(engine, tasks, pending, collect, progress):
     window = max(8, 4 * engine.workers())
     checked = time.monotonic()
     while True:
-        while len(pending) < window:
-            task = next(queue, None)
-            if task is None:
-                break
+        for task in itertools.islice(queue, max(0, window - len(pending))):
             pending.add(engine.submit(*task))
         if not pending:
             return
@@ -494,7 +479,9 @@ def generate(config, client=None):
     if config.masks == "maskrcnn" and (is_remote(config.masks_path) or is_remote(config.input)):
         raise ValueError("masks='maskrcnn' segments into a local masks_path from local input images; "
                          "make the masks with fastblur-segment first and pass them as --masks detectron2")
-    settings = _settings(config, local)
+    settings = dict(config.to_dict(), storage_options=None)  # credentials may sit there: a local run records null
+    if not local:
+        del settings["storage_options"]
     _check_settings(storage, config, settings)
     storage.clean()
     storage.write("args.json", (json.dumps({"fastblur": __version__, "settings": settings}, indent=2) + "\n")
@@ -546,27 +533,22 @@ def generate(config, client=None):
     pending = set()
     try:
         if engine is not None:
-            try:
-                _drive(engine, tasks, pending, collect, progress)
-            except KeyboardInterrupt:
-                summary.interrupted = True
-                for future in engine.cancel(pending):  # the chunks in progress finish: no partial file
-                    try:
-                        collect(future.result())
-                    except Exception:
-                        pass
-            except BrokenProcessPool as error:
-                raise RuntimeError("a fastblur-gen worker process died (killed, out of memory, or a script that calls "
-                                   "generate() outside `if __name__ == '__main__':`); rerun to resume") from error
+            _drive(engine, tasks, pending, collect, progress)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        for future in engine.cancel(pending):  # the chunks in progress finish: no partial file
+            with contextlib.suppress(Exception):
+                collect(future.result())
+    except BrokenProcessPool as error:
+        raise RuntimeError("a fastblur-gen worker process died (killed, out of memory, or a script that calls "
+                           "generate() outside `if __name__ == '__main__':`); rerun to resume") from error
     finally:
         progress.close()
         if manifest is not None:
             manifest.close()
         if engine is not None:
-            try:
+            with contextlib.suppress(Exception):
                 engine.close()
-            except Exception:
-                pass
         summary.seconds = time.perf_counter() - start
         storage.clean()  # temporaries of workers killed mid-write
     _consolidate(storage, records)

@@ -5,8 +5,11 @@
 so no partial object is ever visible. Credentials: fsspec's configuration plus
 ``storage_options`` (docs/guide/cluster.rst).
 """
+import contextlib
 import os
+import secrets
 import tempfile
+from dataclasses import replace
 
 from .._atomic import remove_temporaries, write_atomic
 
@@ -15,9 +18,7 @@ __all__ = ["LocalStorage", "RemoteStorage", "is_remote", "open_storage", "local_
 
 def _protocol(path):
     path = os.fspath(path)
-    if "://" not in path:
-        return None
-    return path.split("://", 1)[0].lower()
+    return path.split("://", 1)[0].lower() if "://" in path else None
 
 
 def is_remote(path):
@@ -42,8 +43,6 @@ def join(base, *parts):
 
 def local_paths(config):
     """``config`` with its ``file://`` URLs made plain paths (the local behaviour)."""
-    from dataclasses import replace
-
     changes = {name: local_path(getattr(config, name)) for name in ("out", "input", "masks_path", "kernels",
                                                                      "kernels_root", "preview")
                if isinstance(getattr(config, name), str) and _protocol(getattr(config, name)) in ("file", "local")}
@@ -79,10 +78,7 @@ class LocalStorage:
         """A new local file to fill and then :meth:`commit` as ``name`` (beside the target,
         named as :func:`write_atomic` names its temporaries so that a crash leaves a file
         :meth:`clean` removes)."""
-        import secrets
-
-        path = self.path(name)
-        folder, base = os.path.split(path)
+        folder, base = os.path.split(self.path(name))
         os.makedirs(folder, exist_ok=True)
         return os.path.join(folder, f".{base}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
@@ -101,10 +97,8 @@ class LocalStorage:
             for file in files:
                 full = os.path.join(directory, file)
                 name = os.path.relpath(full, self.root).replace(os.sep, "/")
-                try:
+                with contextlib.suppress(OSError):
                     found[name] = os.path.getsize(full)
-                except OSError:
-                    pass
         return found
 
     def clean(self):
@@ -128,11 +122,8 @@ class RemoteStorage:
             raise ValueError(f"cannot open {url!r}: {error}") from error
         self.root = self.root.rstrip("/")
 
-    def __getstate__(self):  # filesystems are rebuilt where the object lands (a worker)
-        return {"url": self.url, "options": self.options}
-
-    def __setstate__(self, state):
-        self.__init__(state["url"], state["options"])
+    def __reduce__(self):  # filesystems are rebuilt where the object lands (a worker)
+        return RemoteStorage, (self.url, self.options)
 
     def path(self, name):
         return f"{self.root}/{name}" if name else self.root
@@ -191,17 +182,12 @@ class RemoteStorage:
         except FileNotFoundError:
             return {}
         prefix = self.root + "/"
-        return {
-            name[len(prefix):]: info.get("size") or 0
-            for name, info in listing.items()
-            if name.startswith(prefix) and info.get("type", "file") == "file"
-        }
+        return {name[len(prefix):]: info.get("size") or 0 for name, info in listing.items()
+                if name.startswith(prefix) and info.get("type", "file") == "file"}
 
     def remove(self, name):
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self.path(name))
-        except FileNotFoundError:
-            pass
 
     def clean(self):
         pass  # single puts leave nothing behind
