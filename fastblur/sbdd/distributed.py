@@ -12,19 +12,17 @@ The manifest: with a local ``out`` the driver appends each returned record to
 ``manifest/part-NNNNNN.jsonl`` (its first index), which the driver consolidates into
 ``manifest.jsonl`` at the end. A rerun keeps the records whose files exist and makes the
 rest.
-
-Engines: a ``distributed.Client`` (``scheduler="local"`` starts a ``LocalCluster`` of
-one-thread worker processes; a ``tcp://`` address or a scheduler file connects to a
-running scheduler), else a process pool, or this process for one worker.
 """
 import contextlib
 import itertools
 import json
 import math
+import multiprocessing
 import os
 import signal
 import sys
 import time
+import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
@@ -201,7 +199,8 @@ def plan_chunks(todo, chunk_size):
 
 # -- the engines ------------------------------------------------------------------------
 def connect(scheduler=None, scheduler_file=None, workers=None, timeout=30.0):
-    """A ``distributed.Client``: a new LocalCluster, an address, or a scheduler file.
+    """A ``distributed.Client`` of a new LocalCluster of one-thread worker processes
+    (``scheduler="local"``), of a running scheduler's ``tcp://`` address, or of a scheduler file.
 
     Returns
     -------
@@ -277,8 +276,6 @@ class _DaskEngine:
 
 class _PoolEngine:
     def __init__(self, job, workers):
-        import multiprocessing
-
         self.count = workers
         self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                         initializer=_init_pool, initargs=(job,))
@@ -450,8 +447,6 @@ def generate(config, client=None):
     which import the calling script again: a script calling ``generate`` must do so
     under ``if __name__ == "__main__":``.
     """
-    import hashlib
-
     from tqdm import tqdm
 
     from .dataset import GenerateSummary, PairMaker, find_sources
@@ -494,9 +489,7 @@ def generate(config, client=None):
     summary = GenerateSummary(out=config.out, total=total, timings=timer if config.timings else None)
     summary.skipped = sum(1 for i in records if i < total)
     todo = [i for i in range(total) if i not in records]
-    token = hashlib.sha1(json.dumps([config.to_dict(), time.time(), os.getpid()], default=str)
-                         .encode()).hexdigest()
-    job = Job(config.to_dict(), sources, storage, total, token)
+    job = Job(config.to_dict(), sources, storage, total, token=uuid.uuid4().hex)
 
     if not todo:
         engine = None

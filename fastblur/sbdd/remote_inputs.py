@@ -12,7 +12,7 @@ import tempfile
 from collections import OrderedDict
 from dataclasses import replace
 
-from .storage import RemoteStorage, fetch, fetch_tree, is_remote, join, open_storage
+from .storage import RemoteStorage, fetch_tree, is_remote, join, open_storage
 
 __all__ = ["remote_fields", "check_remote_inputs", "InputStager"]
 
@@ -106,8 +106,10 @@ class InputStager:
                 copies.append((join(self.masks_url, file), os.path.join(self.config.masks_path, file)))
             self.staged[index] = []
             for url, local in copies:
+                os.makedirs(os.path.dirname(local), exist_ok=True)
                 with contextlib.suppress(FileNotFoundError):  # reported by the pair: an unreadable image, no mask file
-                    fetch(url, local, self.options)
+                    store = RemoteStorage(url, self.options)
+                    store.fs.get_file(store.root, local)
                     self.staged[index].append(local)
         while len(self.staged) > max(self.keep, len(wanted)):
             index, files = self.staged.popitem(last=False)

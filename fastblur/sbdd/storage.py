@@ -200,13 +200,6 @@ def open_storage(url, storage_options=None):
     return LocalStorage(url)
 
 
-def fetch(url, target, storage_options=None):
-    """Copy the object ``url`` to the local file ``target`` (its folder is made)."""
-    store = RemoteStorage(url, storage_options)
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    store.fs.get_file(store.root, target)
-
-
 def fetch_tree(url, target, storage_options=None):
     """Copy everything under the prefix (or the single object) ``url`` into the folder ``target``.
 
