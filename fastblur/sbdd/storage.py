@@ -29,9 +29,7 @@ def is_remote(path):
 def local_path(path):
     """A local path for ``path`` (``file://`` stripped)."""
     path = os.fspath(path)
-    if _protocol(path) in ("file", "local"):
-        return path.split("://", 1)[1]
-    return path
+    return path.split("://", 1)[1] if _protocol(path) in ("file", "local") else path
 
 
 def join(base, *parts):
@@ -75,9 +73,8 @@ class LocalStorage:
         write_atomic(path, data)
 
     def temporary_file(self, name):
-        """A new local file to fill and then :meth:`commit` as ``name`` (beside the target,
-        named as :func:`write_atomic` names its temporaries so that a crash leaves a file
-        :meth:`clean` removes)."""
+        """A new local file beside ``name``'s target, to fill and then :meth:`commit`; named like
+        :func:`write_atomic`'s temporaries, so that :meth:`clean` removes what a crash leaves."""
         folder, base = os.path.split(self.path(name))
         os.makedirs(folder, exist_ok=True)
         return os.path.join(folder, f".{base}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -128,34 +125,27 @@ class RemoteStorage:
     def path(self, name):
         return f"{self.root}/{name}" if name else self.root
 
-    def _fail(self, error, what):
-        return ValueError(f"{what} {self.url!r}: {type(error).__name__}: {error}")
+    def _reach(self, path, what, missing):
+        """Check that ``path`` exists: ``ValueError(missing)`` if not, one naming ``what`` if the store
+        cannot be reached. ``info``, not ``exists``: exists answers False for missing credentials too."""
+        try:
+            self.fs.invalidate_cache()
+            self.fs.info(path)
+        except FileNotFoundError:
+            raise ValueError(missing) from None
+        except Exception as error:  # credentials, endpoint, permissions: botocore's own types
+            raise ValueError(f"cannot reach {what} {self.url!r}: {type(error).__name__}: {error}") from error
 
     def check_output(self):
         """Reach the store (bucket, credentials) and refuse an ``out`` that is an object."""
         bucket = self.root.split("/", 1)[0]
-        try:
-            self.fs.invalidate_cache()
-            try:  # info, not exists: exists answers False for missing credentials too
-                self.fs.info(bucket)
-            except FileNotFoundError:
-                raise ValueError(f"out {self.url!r}: the bucket {bucket!r} does not exist") from None
-            if self.root != bucket and self.fs.isfile(self.root):
-                raise ValueError(f"out {self.url!r} exists and is an object, not a prefix; pass a prefix (--out)")
-        except ValueError:
-            raise
-        except Exception as error:  # credentials, endpoint, permissions: botocore's own types
-            raise self._fail(error, "cannot reach out") from error
+        self._reach(bucket, "out", f"out {self.url!r}: the bucket {bucket!r} does not exist")
+        if self.root != bucket and self.fs.isfile(self.root):  # isfile answers False on any error
+            raise ValueError(f"out {self.url!r} exists and is an object, not a prefix; pass a prefix (--out)")
 
     def check_input(self, what):
         """Reach the store and check that ``url`` exists (an input)."""
-        try:
-            self.fs.invalidate_cache()
-            self.fs.info(self.root)
-        except FileNotFoundError:
-            raise ValueError(f"{what} {self.url!r} does not exist") from None
-        except Exception as error:
-            raise self._fail(error, f"cannot reach {what}") from error
+        self._reach(self.root, what, f"{what} {self.url!r} does not exist")
 
     def write(self, name, data):
         self.fs.pipe_file(self.path(name), data)
@@ -195,9 +185,7 @@ class RemoteStorage:
 
 def open_storage(url, storage_options=None):
     """:class:`LocalStorage` for a path or ``file://`` URL, else :class:`RemoteStorage`."""
-    if is_remote(url):
-        return RemoteStorage(url, storage_options)
-    return LocalStorage(url)
+    return RemoteStorage(url, storage_options) if is_remote(url) else LocalStorage(url)
 
 
 def fetch_tree(url, target, storage_options=None):
