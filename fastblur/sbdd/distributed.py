@@ -97,9 +97,8 @@ def _close_state():
 
 
 def _made(maker, stager, indices, records, failures, shard=None):
-    """``(record, blurry bytes, sharp bytes)`` of the pairs of ``indices`` made; the records
-    (tagged with ``shard``) go to ``records``, the ``(index, name, message)`` of failed ones
-    to ``failures``."""
+    """``(record, blurry bytes, sharp bytes)`` of each pair of ``indices`` made; records (tagged with
+    ``shard``) also go to ``records``, the ``(index, name, message)`` of failed pairs to ``failures``."""
     from .dataset import pair_location
 
     for index in indices:
@@ -125,8 +124,8 @@ def run_chunk(job, indices, shard=None):
     Returns
     -------
     dict
-        ``records`` (manifest records of the pairs made), ``failures``
-        (``(index, name, message)``), ``pairs`` (``len(indices)``).
+        ``records`` (manifest records of the pairs made), ``failures`` (``(index, name, message)``),
+        ``pairs`` (``len(indices)``) and, with the ``timings`` setting, ``timings`` (seconds a stage).
     """
     from .dataset import pair_location
 

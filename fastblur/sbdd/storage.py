@@ -165,10 +165,9 @@ class RemoteStorage:
         return self.fs.cat_file(self.path(name))
 
     def sizes(self, folder=""):
-        top = self.path(folder)
         self.fs.invalidate_cache()
         try:
-            listing = self.fs.find(top, detail=True)
+            listing = self.fs.find(self.path(folder), detail=True)
         except FileNotFoundError:
             return {}
         prefix = self.root + "/"
