@@ -188,10 +188,8 @@ def open_storage(url, storage_options=None):
 
 
 def fetch_tree(url, target, storage_options=None):
-    """Copy everything under the prefix (or the single object) ``url`` into the folder ``target``.
-
-    Returns the local path standing for ``url``: ``target`` itself, or the file in it.
-    """
+    """Copy everything under the prefix (or the single object) ``url`` into the folder ``target``;
+    returns the local path standing for ``url``: ``target`` itself, or the file in it."""
     store = RemoteStorage(url, storage_options)
     single = store.fs.isfile(store.root)
     top = store.root.rsplit("/", 1)[0] if single else store.root
