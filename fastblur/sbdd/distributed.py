@@ -9,9 +9,8 @@ size and chunking give the same bytes, and a chunk run twice writes the same fil
 
 The manifest: with a local ``out`` the driver appends each returned record to
 ``manifest.jsonl``; with a remote one each chunk writes its records as the object
-``manifest/part-NNNNNN.jsonl`` (its first index), which the driver consolidates into
-``manifest.jsonl`` at the end. A rerun keeps the records whose files exist and makes the
-rest.
+``manifest/part-NNNNNN.jsonl`` (its first index), consolidated into ``manifest.jsonl`` by
+the driver at the end. A rerun keeps the records whose files exist and makes the rest.
 """
 import contextlib
 import itertools
