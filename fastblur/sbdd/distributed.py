@@ -9,20 +9,19 @@ size and chunking give the same bytes, and a chunk run twice writes the same fil
 
 The manifest: with a local ``out`` the driver appends each returned record to
 ``manifest.jsonl``; with a remote one each chunk writes its records as the object
-``manifest/part-NNNNNN.jsonl`` (its first index), which the driver consolidates into
-``manifest.jsonl`` at the end. A rerun keeps the records whose files exist and makes the
-rest.
-
-Engines: a ``distributed.Client`` (``scheduler="local"`` starts a ``LocalCluster`` of
-one-thread worker processes; a ``tcp://`` address or a scheduler file connects to a
-running scheduler), else a process pool, or this process for one worker.
+``manifest/part-NNNNNN.jsonl`` (its first index), consolidated into ``manifest.jsonl`` by
+the driver at the end. A rerun keeps the records whose files exist and makes the rest.
 """
+import contextlib
+import itertools
 import json
 import math
+import multiprocessing
 import os
 import signal
 import sys
 import time
+import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
@@ -97,9 +96,8 @@ def _close_state():
 
 
 def _made(maker, stager, indices, records, failures, shard=None):
-    """``(record, blurry bytes, sharp bytes)`` of the pairs of ``indices`` made; the records
-    (tagged with ``shard``) go to ``records``, the ``(index, name, message)`` of failed ones
-    to ``failures``."""
+    """``(record, blurry bytes, sharp bytes)`` of each pair of ``indices`` made; records (tagged with
+    ``shard``) also go to ``records``, the ``(index, name, message)`` of failed pairs to ``failures``."""
     from .dataset import pair_location
 
     for index in indices:
@@ -125,8 +123,8 @@ def run_chunk(job, indices, shard=None):
     Returns
     -------
     dict
-        ``records`` (manifest records of the pairs made), ``failures``
-        (``(index, name, message)``), ``pairs`` (``len(indices)``).
+        ``records`` (manifest records of the pairs made), ``failures`` (``(index, name, message)``),
+        ``pairs`` (``len(indices)``) and, with the ``timings`` setting, ``timings`` (seconds a stage).
     """
     from .dataset import pair_location
 
@@ -199,7 +197,8 @@ def plan_chunks(todo, chunk_size):
 
 # -- the engines ------------------------------------------------------------------------
 def connect(scheduler=None, scheduler_file=None, workers=None, timeout=30.0):
-    """A ``distributed.Client``: a new LocalCluster, an address, or a scheduler file.
+    """A ``distributed.Client`` of a new LocalCluster of one-thread worker processes
+    (``scheduler="local"``), of a running scheduler's ``tcp://`` address, or of a scheduler file.
 
     Returns
     -------
@@ -275,8 +274,6 @@ class _DaskEngine:
 
 class _PoolEngine:
     def __init__(self, job, workers):
-        import multiprocessing
-
         self.count = workers
         self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                         initializer=_init_pool, initargs=(job,))
@@ -330,15 +327,6 @@ class _InlineEngine(_PoolEngine):
 
 
 # -- the run ----------------------------------------------------------------------------
-def _settings(config, local):
-    """What ``args.json`` holds: the settings but ``storage_options`` (credentials may sit
-    there), which a local run records as null."""
-    data = dict(config.to_dict(), storage_options=None)
-    if not local:
-        del data["storage_options"]
-    return data
-
-
 def _check_settings(storage, config, current):
     """Refuse to resume a dataset made with other settings (unless overwriting); settings
     added since an older run count as their default."""
@@ -379,18 +367,13 @@ def read_done(storage, config, total):
     if config.layout != "webdataset":
         return {i: r for i, r in records.items()
                 if files.get(r.get("blurry"), 0) > 0 and files.get(r.get("sharp"), 0) > 0}
-    done = {}
-    by_shard = {}
-    for index, record in records.items():
-        by_shard.setdefault(record.get("shard"), {})[index] = record
-    for name, members in by_shard.items():
-        if not name or files.get(name, 0) <= 0:
-            continue
-        shard = int(name.rsplit("-", 1)[1].split(".")[0])
-        wanted = shard_range(shard, config.shard_size, total)
-        if len(wanted) and all(i in members for i in wanted):
-            done.update(members)
-    return done
+    whole = set()
+    for name in {record.get("shard") for record in records.values()}:
+        if name and files.get(name, 0) > 0:
+            wanted = shard_range(int(name.rsplit("-", 1)[1].split(".")[0]), config.shard_size, total)
+            if len(wanted) and all(records.get(i, {}).get("shard") == name for i in wanted):
+                whole.add(name)
+    return {i: r for i, r in records.items() if r.get("shard") in whole}
 
 
 def _consolidate(storage, records):
@@ -416,10 +399,7 @@ def _drive(engine, tasks, pending, collect, progress):
     window = max(8, 4 * engine.workers())
     checked = time.monotonic()
     while True:
-        while len(pending) < window:
-            task = next(queue, None)
-            if task is None:
-                break
+        for task in itertools.islice(queue, max(0, window - len(pending))):
             pending.add(engine.submit(*task))
         if not pending:
             return
@@ -465,8 +445,6 @@ def generate(config, client=None):
     which import the calling script again: a script calling ``generate`` must do so
     under ``if __name__ == "__main__":``.
     """
-    import hashlib
-
     from tqdm import tqdm
 
     from .dataset import GenerateSummary, PairMaker, find_sources
@@ -494,7 +472,9 @@ def generate(config, client=None):
     if config.masks == "maskrcnn" and (is_remote(config.masks_path) or is_remote(config.input)):
         raise ValueError("masks='maskrcnn' segments into a local masks_path from local input images; "
                          "make the masks with fastblur-segment first and pass them as --masks detectron2")
-    settings = _settings(config, local)
+    settings = dict(config.to_dict(), storage_options=None)  # credentials may sit there: a local run records null
+    if not local:
+        del settings["storage_options"]
     _check_settings(storage, config, settings)
     storage.clean()
     storage.write("args.json", (json.dumps({"fastblur": __version__, "settings": settings}, indent=2) + "\n")
@@ -507,9 +487,7 @@ def generate(config, client=None):
     summary = GenerateSummary(out=config.out, total=total, timings=timer if config.timings else None)
     summary.skipped = sum(1 for i in records if i < total)
     todo = [i for i in range(total) if i not in records]
-    token = hashlib.sha1(json.dumps([config.to_dict(), time.time(), os.getpid()], default=str)
-                         .encode()).hexdigest()
-    job = Job(config.to_dict(), sources, storage, total, token)
+    job = Job(config.to_dict(), sources, storage, total, token=uuid.uuid4().hex)
 
     if not todo:
         engine = None
@@ -546,27 +524,22 @@ def generate(config, client=None):
     pending = set()
     try:
         if engine is not None:
-            try:
-                _drive(engine, tasks, pending, collect, progress)
-            except KeyboardInterrupt:
-                summary.interrupted = True
-                for future in engine.cancel(pending):  # the chunks in progress finish: no partial file
-                    try:
-                        collect(future.result())
-                    except Exception:
-                        pass
-            except BrokenProcessPool as error:
-                raise RuntimeError("a fastblur-gen worker process died (killed, out of memory, or a script that calls "
-                                   "generate() outside `if __name__ == '__main__':`); rerun to resume") from error
+            _drive(engine, tasks, pending, collect, progress)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        for future in engine.cancel(pending):  # the chunks in progress finish: no partial file
+            with contextlib.suppress(Exception):
+                collect(future.result())
+    except BrokenProcessPool as error:
+        raise RuntimeError("a fastblur-gen worker process died (killed, out of memory, or a script that calls "
+                           "generate() outside `if __name__ == '__main__':`); rerun to resume") from error
     finally:
         progress.close()
         if manifest is not None:
             manifest.close()
         if engine is not None:
-            try:
+            with contextlib.suppress(Exception):
                 engine.close()
-            except Exception:
-                pass
         summary.seconds = time.perf_counter() - start
         storage.clean()  # temporaries of workers killed mid-write
     _consolidate(storage, records)

@@ -12,7 +12,7 @@ import tempfile
 from collections import OrderedDict
 from dataclasses import replace
 
-from .storage import RemoteStorage, fetch, fetch_tree, is_remote, join, open_storage
+from .storage import RemoteStorage, fetch_tree, is_remote, join, open_storage
 
 __all__ = ["remote_fields", "check_remote_inputs", "InputStager"]
 
@@ -34,9 +34,9 @@ def check_remote_inputs(config, storage_options):
 class InputStager:
     """Local copies of a run's remote inputs, for one process.
 
-    ``config`` (:meth:`local_config`) names local copies of the kernels and masks;
-    :meth:`stage` copies the images (and mask files) of the pairs about to be made and
-    points ``sources`` (a list the :class:`~fastblur.sbdd.dataset.PairMaker` holds) at them.
+    ``config`` names local copies of the kernels and masks; :meth:`stage` copies the images
+    (and mask files) of the pairs about to be made and points ``sources`` (a list the
+    :class:`~fastblur.sbdd.dataset.PairMaker` holds) at them.
     """
 
     def __init__(self, config, sources, storage_options=None, keep=32):
@@ -70,18 +70,16 @@ class InputStager:
     def _localize(self, config):
         changes = {}
         for name in ("kernels", "kernels_root"):
-            if name in self.remote:
-                url, target = getattr(config, name).rstrip("/"), os.path.join(self.folder, name)
-                os.makedirs(target, exist_ok=True)
-                store = RemoteStorage(url, self.options)
-                if name == "kernels" and config.kernels_root is None and store.fs.isfile(store.root):
-                    # a list file's entries are relative to its folder: copy the folder
-                    folder, file = url.rsplit("/", 1)
-                    changes[name] = os.path.join(fetch_tree(folder, target, self.options), file)
-                    self.mapped.append((target, folder))
-                else:
-                    changes[name] = fetch_tree(url, target, self.options)
-                    self.mapped.append((changes[name], url))
+            if name not in self.remote:
+                continue
+            url, target, file = getattr(config, name).rstrip("/"), os.path.join(self.folder, name), None
+            os.makedirs(target, exist_ok=True)
+            store = RemoteStorage(url, self.options)
+            if name == "kernels" and config.kernels_root is None and store.fs.isfile(store.root):
+                url, file = url.rsplit("/", 1)  # a list file's entries are relative to its folder: copy the folder
+            local = fetch_tree(url, target, self.options)
+            self.mapped.append((local, url))
+            changes[name] = local if file is None else os.path.join(local, file)
         if "masks_path" in self.remote:
             target = os.path.join(self.folder, "masks")
             os.makedirs(target, exist_ok=True)
@@ -108,8 +106,10 @@ class InputStager:
                 copies.append((join(self.masks_url, file), os.path.join(self.config.masks_path, file)))
             self.staged[index] = []
             for url, local in copies:
+                os.makedirs(os.path.dirname(local), exist_ok=True)
                 with contextlib.suppress(FileNotFoundError):  # reported by the pair: an unreadable image, no mask file
-                    fetch(url, local, self.options)
+                    store = RemoteStorage(url, self.options)
+                    store.fs.get_file(store.root, local)
                     self.staged[index].append(local)
         while len(self.staged) > max(self.keep, len(wanted)):
             index, files = self.staged.popitem(last=False)

@@ -24,15 +24,8 @@ def shard_range(shard, shard_size, total):
 
 
 def write_shard(path, pairs):
-    """Write the tar of ``pairs`` to the local file ``path``.
-
-    Parameters
-    ----------
-    path : str
-    pairs : iterable of (record, blurry bytes, sharp bytes)
-        In index order; ``record`` gets ``shard``, ``blurry`` and ``sharp`` (member names)
-        set here.
-    """
+    """Write the tar of ``pairs`` (``(record, blurry bytes, sharp bytes)`` in index order) to
+    the local file ``path`` (str); each ``record``'s ``blurry`` and ``sharp`` become member names."""
     with open(path, "wb") as stream, tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for record, blurry, sharp in pairs:
             key = record["name"].replace(".", "_")

@@ -5,8 +5,11 @@
 so no partial object is ever visible. Credentials: fsspec's configuration plus
 ``storage_options`` (docs/guide/cluster.rst).
 """
+import contextlib
 import os
+import secrets
 import tempfile
+from dataclasses import replace
 
 from .._atomic import remove_temporaries, write_atomic
 
@@ -15,9 +18,7 @@ __all__ = ["LocalStorage", "RemoteStorage", "is_remote", "open_storage", "local_
 
 def _protocol(path):
     path = os.fspath(path)
-    if "://" not in path:
-        return None
-    return path.split("://", 1)[0].lower()
+    return path.split("://", 1)[0].lower() if "://" in path else None
 
 
 def is_remote(path):
@@ -28,9 +29,7 @@ def is_remote(path):
 def local_path(path):
     """A local path for ``path`` (``file://`` stripped)."""
     path = os.fspath(path)
-    if _protocol(path) in ("file", "local"):
-        return path.split("://", 1)[1]
-    return path
+    return path.split("://", 1)[1] if _protocol(path) in ("file", "local") else path
 
 
 def join(base, *parts):
@@ -42,8 +41,6 @@ def join(base, *parts):
 
 def local_paths(config):
     """``config`` with its ``file://`` URLs made plain paths (the local behaviour)."""
-    from dataclasses import replace
-
     changes = {name: local_path(getattr(config, name)) for name in ("out", "input", "masks_path", "kernels",
                                                                      "kernels_root", "preview")
                if isinstance(getattr(config, name), str) and _protocol(getattr(config, name)) in ("file", "local")}
@@ -76,13 +73,9 @@ class LocalStorage:
         write_atomic(path, data)
 
     def temporary_file(self, name):
-        """A new local file to fill and then :meth:`commit` as ``name`` (beside the target,
-        named as :func:`write_atomic` names its temporaries so that a crash leaves a file
-        :meth:`clean` removes)."""
-        import secrets
-
-        path = self.path(name)
-        folder, base = os.path.split(path)
+        """A new local file beside ``name``'s target, to fill and then :meth:`commit`; named like
+        :func:`write_atomic`'s temporaries, so that :meth:`clean` removes what a crash leaves."""
+        folder, base = os.path.split(self.path(name))
         os.makedirs(folder, exist_ok=True)
         return os.path.join(folder, f".{base}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
@@ -101,10 +94,8 @@ class LocalStorage:
             for file in files:
                 full = os.path.join(directory, file)
                 name = os.path.relpath(full, self.root).replace(os.sep, "/")
-                try:
+                with contextlib.suppress(OSError):
                     found[name] = os.path.getsize(full)
-                except OSError:
-                    pass
         return found
 
     def clean(self):
@@ -128,43 +119,33 @@ class RemoteStorage:
             raise ValueError(f"cannot open {url!r}: {error}") from error
         self.root = self.root.rstrip("/")
 
-    def __getstate__(self):  # filesystems are rebuilt where the object lands (a worker)
-        return {"url": self.url, "options": self.options}
-
-    def __setstate__(self, state):
-        self.__init__(state["url"], state["options"])
+    def __reduce__(self):  # filesystems are rebuilt where the object lands (a worker)
+        return RemoteStorage, (self.url, self.options)
 
     def path(self, name):
         return f"{self.root}/{name}" if name else self.root
 
-    def _fail(self, error, what):
-        return ValueError(f"{what} {self.url!r}: {type(error).__name__}: {error}")
+    def _reach(self, path, what, missing):
+        """Check that ``path`` exists: ``ValueError(missing)`` if not, one naming ``what`` if the store
+        cannot be reached. ``info``, not ``exists``: exists answers False for missing credentials too."""
+        try:
+            self.fs.invalidate_cache()
+            self.fs.info(path)
+        except FileNotFoundError:
+            raise ValueError(missing) from None
+        except Exception as error:  # credentials, endpoint, permissions: botocore's own types
+            raise ValueError(f"cannot reach {what} {self.url!r}: {type(error).__name__}: {error}") from error
 
     def check_output(self):
         """Reach the store (bucket, credentials) and refuse an ``out`` that is an object."""
         bucket = self.root.split("/", 1)[0]
-        try:
-            self.fs.invalidate_cache()
-            try:  # info, not exists: exists answers False for missing credentials too
-                self.fs.info(bucket)
-            except FileNotFoundError:
-                raise ValueError(f"out {self.url!r}: the bucket {bucket!r} does not exist") from None
-            if self.root != bucket and self.fs.isfile(self.root):
-                raise ValueError(f"out {self.url!r} exists and is an object, not a prefix; pass a prefix (--out)")
-        except ValueError:
-            raise
-        except Exception as error:  # credentials, endpoint, permissions: botocore's own types
-            raise self._fail(error, "cannot reach out") from error
+        self._reach(bucket, "out", f"out {self.url!r}: the bucket {bucket!r} does not exist")
+        if self.root != bucket and self.fs.isfile(self.root):  # isfile answers False on any error
+            raise ValueError(f"out {self.url!r} exists and is an object, not a prefix; pass a prefix (--out)")
 
     def check_input(self, what):
         """Reach the store and check that ``url`` exists (an input)."""
-        try:
-            self.fs.invalidate_cache()
-            self.fs.info(self.root)
-        except FileNotFoundError:
-            raise ValueError(f"{what} {self.url!r} does not exist") from None
-        except Exception as error:
-            raise self._fail(error, f"cannot reach {what}") from error
+        self._reach(self.root, what, f"{what} {self.url!r} does not exist")
 
     def write(self, name, data):
         self.fs.pipe_file(self.path(name), data)
@@ -184,24 +165,18 @@ class RemoteStorage:
         return self.fs.cat_file(self.path(name))
 
     def sizes(self, folder=""):
-        top = self.path(folder)
         self.fs.invalidate_cache()
         try:
-            listing = self.fs.find(top, detail=True)
+            listing = self.fs.find(self.path(folder), detail=True)
         except FileNotFoundError:
             return {}
         prefix = self.root + "/"
-        return {
-            name[len(prefix):]: info.get("size") or 0
-            for name, info in listing.items()
-            if name.startswith(prefix) and info.get("type", "file") == "file"
-        }
+        return {name[len(prefix):]: info.get("size") or 0 for name, info in listing.items()
+                if name.startswith(prefix) and info.get("type", "file") == "file"}
 
     def remove(self, name):
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self.path(name))
-        except FileNotFoundError:
-            pass
 
     def clean(self):
         pass  # single puts leave nothing behind
@@ -209,23 +184,12 @@ class RemoteStorage:
 
 def open_storage(url, storage_options=None):
     """:class:`LocalStorage` for a path or ``file://`` URL, else :class:`RemoteStorage`."""
-    if is_remote(url):
-        return RemoteStorage(url, storage_options)
-    return LocalStorage(url)
-
-
-def fetch(url, target, storage_options=None):
-    """Copy the object ``url`` to the local file ``target`` (its folder is made)."""
-    store = RemoteStorage(url, storage_options)
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    store.fs.get_file(store.root, target)
+    return RemoteStorage(url, storage_options) if is_remote(url) else LocalStorage(url)
 
 
 def fetch_tree(url, target, storage_options=None):
-    """Copy everything under the prefix (or the single object) ``url`` into the folder ``target``.
-
-    Returns the local path standing for ``url``: ``target`` itself, or the file in it.
-    """
+    """Copy everything under the prefix (or the single object) ``url`` into the folder ``target``;
+    returns the local path standing for ``url``: ``target`` itself, or the file in it."""
     store = RemoteStorage(url, storage_options)
     single = store.fs.isfile(store.root)
     top = store.root.rsplit("/", 1)[0] if single else store.root

@@ -9,10 +9,8 @@ STAGES = ("read", "masks", "kernels", "synthesis", "encode", "write", "manifest"
 
 
 class StageTimer:
-    """Wall-clock seconds per stage, summed, with the number of pairs they cover.
-
-    A disabled timer costs nothing measurable: its ``stage`` context does not read the
-    clock.
+    """Wall-clock seconds per stage, summed, with the number of pairs they cover (a disabled
+    timer's ``stage`` context does not read the clock: it costs nothing measurable).
 
     Examples
     --------
@@ -35,14 +33,12 @@ class StageTimer:
 
     @contextmanager
     def stage(self, name):
-        if not self.enabled:
-            yield
-            return
-        start = time.perf_counter()
+        start = time.perf_counter() if self.enabled else None
         try:
             yield
         finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+            if start is not None:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
     def take(self):
         """The seconds recorded since the last ``take`` (then cleared)."""
@@ -64,7 +60,7 @@ class StageTimer:
         return {name: 1e3 * self.seconds.get(name, 0.0) / pairs for name in names}
 
     def report(self):
-        """One line: ``read 1.2, masks 0.8, ... ms a pair (total T over N pairs)``."""
+        """One line: ``mean ms a pair over N pairs: read 1.2, masks 0.8, ... (sum S)``."""
         means = self.mean_ms()
         stages = ", ".join(f"{name} {value:.1f}" for name, value in means.items())
         return f"mean ms a pair over {self.pairs} pairs: {stages} (sum {sum(means.values()):.1f})"
