@@ -107,13 +107,12 @@ def encode_image(image, format="png", *, compression="fast", quality=95):
     image : ndarray, shape (H, W) or (H, W, 3), uint8
         RGB (channels last) or grey.
     format : {"png", "jpg", "jxl"}
+        ``"jxl"`` is lossless JPEG XL (needs ``imagecodecs`` built with libjxl).
     compression : {"fast", "small"}, optional
         PNG only: ``"fast"`` (about 3-4 ms for a 720p image with ``fpng``) or ``"small"``
         (15-26% smaller files, about 7x the time). Both are lossless.
     quality : int, optional
         JPEG quality, 0-100.
-
-    ``"jxl"`` is lossless JPEG XL (needs ``imagecodecs`` built with libjxl).
 
     Returns
     -------

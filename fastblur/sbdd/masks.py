@@ -439,16 +439,9 @@ def shrink(image, long_side):
 
 
 def segment_regions(image, working_size=256, scale=300.0, sigma=0.8, min_fraction=0.01):
-    """Felzenszwalb regions of an image, computed on a copy about ``working_size`` wide.
-
-    Regions smaller than ``min_fraction`` of the image are merged into a neighbour (the
-    algorithm's ``min_size``), which leaves object-sized segments.
-
-    Returns
-    -------
-    ndarray, shape (h, w), int
-        Labels ``0 .. n - 1`` at the working resolution.
-    """
+    """Felzenszwalb region labels ``0 .. n - 1``, int ``(h, w)``, of a copy of ``image`` about
+    ``working_size`` wide; regions smaller than ``min_fraction`` of it are merged into a
+    neighbour (the algorithm's ``min_size``), which leaves object-sized segments."""
     from skimage.segmentation import felzenszwalb
 
     small = shrink(np.asarray(image), working_size)
@@ -561,16 +554,11 @@ def random_shape_masks(shape, *, max_objects=5, min_area=4000, max_area_fraction
 
 
 def fill_polygon(mask, rows, cols):
-    """Set the pixels of ``mask`` whose centres lie inside a polygon, in place; ``mask``.
+    """Set the pixels of ``mask`` (bool ``(H, W)``) whose centres lie inside the closed polygon
+    of vertices ``rows``, ``cols`` (float ``(n,)``, in order); in place, returns ``mask``.
 
     The pixels of ``skimage.draw.polygon(rows, cols, mask.shape)`` (same crossing rule),
     filled span by span along the polygon's rows: a blob costs its bounding box.
-
-    Parameters
-    ----------
-    mask : ndarray, shape (H, W), bool
-    rows, cols : ndarray, shape (n,), float
-        The vertices, in order; the polygon is closed.
 
     Examples
     --------
