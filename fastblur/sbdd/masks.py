@@ -132,9 +132,8 @@ def detectron2_masks(path, *, score_threshold=0.9, min_area=4000, max_objects=5,
                      return_ids=False):
     """Instance masks from a detectron2 output saved as ``.npz`` (the SBDD segmentation files).
 
-    Selection as the reference generator: instances with ``score > score_threshold``,
-    more than ``min_area`` pixels and a class in ``classes``, the ``max_objects`` best
-    by score.
+    Selection as the reference generator's: the instances passing every filter below,
+    best score first.
 
     Parameters
     ----------
@@ -454,11 +453,8 @@ def classical_masks(image, *, max_objects=5, min_area=4000, max_area_fraction=0.
                     regions=None, return_ids=False):
     """Object-sized regions of the image itself: the download-free mask source.
 
-    The image is segmented into Felzenszwalb regions at about 256 pixels wide
-    (:func:`segment_regions`), small regions merged away; of the regions larger than
-    ``min_area`` pixels and smaller than ``max_area_fraction`` of the image (which
-    leaves out the background), up to ``max_objects`` are drawn at random and upsampled
-    with smooth edges.
+    Of the image's Felzenszwalb regions (:func:`segment_regions`) that are neither small
+    nor background, up to ``max_objects`` are drawn at random and upsampled with smooth edges.
 
     Parameters
     ----------
