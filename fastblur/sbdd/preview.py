@@ -105,14 +105,12 @@ def preview_row(sharp, blurry, weights, kernels, height=160):
 
     panels = [_fit_height(sharp, height), _fit_height(blurry, height),
               _fit_height(weights_image(weights), height), kernels_panel(kernels, height)]
-    gap = np.full((height, 4, 3), 255, np.uint8)
-    parts = []
     for label, panel in zip(("sharp", "blurry", "weights", "PSFs"), panels):
         (text_w, text_h), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
         panel[: text_h + base + 4, : text_w + 6] = 0
         cv2.putText(panel, label, (3, text_h + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
-        parts += [panel, gap]
-    return np.concatenate(parts[:-1], axis=1)
+    gap = np.full((height, 4, 3), 255, np.uint8)
+    return np.concatenate([part for panel in panels for part in (panel, gap)][:-1], axis=1)
 
 
 def contact_sheet(rows, path=None):
