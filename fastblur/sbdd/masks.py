@@ -61,10 +61,8 @@ def _finish(masks, ids, shape, return_ids):
 def resize_masks(masks, shape):
     """Resize a mask stack ``(n, h, w)`` to ``(n, H, W)`` (bilinear, thresholded at 1/2).
 
-    Used when the masks of another image (``random_masks``) are applied to this one, and
-    to bring working-resolution regions to the image. Each mask is resized only over its
-    bounding box (with a margin of zeros, on a window aligned with the scale's period),
-    which gives the bytes of resizing the whole mask.
+    Each mask is resized over its bounding box only (with a margin, on a window aligned
+    with the scale's period), which gives the bytes of resizing the whole mask.
     """
     import cv2
 
