@@ -145,14 +145,6 @@ def build_model(model="maskrcnn_resnet50_fpn_v2", weights="default", *, download
     return network.eval().to(device)
 
 
-def _to_tensor(image, max_size, device):
-    """``image`` (H, W, 3) uint8 as a (3, h, w) float tensor in [0, 1], long side <= ``max_size``."""
-    import torch
-
-    tensor = torch.from_numpy(np.ascontiguousarray(shrink(image, max_size))).to(device)
-    return tensor.permute(2, 0, 1).float().div_(255.0)
-
-
 def _instances(output, shape, score_threshold, wanted, packed):
     """One image's detections: kept, mapped to contiguous ids, best score first, masks
     at ``shape`` (made in place: they are the bulk of the memory at large sizes);
@@ -244,8 +236,9 @@ def _segment(images, model, score_threshold, classes, max_size, batch_size, devi
                                  f"got {image.dtype} of shape {image.shape}")
         if not batch:
             return
-        with torch.inference_mode():
-            outputs = model([_to_tensor(image, max_size, device) for image in batch])
+        with torch.inference_mode():  # the model sees (3, h, w) floats in [0, 1], long side <= max_size
+            shrunk = [torch.from_numpy(np.ascontiguousarray(shrink(image, max_size))).to(device) for image in batch]
+            outputs = model([tensor.permute(2, 0, 1).float().div_(255.0) for tensor in shrunk])
         for image, output in zip(batch, outputs):
             yield _instances(output, image.shape[:2], score_threshold, wanted, packed)
 
