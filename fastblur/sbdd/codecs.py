@@ -215,9 +215,7 @@ class DecodedCache:
 
     def __init__(self, max_bytes):
         self.max_bytes = check_count(max_bytes, "max_bytes")
-        self.nbytes = 0
-        self.hits = 0
-        self.misses = 0
+        self.nbytes = self.hits = self.misses = 0
         self._items = OrderedDict()
 
     def keys(self):

@@ -278,7 +278,8 @@ def _mask_file(folder, source):
 def segment_sources(sources, out, model, *, score_threshold=0.5, classes=None, max_size=1333, batch_size=1,
                     device=None, overwrite=False, progress=True):
     """Segment ``sources`` (:class:`fastblur.sbdd.dataset.Source`) into ``OUT/NAME.npz``
-    (created atomically, for ``fastblur-gen --masks detectron2 --masks-path OUT``).
+    files (``out`` is created), written atomically, that
+    ``fastblur-gen --masks detectron2 --masks-path OUT`` reads.
 
     ``NAME`` is the source's name (its path below the input folder, ``/`` as ``_``). Files
     already there are skipped unless ``overwrite``; an unreadable image is reported on
