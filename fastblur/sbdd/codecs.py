@@ -23,7 +23,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .._validation import check_count
+from .._validation import check_choice, check_count
 
 __all__ = ["DecodedCache", "PNG_COMPRESSIONS", "check_format", "decode_image", "encode_image", "png_writer"]
 
@@ -82,8 +82,7 @@ def png_writer(compression="fast", image_ndim=3):
     str
         ``"fpng"``, ``"imagecodecs"`` or ``"opencv"``.
     """
-    if compression not in _WRITERS:
-        raise ValueError(f"compression must be one of {list(PNG_COMPRESSIONS)}, got {compression!r}")
+    check_choice(compression, PNG_COMPRESSIONS, "compression")
     return next(name for name, _ in _WRITERS[compression]
                 if name == "opencv" or (_installed(name) and not (name == "fpng" and image_ndim != 3)))
 
@@ -91,8 +90,7 @@ def png_writer(compression="fast", image_ndim=3):
 def check_format(format):
     """Raise ``ValueError`` if files of ``format`` cannot be written here (JPEG XL needs
     ``imagecodecs`` with libjxl); before a run rather than at each pair."""
-    if format not in ("png", "jpg", "jxl"):
-        raise ValueError(f"format must be 'png', 'jpg' or 'jxl', got {format!r}")
+    check_choice(format, ("png", "jpg", "jxl"), "format")
     if format == "jxl":
         imagecodecs = importlib.import_module("imagecodecs") if _installed("imagecodecs") else None
         if imagecodecs is None or not getattr(imagecodecs.JPEGXL, "available", False):
@@ -107,13 +105,12 @@ def encode_image(image, format="png", *, compression="fast", quality=95):
     image : ndarray, shape (H, W) or (H, W, 3), uint8
         RGB (channels last) or grey.
     format : {"png", "jpg", "jxl"}
+        ``"jxl"`` is lossless JPEG XL (needs ``imagecodecs`` built with libjxl).
     compression : {"fast", "small"}, optional
         PNG only: ``"fast"`` (about 3-4 ms for a 720p image with ``fpng``) or ``"small"``
         (15-26% smaller files, about 7x the time). Both are lossless.
     quality : int, optional
         JPEG quality, 0-100.
-
-    ``"jxl"`` is lossless JPEG XL (needs ``imagecodecs`` built with libjxl).
 
     Returns
     -------
@@ -218,9 +215,7 @@ class DecodedCache:
 
     def __init__(self, max_bytes):
         self.max_bytes = check_count(max_bytes, "max_bytes")
-        self.nbytes = 0
-        self.hits = 0
-        self.misses = 0
+        self.nbytes = self.hits = self.misses = 0
         self._items = OrderedDict()
 
     def keys(self):

@@ -61,10 +61,8 @@ def _finish(masks, ids, shape, return_ids):
 def resize_masks(masks, shape):
     """Resize a mask stack ``(n, h, w)`` to ``(n, H, W)`` (bilinear, thresholded at 1/2).
 
-    Used when the masks of another image (``random_masks``) are applied to this one, and
-    to bring working-resolution regions to the image. Each mask is resized only over its
-    bounding box (with a margin of zeros, on a window aligned with the scale's period),
-    which gives the bytes of resizing the whole mask.
+    Each mask is resized over its bounding box only (with a margin, on a window aligned
+    with the scale's period), which gives the bytes of resizing the whole mask.
     """
     import cv2
 
@@ -73,12 +71,12 @@ def resize_masks(masks, shape):
     if masks.shape[1:] == (height, width):
         return masks
     out = np.zeros((len(masks), height, width), bool)
-    axes = ((masks.shape[1], height), (masks.shape[2], width))
     for mask, resized in zip(masks, out):
-        box = _box(mask)
-        if box is None:
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        if len(rows) == 0:
             continue
-        (r0, r1, y0, y1), (c0, c1, x0, x1) = (_aligned_window(*span, *sizes) for span, sizes in zip(box, axes))
+        r0, r1, y0, y1 = _aligned_window(rows[0], rows[-1] + 1, masks.shape[1], height)
+        c0, c1, x0, x1 = _aligned_window(cols[0], cols[-1] + 1, masks.shape[2], width)
         scaled = cv2.resize(mask[r0:r1, c0:c1].view(np.uint8) * np.uint8(255), (x1 - x0, y1 - y0),
                             interpolation=cv2.INTER_LINEAR)
         np.greater_equal(scaled, 128, out=resized[y0:y1, x0:x1])
@@ -90,21 +88,12 @@ def resize_masks(masks, shape):
 _MAX_PERIOD = 64
 
 
-def _box(mask):
-    """``((row0, row1), (col0, col1))`` of the set pixels of a 2-D mask, or None if empty."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if len(rows) == 0:
-        return None
-    return (rows[0], rows[-1] + 1), (cols[0], cols[-1] + 1)
-
-
 def _aligned_window(low, high, size, new_size):
-    """``(s0, s1, d0, d1)``: the input span ``[s0, s1)`` around ``[low, high)`` with two
-    zeros each side, starting and ending on multiples of ``p`` (or at the edges) where
-    ``size / new_size = p / q`` in lowest terms, and the output span ``[d0, d1)`` it
-    resizes to. Window and whole resize share their sample positions (shifted by whole
-    periods) and see the same zeros beyond the box, so they agree; the whole axis where
-    the period is long."""
+    """``(s0, s1, d0, d1)``: the input span around ``[low, high)`` (two zeros each side, on
+    multiples of ``p`` where ``size / new_size = p / q``) and the output span it resizes to.
+
+    Shifted by whole periods, the window's samples are the whole resize's, so both agree.
+    """
     divisor = math.gcd(size, new_size)
     p, q = size // divisor, new_size // divisor
     if q > _MAX_PERIOD:
@@ -141,9 +130,8 @@ def detectron2_masks(path, *, score_threshold=0.9, min_area=4000, max_objects=5,
                      return_ids=False):
     """Instance masks from a detectron2 output saved as ``.npz`` (the SBDD segmentation files).
 
-    Selection as the reference generator: instances with ``score > score_threshold``,
-    more than ``min_area`` pixels and a class in ``classes``, the ``max_objects`` best
-    by score.
+    Selection as the reference generator's: the instances passing every filter below,
+    best score first.
 
     Parameters
     ----------
@@ -206,25 +194,21 @@ def _decode_counts(counts):
     """COCO's compressed RLE string: 5-bit groups, continuation bit, zig-zag, deltas."""
     if isinstance(counts, bytes):
         counts = counts.decode("ascii")
-    runs = []
-    position = 0
-    while position < len(counts):
-        value, shift, more = 0, 0, True
-        while more:
-            group = ord(counts[position]) - 48
-            if group < 0 or group > 63:
-                raise ValueError(f"invalid character {counts[position]!r} in RLE counts")
-            value |= (group & 0x1F) << (5 * shift)
-            more = bool(group & 0x20)
-            position += 1
-            shift += 1
-            if not more and group & 0x10:  # sign bit of the last group
-                value |= -1 << (5 * shift)
-            if more and position >= len(counts):
-                raise ValueError("truncated RLE counts")
-        if len(runs) > 2:
-            value += runs[-2]
-        runs.append(value)
+    runs, value, shift = [], 0, 0
+    for char in counts:
+        group = ord(char) - 48
+        if group < 0 or group > 63:
+            raise ValueError(f"invalid character {char!r} in RLE counts")
+        value |= (group & 0x1F) << (5 * shift)
+        shift += 1
+        if group & 0x20:  # continuation bit
+            continue
+        if group & 0x10:  # sign bit of the last group
+            value |= -1 << (5 * shift)
+        runs.append(value + runs[-2] if len(runs) > 2 else value)
+        value, shift = 0, 0
+    if shift:
+        raise ValueError("truncated RLE counts")
     return runs
 
 
@@ -257,28 +241,22 @@ def decode_rle(rle):
     if (runs < 0).any() or runs.sum() != height * width:
         raise ValueError(f"RLE runs must be non-negative and add up to H * W = {height * width}, "
                          f"got a total of {int(runs.sum())}")
-    values = np.zeros(len(runs), bool)
-    values[1::2] = True
-    flat = np.repeat(values, runs)
-    return flat.reshape(width, height).T
-
-
-def _polygon_mask(polygons, shape):
-    """Fill COCO polygons (lists of x, y in pixel-corner coordinates) into a mask."""
-    from skimage.draw import polygon
-
-    mask = np.zeros(shape, bool)
-    for points in polygons:
-        xy = np.asarray(points, np.float64).reshape(-1, 2)
-        # pixel (r, c) covers [c, c + 1] x [r, r + 1]: its centre is at (c + .5, r + .5)
-        rows, cols = polygon(xy[:, 1] - 0.5, xy[:, 0] - 0.5, shape)
-        mask[rows, cols] = True
-    return mask
+    foreground = np.arange(len(runs)) % 2 == 1
+    return np.repeat(foreground, runs).reshape(width, height).T
 
 
 def _annotation_mask(segmentation, shape):
+    """The mask of a COCO segmentation: polygons (lists of x, y in pixel-corner coordinates) or an RLE."""
     if isinstance(segmentation, list):
-        return _polygon_mask(segmentation, shape)
+        from skimage.draw import polygon
+
+        mask = np.zeros(shape, bool)
+        for points in segmentation:
+            xy = np.asarray(points, np.float64).reshape(-1, 2)
+            # pixel (r, c) covers [c, c + 1] x [r, r + 1]: its centre is at (c + .5, r + .5)
+            rows, cols = polygon(xy[:, 1] - 0.5, xy[:, 0] - 0.5, shape)
+            mask[rows, cols] = True
+        return mask
     if isinstance(segmentation, dict):
         mask = decode_rle(segmentation)
         if mask.shape != tuple(shape):
@@ -382,8 +360,7 @@ def coco_masks(annotations, image, *, min_area=4000, max_objects=5, categories=N
         area = int(np.count_nonzero(mask))
         if area > min_area:
             found.append((area, ann.get("id"), mask))
-    found.sort(key=lambda item: -item[0])
-    found = found[:max_objects]
+    found = sorted(found, key=lambda item: -item[0])[:max_objects]
     return _finish([m for _, _, m in found], [i for _, i, _ in found], shape, return_ids)
 
 
@@ -441,8 +418,7 @@ def label_map_masks(labels, *, min_area=4000, max_objects=5, background=0, ignor
     values, areas = np.unique(labels, return_counts=True)
     skip = {int(background)} | {int(v) for v in ignore}
     keep = [(int(a), int(v)) for v, a in zip(values, areas) if int(v) not in skip and a > min_area]
-    keep.sort(key=lambda item: (-item[0], item[1]))
-    keep = keep[:max_objects]
+    keep = sorted(keep, key=lambda item: (-item[0], item[1]))[:max_objects]
     return _finish([labels == v for _, v in keep], [v for _, v in keep], labels.shape, return_ids)
 
 
@@ -460,16 +436,9 @@ def shrink(image, long_side):
 
 
 def segment_regions(image, working_size=256, scale=300.0, sigma=0.8, min_fraction=0.01):
-    """Felzenszwalb regions of an image, computed on a copy about ``working_size`` wide.
-
-    Regions smaller than ``min_fraction`` of the image are merged into a neighbour (the
-    algorithm's ``min_size``), which leaves object-sized segments.
-
-    Returns
-    -------
-    ndarray, shape (h, w), int
-        Labels ``0 .. n - 1`` at the working resolution.
-    """
+    """Felzenszwalb region labels ``0 .. n - 1``, int ``(h, w)``, of a copy of ``image`` about
+    ``working_size`` wide; regions smaller than ``min_fraction`` of it are merged into a
+    neighbour (the algorithm's ``min_size``), which leaves object-sized segments."""
     from skimage.segmentation import felzenszwalb
 
     small = shrink(np.asarray(image), working_size)
@@ -482,11 +451,8 @@ def classical_masks(image, *, max_objects=5, min_area=4000, max_area_fraction=0.
                     regions=None, return_ids=False):
     """Object-sized regions of the image itself: the download-free mask source.
 
-    The image is segmented into Felzenszwalb regions at about 256 pixels wide
-    (:func:`segment_regions`), small regions merged away; of the regions larger than
-    ``min_area`` pixels and smaller than ``max_area_fraction`` of the image (which
-    leaves out the background), up to ``max_objects`` are drawn at random and upsampled
-    with smooth edges.
+    Of the image's Felzenszwalb regions (:func:`segment_regions`) that are neither small
+    nor background, up to ``max_objects`` are drawn at random and upsampled with smooth edges.
 
     Parameters
     ----------
@@ -518,8 +484,7 @@ def classical_masks(image, *, max_objects=5, min_area=4000, max_area_fraction=0.
     if regions is None:
         regions = segment_regions(image)
     counts = np.bincount(regions.ravel())
-    to_full = (height * width) / regions.size
-    areas = counts * to_full
+    areas = counts * (height * width / regions.size)
     eligible = np.flatnonzero((areas > min_area) & (areas <= max_area_fraction * height * width))
     chosen = eligible[rng.permutation(len(eligible))[:max_objects]]
     chosen = sorted(chosen.tolist(), key=lambda label: (-counts[label], label))
@@ -563,7 +528,6 @@ def random_shape_masks(shape, *, max_objects=5, min_area=4000, max_area_fraction
     top_area = max(max_area_fraction * height * width, 1.5 * (min_area + 1))
     count = int(rng.integers(1, max_objects + 1))
     masks = np.zeros((count, height, width), bool)
-    areas = []
     for mask in masks:
         area = np.exp(rng.uniform(np.log(1.5 * (min_area + 1)), np.log(top_area)))
         elongation = rng.uniform(1.0, 2.5)
@@ -576,32 +540,19 @@ def random_shape_masks(shape, *, max_objects=5, min_area=4000, max_area_fraction
         x, y = a * np.cos(theta) * jitter, b * np.sin(theta) * jitter
         rows = centre[0] + x * np.sin(angle) + y * np.cos(angle)
         cols = centre[1] + x * np.cos(angle) - y * np.sin(angle)
-        areas.append(np.count_nonzero(fill_polygon(mask, rows, cols)))
-    keep = [i for i, area in enumerate(areas) if area > min_area]
+        fill_polygon(mask, rows, cols)
+    keep = [i for i, mask in enumerate(masks) if np.count_nonzero(mask) > min_area]
     if len(keep) < count:
         masks = masks[keep]
     return (masks, list(range(len(keep)))) if return_ids else masks
 
 
 def fill_polygon(mask, rows, cols):
-    """Set the pixels of ``mask`` whose centres lie inside a polygon; in place.
+    """Set the pixels of ``mask`` (bool ``(H, W)``) whose centres lie inside the closed polygon
+    of vertices ``rows``, ``cols`` (float ``(n,)``, in order); in place, returns ``mask``.
 
-    The same pixels as ``skimage.draw.polygon(rows, cols, mask.shape)`` (its crossing
-    rule: a centre ``(r, c)`` is inside when an odd number of edges cross the row ``r``
-    at ``x > c``, an edge holding its lower end and not its upper one), found by
-    scanlines: only the polygon's rows are visited, and each of them is filled span by
-    span, so a blob costs its bounding box, not a point test per pixel.
-
-    Parameters
-    ----------
-    mask : ndarray, shape (H, W), bool
-    rows, cols : ndarray, shape (n,), float
-        The vertices, in order; the polygon is closed.
-
-    Returns
-    -------
-    ndarray
-        ``mask``.
+    The pixels of ``skimage.draw.polygon(rows, cols, mask.shape)`` (same crossing rule),
+    filled span by span along the polygon's rows: a blob costs its bounding box.
 
     Examples
     --------
@@ -614,8 +565,7 @@ def fill_polygon(mask, rows, cols):
            [0, 0, 0, 0, 0, 0]])
     """
     height, width = mask.shape
-    yi = np.asarray(rows, np.float64)
-    xi = np.asarray(cols, np.float64)
+    yi, xi = np.asarray(rows, np.float64), np.asarray(cols, np.float64)
     first = max(0, int(np.ceil(yi.min())))
     last = min(height - 1, int(np.floor(yi.max())))
     left = max(0, int(np.ceil(xi.min())))
@@ -630,12 +580,8 @@ def fill_polygon(mask, rows, cols):
     x = np.sort(np.where(crosses, x, np.inf), axis=1)
     # crossings come in pairs along a row; columns c with x_2k <= c < x_2k+1 are inside
     x = x[:, : 2 * (int(crosses.sum(axis=1).max()) // 2)]
-    if x.shape[1] == 0:
-        return mask
-    edges = np.clip(np.ceil(x), left, right) - left
+    edges = np.clip(np.ceil(x), left, right)[:, :, None] - left
     columns = np.arange(right - left, dtype=np.float64)
-    inside = (columns >= edges[:, 0:1]) & (columns < edges[:, 1:2])
-    for k in range(2, x.shape[1], 2):  # rows crossed more than twice (a concave side)
-        inside |= (columns >= edges[:, k : k + 1]) & (columns < edges[:, k + 1 : k + 2])
-    mask[first : last + 1, left:right] |= inside
+    # a row crossed more than twice (a concave side) has several spans
+    mask[first : last + 1, left:right] |= ((columns >= edges[:, 0::2]) & (columns < edges[:, 1::2])).any(axis=1)
     return mask

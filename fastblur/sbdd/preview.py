@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from .._atomic import write_atomic
+
 __all__ = ["PALETTE", "contact_sheet", "kernels_panel", "preview_row", "weights_image"]
 
 #: RGB colours of kernel 0 (background), 1, 2, ... (repeating after the last).
@@ -20,8 +22,6 @@ PALETTE = np.array(
     ],
     np.float32,
 )
-
-_LABELS = ("sharp", "blurry", "weights", "PSFs")
 
 
 def _colours(count):
@@ -105,14 +105,12 @@ def preview_row(sharp, blurry, weights, kernels, height=160):
 
     panels = [_fit_height(sharp, height), _fit_height(blurry, height),
               _fit_height(weights_image(weights), height), kernels_panel(kernels, height)]
-    gap = np.full((height, 4, 3), 255, np.uint8)
-    parts = []
-    for label, panel in zip(_LABELS, panels):
+    for label, panel in zip(("sharp", "blurry", "weights", "PSFs"), panels):
         (text_w, text_h), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
         panel[: text_h + base + 4, : text_w + 6] = 0
         cv2.putText(panel, label, (3, text_h + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
-        parts += [panel, gap]
-    return np.concatenate(parts[:-1], axis=1)
+    gap = np.full((height, 4, 3), 255, np.uint8)
+    return np.concatenate([part for panel in panels for part in (panel, gap)][:-1], axis=1)
 
 
 def contact_sheet(rows, path=None):
@@ -137,8 +135,6 @@ def contact_sheet(rows, path=None):
     padded = [np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0)), constant_values=255) for row in rows]
     sheet = np.concatenate([part for row in padded for part in (row, gap)][:-1], axis=0)
     if path is not None:
-        from .._atomic import write_atomic
-
         ok, encoded = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
         if not ok:
             raise ValueError(f"cannot encode the contact sheet for {path!r}")

@@ -7,13 +7,10 @@ detectron2's ``.npz`` format (the files ``fastblur-gen --masks detectron2`` read
     for instances in segment_images(images, model):                        # (H, W, 3) uint8
         instances["pred_masks"], instances["scores"], instances["pred_classes"]
 
-A result holds ``pred_masks`` ``(n, H, W)`` bool at the image's own size, ``scores``
-``(n,)`` float32 and ``pred_classes`` ``(n,)`` int64 in detectron2's contiguous COCO ids
-(0-79, the order of :data:`fastblur.sbdd.masks.COCO_CLASSES`); torchvision's labels (1-90 with gaps)
-are mapped by :data:`TORCHVISION_TO_CONTIGUOUS`. Images larger than ``max_size`` on their
-long side are segmented at that size and the masks resized back, so memory is bounded
-by the kept masks. Weights are read from torchvision's own cache (``TORCH_HOME``); they
-are downloaded only when asked (``download=True``).
+The masks are at each image's own size; ``pred_classes`` are detectron2's contiguous COCO
+ids (0-79, the order of :data:`fastblur.sbdd.masks.COCO_CLASSES`), torchvision's labels (1-90
+with gaps) mapped by :data:`TORCHVISION_TO_CONTIGUOUS`. Weights are read from torchvision's
+own cache (``TORCH_HOME``); they are downloaded only when asked (``download=True``).
 
 Requires PyTorch and torchvision (``pip install "fastblur[segment]"``).
 """
@@ -65,16 +62,13 @@ def _weights_enum(model):
     from torchvision.models import detection
 
     check_choice(model, MODELS, "model")
-    enums = {
-        "maskrcnn_resnet50_fpn_v2": detection.MaskRCNN_ResNet50_FPN_V2_Weights,
-        "maskrcnn_resnet50_fpn": detection.MaskRCNN_ResNet50_FPN_Weights,
-    }
+    enums = {"maskrcnn_resnet50_fpn_v2": detection.MaskRCNN_ResNet50_FPN_V2_Weights,
+             "maskrcnn_resnet50_fpn": detection.MaskRCNN_ResNet50_FPN_Weights}
     return enums[model].DEFAULT
 
 
 def weights_path(model="maskrcnn_resnet50_fpn_v2"):
-    """Where torchvision keeps (or would download) ``model``'s COCO weights.
-
+    """Where torchvision keeps (or would download) ``model``'s COCO weights:
     ``<torch.hub.get_dir()>/checkpoints/<file>``, i.e. ``$TORCH_HOME/hub/checkpoints``.
 
     Returns
@@ -83,8 +77,8 @@ def weights_path(model="maskrcnn_resnet50_fpn_v2"):
     """
     import torch
 
-    url = _weights_enum(model).url
-    return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(url).path))
+    file = os.path.basename(urlparse(_weights_enum(model).url).path)
+    return os.path.join(torch.hub.get_dir(), "checkpoints", file)
 
 
 def _state_dict(model, weights, download):
@@ -151,15 +145,6 @@ def build_model(model="maskrcnn_resnet50_fpn_v2", weights="default", *, download
     return network.eval().to(device)
 
 
-def _to_tensor(image, max_size, device):
-    """``image`` (H, W, 3) uint8 as a (3, h, w) float tensor in [0, 1], its long side at
-    most ``max_size``."""
-    import torch
-
-    tensor = torch.from_numpy(np.ascontiguousarray(shrink(image, max_size))).to(device)
-    return tensor.permute(2, 0, 1).float().div_(255.0)
-
-
 def _instances(output, shape, score_threshold, wanted, packed):
     """One image's detections: kept, mapped to contiguous ids, best score first, masks
     at ``shape`` (made in place: they are the bulk of the memory at large sizes);
@@ -176,9 +161,8 @@ def _instances(output, shape, score_threshold, wanted, packed):
     indices = indices[np.argsort(scores[indices], kind="stable")[::-1]]  # best score first
     height, width = shape
     masks = np.zeros((len(indices), height, -(-width // 8) if packed else width), np.uint8 if packed else bool)
-    probabilities = output["masks"]
     for row, index in enumerate(indices):
-        probability = probabilities[index, 0].detach().float().cpu().numpy()
+        probability = output["masks"][index, 0].detach().float().cpu().numpy()
         if probability.shape != (height, width):
             probability = cv2.resize(probability, (width, height), interpolation=cv2.INTER_LINEAR)
         inside = probability >= MASK_THRESHOLD
@@ -240,9 +224,8 @@ def _segment(images, model, score_threshold, classes, max_size, batch_size, devi
     if device is None:
         parameter = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
         device = parameter.device if parameter is not None else "cpu"
-    transform = getattr(model, "transform", None)
-    if transform is not None and hasattr(transform, "max_size"):
-        transform.max_size = max_size
+    if hasattr(getattr(model, "transform", None), "max_size"):
+        model.transform.max_size = max_size
 
     images = iter(images)
     for first in itertools.count(0, batch_size):
@@ -253,8 +236,9 @@ def _segment(images, model, score_threshold, classes, max_size, batch_size, devi
                                  f"got {image.dtype} of shape {image.shape}")
         if not batch:
             return
-        with torch.inference_mode():
-            outputs = model([_to_tensor(image, max_size, device) for image in batch])
+        with torch.inference_mode():  # the model sees (3, h, w) floats in [0, 1], long side <= max_size
+            shrunk = [torch.from_numpy(np.ascontiguousarray(shrink(image, max_size))).to(device) for image in batch]
+            outputs = model([tensor.permute(2, 0, 1).float().div_(255.0) for tensor in shrunk])
         for image, output in zip(batch, outputs):
             yield _instances(output, image.shape[:2], score_threshold, wanted, packed)
 
@@ -293,31 +277,15 @@ def _mask_file(folder, source):
 
 def segment_sources(sources, out, model, *, score_threshold=0.5, classes=None, max_size=1333, batch_size=1,
                     device=None, overwrite=False, progress=True):
-    """Segment ``sources`` into ``OUT/NAME.npz``, skipping those already there.
+    """Segment ``sources`` (:class:`fastblur.sbdd.dataset.Source`) into ``OUT/NAME.npz``
+    files (``out`` is created), written atomically, that
+    ``fastblur-gen --masks detectron2 --masks-path OUT`` reads.
 
-    ``NAME`` is the source's name as :func:`fastblur.sbdd.dataset.find_sources` gives it
-    (the path relative to the input folder, ``/`` replaced by ``_``), so
-    ``fastblur-gen --masks detectron2 --masks-path OUT`` finds the files. Each file is
-    written atomically; an image that cannot be read is reported on stderr, skipped and
-    counted.
-
-    Parameters
-    ----------
-    sources : sequence of fastblur.sbdd.dataset.Source
-    out : str
-        Output folder (created).
-    model, score_threshold, classes, max_size, batch_size, device
-        As :func:`segment_images`.
-    overwrite : bool, optional
-        Segment again images whose file exists.
-    progress : bool, optional
-        A progress bar (images/s) on stderr.
-
-    Returns
-    -------
-    dict
-        ``written``, ``skipped``, ``failed`` (counts), ``failures`` (list of
-        ``(name, message)``), ``seconds``, ``interrupted``.
+    ``NAME`` is the source's name (its path below the input folder, ``/`` as ``_``). Files
+    already there are skipped unless ``overwrite``; an unreadable image is reported on
+    stderr, skipped and counted. ``progress`` shows a bar on stderr; the other arguments
+    are :func:`segment_images`'s. Returns a dict: ``written``, ``skipped``, ``failed``
+    (counts), ``failures`` (list of ``(name, message)``), ``seconds``, ``interrupted``.
     """
     import sys
     import time
