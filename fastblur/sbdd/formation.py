@@ -235,8 +235,7 @@ def linearize(image, crf="gamma", gamma=2.2, exponential_factor=7.0, gain=1.0):
     crf : {'gamma', 'exponential', None}
     gamma, exponential_factor : float
     gain : float or ndarray of shape (B,)
-        Multiplies the linear image (DESIGN step 3); values above 255 are kept. One
-        gain per image of a batch.
+        Multiplies the linear image, one per image of a batch; values above 255 are kept.
 
     Returns
     -------
@@ -256,8 +255,7 @@ def delinearize(linear, crf="gamma", gamma=2.2, exponential_factor=7.0, out=None
     Parameters
     ----------
     linear : ndarray, float32
-        Non-negative (clip first where values may be negative); NumPy or CuPy, any
-        shape.
+        Non-negative (clip first if need be); NumPy or CuPy, any shape.
     crf : {'gamma', 'exponential', None}
     gamma, exponential_factor : float
     out : ndarray, optional
@@ -300,8 +298,7 @@ def saturation_mask(linear, threshold=255.0):
     ``255 * (linear >= threshold)`` per channel, closed with a 3x3 square (grey-level
     closing, borders reflected, as :func:`skimage.morphology.closing`), smoothed by a
     Gaussian of sigma 1 (borders extended, truncated at 4 sigma, as
-    :func:`skimage.filters.gaussian`) and floored to integers (the reference stores it
-    in an integer array).
+    :func:`skimage.filters.gaussian`) and floored (the reference stores it as integers).
 
     Parameters
     ----------
@@ -609,7 +606,6 @@ def _code_table(crf, gamma, exponential_factor, opencv):
         high = np.where(searching & reached, middle, high)
         low = np.where(searching & ~reached, middle + 1, low)
     thresholds = np.concatenate([[0], low, [np.iinfo(np.uint32).max]]).astype(np.int64)
-    thresholds = np.minimum(thresholds, np.iinfo(np.uint32).max)
     finite = thresholds[1:256][thresholds[1:256] <= _FLOAT32_INF_BITS]
     offsets = np.arange(-_CHECKED_NEIGHBOURS, _CHECKED_NEIGHBOURS)
     neighbours = np.clip((finite[:, None] + offsets).reshape(-1), 0, _FLOAT32_INF_BITS)
