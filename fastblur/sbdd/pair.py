@@ -114,9 +114,8 @@ def synthesize_pair(sharp, kernels, object_masks, *, gamma=2.2, crf="gamma", exp
         and the weights take the PSF at the principal point instead of ``kernels[0]``
         (:mod:`fastblur.sbdd.camera`); ``params["camera"]`` is its record.
     quantize : bool, optional
-        Return ``blurry`` and ``sharp`` as uint8, equal to :meth:`PairResult.to_uint8` of
-        the float32 pair but made without the float32 images (one pass through
-        :func:`~fastblur.sbdd.formation.encode_8bit`): what ``fastblur-gen`` writes.
+        Return ``blurry`` and ``sharp`` as uint8, what ``fastblur-gen`` writes: equal to
+        :meth:`PairResult.to_uint8` of the float32 pair, made in one pass without it.
 
     Returns
     -------
@@ -128,10 +127,10 @@ def synthesize_pair(sharp, kernels, object_masks, *, gamma=2.2, crf="gamma", exp
     Raises
     ------
     TypeError, ValueError
-        Bad dtype/shape of ``sharp``, ``kernels`` or ``object_masks`` (masks must be
-        ``(len(kernels) - 1, H, W)``), a kernel larger than the image, NaN/inf, an
-        unknown ``crf``, non-positive ``gamma``/``exponential_factor``/gain, a config
-        of the wrong type, or streaks on an image not larger than twice the kernel.
+        Bad dtype/shape or NaN/inf in ``sharp``, ``kernels`` or ``object_masks`` (masks must
+        be ``(len(kernels) - 1, H, W)``), a kernel larger than the image, an unknown ``crf``,
+        non-positive ``gamma``/``exponential_factor``/gain, a config of the wrong type, or
+        streaks on an image not larger than twice the kernel.
 
     Notes
     -----
