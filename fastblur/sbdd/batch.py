@@ -68,9 +68,8 @@ class CropRecipe:
 class RecipeBatch:
     """:class:`CropRecipe` s padded to common sizes (NumPy arrays, cheap to pickle).
 
-    ``windows``, ``kernels`` and ``packed_masks``, the large fields, may also be CuPy
-    arrays already on the device (e.g. copied there asynchronously from pinned memory);
-    the others are read on the host.
+    The large fields, ``windows``, ``kernels`` and ``packed_masks``, may also be CuPy arrays
+    already on the device (e.g. copied from pinned memory); the others are read on the host.
 
     Attributes
     ----------
@@ -267,10 +266,8 @@ def check_device(device):
 
 def form_batch(batch, *, gamma=2.2, crf="gamma", exponential_factor=7.0, saturation=None,
                noise=None, streaks=None, quantize=True, device="cpu", backend="auto"):
-    """Form the pairs of a :class:`RecipeBatch` on ``device``.
-
-    The steps of :func:`fastblur.sbdd.synthesize_pair`, batched
-    (:func:`fastblur.sbdd.pipeline.form`).
+    """Form the pairs of a :class:`RecipeBatch` on ``device``: the steps of
+    :func:`fastblur.sbdd.synthesize_pair`, batched (:func:`fastblur.sbdd.pipeline.form`).
 
     Parameters
     ----------

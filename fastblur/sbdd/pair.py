@@ -21,9 +21,8 @@ class PairResult:
     blurry : ndarray, shape (Ho, Wo) or (Ho, Wo, C), float32
         sRGB values in the 0-255 scale, clipped to [0, 255].
     sharp : ndarray, shape (Ho, Wo) or (Ho, Wo, C), float32
-        The target on the same ``valid`` grid, 0-255 scale, *not* clipped (highlights
-        brightened by the gain exceed 255; :func:`~fastblur.sbdd.formation.quantize`
-        clips).
+        The target on the same ``valid`` grid, 0-255 scale, *not* clipped: highlights
+        brightened by the gain exceed 255 (:meth:`to_uint8` clips).
     weights : ndarray, shape (n + 1, Ho, Wo), float32
         The soft SBDD weights, background first.
     params : dict
