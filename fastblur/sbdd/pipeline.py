@@ -31,11 +31,11 @@ __all__ = ["Formed", "PairDraws", "check_options", "form", "to_unit_range", "val
 def valid_offset(kernel_shape):
     """Top-left corner ``(kh // 2, kw // 2)`` of the ``valid`` grid in the input image.
 
-    With the reference's correlation ``fftconvolve(x, K[::-1, ::-1], 'valid')``, output
-    pixel ``(r, c)`` is centred on input pixel ``(r + kh // 2, c + kw // 2)``, so the sharp
-    target is ``L[kh // 2 : kh // 2 + Ho, kw // 2 : kw // 2 + Wo]``: the reference's crop
-    ``[K // 2 : -(K // 2)]`` for odd sizes; for even sizes the reference's slice lacks this
-    target's last row and column.
+    With the reference's correlation ``fftconvolve(x, K[::-1, ::-1], 'valid')`` and a kernel
+    centred on tap ``(kh // 2, kw // 2)``, output pixel ``(r, c)`` is centred on input pixel
+    ``(r + kh // 2, c + kw // 2)``, so the sharp target is ``L[kh // 2 : kh // 2 + Ho,
+    kw // 2 : kw // 2 + Wo]``: the reference's crop ``[K // 2 : -(K // 2)]`` for odd sizes;
+    for even sizes the reference's slice lacks this target's last row and column.
     """
     return kernel_shape[0] // 2, kernel_shape[1] // 2
 
@@ -209,10 +209,8 @@ def form(images, kernels, masks, gains, draws, *, crf="gamma", gamma=2.2, expone
 
     channels = linear.shape[3]
     source = xp.concatenate([linear, mask], axis=3) if in_blurry.any() else linear
-    if camera is None:
-        blurry = blur(source, conv_kernels, weights)
-    else:
-        blurry = _projective_blur_step(source, conv_kernels, weights, camera, backend)
+    blurry = (blur(source, conv_kernels, weights) if camera is None
+              else _projective_blur_step(source, conv_kernels, weights, camera, backend))
     if in_blurry.any():
         blurry, blurred_mask = xp.ascontiguousarray(blurry[..., :channels]), blurry[..., channels:]
     if noise is not None:
