@@ -16,8 +16,7 @@ design (:func:`camera_kernels`):
   (:meth:`~fastblur.kernels.CameraMotion.centred`), so the sharp target is aligned with
   the blurred background on average.
 
-A pair is recomputed from its manifest record (:meth:`ProjectiveCamera.record`) by
-:meth:`ProjectiveCamera.from_record`.
+A pair is recomputed from its manifest record by :meth:`ProjectiveCamera.from_record`.
 """
 from dataclasses import dataclass
 
