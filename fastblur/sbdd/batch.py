@@ -2,18 +2,16 @@
 
 A pair's random choices are drawn on the CPU into a :class:`CropRecipe`
 (:meth:`fastblur.sbdd.CropSampler.recipe`); :func:`stack_recipes` pads a list of them
-into a :class:`RecipeBatch`, and :func:`form_batch` forms it where its arrays live with
-the formation model of :func:`fastblur.sbdd.synthesize_pair`
+into a :class:`RecipeBatch`, and :func:`form_batch` forms it where its arrays live
 (:func:`fastblur.sbdd.pipeline.form`, with the batch primitives). Only the 8-bit
 windows, the masks packed eight objects to a byte and the kernels cross to the device.
 
 Without noise a formed pair equals :meth:`~fastblur.sbdd.CropSampler.sample`'s to
 float32 accuracy (8-bit values within one code). Noise is drawn on the device from a
-generator seeded by the batch's seed, pair indices and epoch, so its realisation differs
-from the per-pair path (same distribution) and from one device to the other; with noise
-on, so does the factor of the blurry image's saturation boost (``sat_augmentation_in_blurry``),
-which the per-pair path draws after the noise. On one device, the same batch gives the
-same bytes every time (streaks are added without atomics).
+generator seeded by the batch's seed, pair indices and epoch: its realisation, and with
+it the blurry boost's factor (``sat_augmentation_in_blurry``, drawn after the noise per
+pair), differs from the per-pair path's (same distribution) and from one device to the
+other. On one device, the same batch gives the same bytes every time (no atomics).
 """
 import contextlib
 import threading
@@ -70,9 +68,8 @@ class CropRecipe:
 class RecipeBatch:
     """:class:`CropRecipe` s padded to common sizes (NumPy arrays, cheap to pickle).
 
-    ``windows``, ``kernels`` and ``packed_masks``, the large fields, may also be CuPy
-    arrays already on the device (e.g. copied there asynchronously from pinned memory);
-    the others are read on the host.
+    The large fields, ``windows``, ``kernels`` and ``packed_masks``, may also be CuPy arrays
+    already on the device (e.g. copied from pinned memory); the others are read on the host.
 
     Attributes
     ----------
@@ -194,8 +191,7 @@ def unpack_masks(packed, count):
 
 # -- the draws of a batch --------------------------------------------------------------
 def _add_streaks(linear, batch):
-    """Add the batch's streaks to ``linear`` (B, H, W, C) in place; the changed pixels
-    as a ``(B, H, W, 1)`` bool array, or None without streaks."""
+    """Add the batch's streaks to ``linear`` in place (:func:`formation.add_streak_boxes`)."""
     return formation.add_streak_boxes(linear, batch.streak_boxes, batch.streak_spikes)
 
 
@@ -213,14 +209,11 @@ _DEVICE_GENERATORS = threading.local()
 
 def _noise_generator(xp, seed):
     """``(xp.random.RandomState(seed), event or None)``. On a GPU, one generator per
-    thread and device, re-seeded for each batch (the same draws as a new one): creating
-    a cuRAND generator allocates its device state and destroying it frees that
-    (``cudaFree`` synchronises the device), once per batch otherwise.
-
-    The generator's state lives on the device and its next draw re-initialises it on
-    the current stream, so that stream first waits for the event recorded after the
-    previous batch's draws, which may have been queued on another stream (no host
-    sync). Record the event on the current stream after drawing (``BatchDraws`` does).
+    thread and device, re-seeded for each batch (the same draws as a new one): a new
+    cuRAND generator per batch would free the last one's state (``cudaFree`` synchronises
+    the device). Its next draw re-initialises that state on the current stream, so the
+    stream first waits for the event recorded after the previous batch's draws, maybe on
+    another stream (no host sync); ``BatchDraws`` records it after drawing.
     """
     if xp is np:
         return np.random.RandomState([seed & 0xFFFFFFFF, seed >> 32]), None  # NumPy takes 32-bit words
@@ -273,12 +266,8 @@ def check_device(device):
 
 def form_batch(batch, *, gamma=2.2, crf="gamma", exponential_factor=7.0, saturation=None,
                noise=None, streaks=None, quantize=True, device="cpu", backend="auto"):
-    """Form the pairs of a :class:`RecipeBatch` on ``device``.
-
-    The steps of :func:`fastblur.sbdd.synthesize_pair` (:func:`fastblur.sbdd.pipeline.form`),
-    batched: weights from the masks, ``L = gain f(window)``, saturation mask, streaks
-    and boost, the blur, noise, blurry boost, clip, ``f^-1``; the sharp target from the
-    per-code round trip where streaks and boosts left ``L`` alone.
+    """Form the pairs of a :class:`RecipeBatch` on ``device``: the steps of
+    :func:`fastblur.sbdd.synthesize_pair`, batched (:func:`fastblur.sbdd.pipeline.form`).
 
     Parameters
     ----------

@@ -4,9 +4,8 @@
 background. ``projective``: a :class:`ProjectiveCamera` (a camera rotation over the
 exposure, :func:`fastblur.kernels.camera_motion`, seen with ``focal_length`` pixels)
 blurs the background by :func:`fastblur.projective_blur`, so the blur varies across the
-frame as hand shake's does (roll turns it toward the corners).
-
-Approximations of the projective model, by design:
+frame as hand shake's does (roll turns it toward the corners). Its approximations, by
+design (:func:`camera_kernels`):
 
 * each moving object is blurred by its own kernel convolved with the camera's PSF at
   the object's centroid (the camera's blur is taken as uniform over the object), cropped
@@ -17,8 +16,7 @@ Approximations of the projective model, by design:
   (:meth:`~fastblur.kernels.CameraMotion.centred`), so the sharp target is aligned with
   the blurred background on average.
 
-A pair is recomputed from its manifest record ``{"model": "projective", "focal_length":
-F, "rotations": [[rx, ry, rz], ...]}`` by :meth:`ProjectiveCamera.from_record`.
+A pair is recomputed from its manifest record by :meth:`ProjectiveCamera.from_record`.
 """
 from dataclasses import dataclass
 
@@ -122,17 +120,10 @@ def draw_camera(rng, exposure=0.5, focal_length=1000.0, roll=1.0, exposure_sprea
     return ProjectiveCamera.from_motion(motion, focal_length)
 
 
-def _centroid(mask):
-    rows, cols = np.nonzero(mask)
-    if len(rows) == 0:
-        return (mask.shape[1] - 1) / 2.0, (mask.shape[0] - 1) / 2.0
-    return float(cols.mean()), float(rows.mean())
-
-
 def camera_kernels(kernels, masks, camera, image_hw):
-    """The stored kernels of a projective pair: ``K_0`` replaced by the camera's PSF at the
-    principal point, each object's kernel convolved with the camera's PSF at its centroid
-    (cropped to the frame, renormalised to the object kernel's sum).
+    """The stored kernels of a projective pair (the module's first two approximations):
+    ``K_0`` replaced by the camera's PSF at the principal point, each object's kernel
+    convolved with the camera's PSF at its centroid.
 
     Parameters
     ----------
@@ -159,7 +150,9 @@ def camera_kernels(kernels, masks, camera, image_hw):
     out[0] = (background / background.sum())[::-1, ::-1]
     for i, mask in enumerate(masks, start=1):
         own = kernels[i][::-1, ::-1].astype(np.float64)  # as a true-convolution PSF
-        shake = camera.psf(image_hw, _centroid(mask), size)[frame].astype(np.float64)
+        rows, cols = np.nonzero(mask)
+        centroid = (float(cols.mean()), float(rows.mean())) if len(rows) else centre  # (x, y)
+        shake = camera.psf(image_hw, centroid, size)[frame].astype(np.float64)
         both = convolve(own, shake, mode="same")
         total = both.sum()
         out[i] = (both * (own.sum() / total if total > 0 else 0.0))[::-1, ::-1]

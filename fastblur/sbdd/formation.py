@@ -1,21 +1,18 @@
 """The non-linear steps of the SBDD formation model, on float32 images in place.
 
-Images here are ``(H, W, C)`` float32 arrays in the 0-255 scale (``C`` may be 1). The
-steps, in the order :func:`fastblur.sbdd.synthesize_pair` runs them (DESIGN, "The SBDD
-formation model"):
+Images here are ``(H, W, C)`` (or batches ``(B, H, W, C)``) float32 arrays in the 0-255
+scale. The steps, in the order of DESIGN's "The SBDD formation model":
 
-* camera response: :func:`linearize` (sRGB -> linear, with the illumination gain folded
-  in) and :func:`delinearize` (linear -> sRGB), for the ``"gamma"`` curve
-  ``L = 255 (S/255)^gamma`` and the ``"exponential"`` curve
-  ``L = -255 log(1 - S/255 + 1e-9) / a`` with inverse ``255 (1 - exp(-a L / 255))``;
+* camera response: :func:`linearize` (sRGB -> linear, times the illumination gain) and
+  :func:`delinearize`, for the ``"gamma"`` curve ``L = 255 (S/255)^gamma`` and the
+  ``"exponential"`` curve ``L = -255 log(1 - S/255 + 1e-9) / a``;
 * :func:`saturation_mask` (pixels at or above 255, closed 3x3, smoothed with sigma 1);
 * :func:`add_streaks` (small bright rectangles that the blur turns into streaks);
 * :func:`add_noise` (Poisson, then multiplicative Gaussian ``B + std * B * n``);
-* :func:`quantize` (clip to [0, 255], then 8 bits by truncation as the reference does);
-  :func:`encode_8bit` gives ``quantize(delinearize(...))`` of a linear image in one pass.
+* :func:`quantize` (clip to [0, 255], then truncate to 8 bits, as the reference);
+  :func:`encode_8bit` is ``quantize(delinearize(...))`` in one pass.
 
-The random draws of each step are listed in its docstring; together they define the
-stream a pair consumes from its generator.
+Each step's docstring lists its random draws: together, the stream a pair consumes.
 """
 from dataclasses import dataclass
 from functools import lru_cache
@@ -26,26 +23,9 @@ from .._array_module import get_array_module, to_numpy
 from .._validation import check_choice, check_count, check_flag, check_real
 
 __all__ = [
-    "CRFS",
-    "NoiseConfig",
-    "SaturationConfig",
-    "StreakConfig",
-    "add_noise",
-    "add_streak_boxes",
-    "add_streaks",
-    "delinearize",
-    "draw_streaks",
-    "encode_8bit",
-    "linearize",
-    "lookup",
-    "quantize",
-    "response_lut",
-    "round_trip_lut",
-    "saturation_mask",
-    "saturation_masks",
-    "streak_arrays",
-    "streak_layers",
-    "streak_pixels",
+    "CRFS", "NoiseConfig", "SaturationConfig", "StreakConfig", "add_noise", "add_streak_boxes", "add_streaks",
+    "delinearize", "draw_streaks", "encode_8bit", "linearize", "lookup", "quantize", "response_lut",
+    "round_trip_lut", "saturation_mask", "saturation_masks", "streak_arrays", "streak_layers", "streak_pixels",
 ]
 
 #: Camera response curves: ``None`` treats the sRGB values as linear.
@@ -71,10 +51,9 @@ def check_crf(crf, gamma, exponential_factor):
 class StreakConfig:
     """Random white streaks (the reference's ``--random_whyte_streaks``).
 
-    With probability ``probability`` an image gets ``count`` rectangles, ``count`` drawn
-    uniformly in ``[min_count, max_count)``; each adds a constant spike drawn uniformly
-    in ``[min_increment, max_increment)`` to the linear image, so after the blur it is a
-    saturated light trail.
+    With probability ``probability`` an image gets ``count`` rectangles, ``count`` uniform
+    in ``[min_count, max_count)``, each adding a spike uniform in ``[min_increment,
+    max_increment)`` to the linear image: a saturated light trail after the blur.
     """
 
     probability: float = 0.5
@@ -98,10 +77,7 @@ class StreakConfig:
 
 @dataclass(frozen=True)
 class SaturationConfig:
-    """The saturation mask and the boosts made from it.
-
-    The mask is computed when this config is given; it is dropped (no boost) when it
-    covers less than ``min_fraction`` of the image.
+    """The saturation mask, computed when this config is given, and the boosts made from it.
 
     Attributes
     ----------
@@ -114,8 +90,8 @@ class SaturationConfig:
     threshold : float
         Linear value from which a sample counts as saturated (255).
     min_fraction : float
-        Saturated (pixel, channel) samples per pixel below which the mask is dropped
-        (the reference's 1/1000).
+        Saturated (pixel, channel) samples per pixel below which the mask is dropped, with
+        no boost (the reference's 1/1000).
     """
 
     boost: bool = False
@@ -187,12 +163,11 @@ def response_lut(crf="gamma", gamma=2.2, exponential_factor=7.0, gain=1.0):
 def round_trip_lut(crf="gamma", gamma=2.2, exponential_factor=7.0, gain=1.0):
     """sRGB value of the sharp target for every 8-bit code: ``f^-1(gain * f(0..255))``.
 
-    Evaluated in float64 with the reference generator's operations, in its order, and
-    rounded to float32 so that truncation gives the reference's 8-bit value: where the
-    float64 result lies just below an integer (the round trip of ``f`` loses a few ulps,
-    e.g. for 75 of the 256 codes with gamma 2.2 and no gain), the float32 value is the
-    one just below that integer rather than the integer itself (a change of at most
-    one float32 ulp).
+    Evaluated in float64 with the reference generator's operations, in its order, then
+    rounded to float32 so that truncation gives the reference's 8-bit value: a float64
+    result just below an integer (the round trip loses a few ulps, e.g. for 75 of the 256
+    codes with gamma 2.2) becomes the float32 just below it (at most one ulp off), not
+    the integer.
 
     Parameters
     ----------
@@ -260,8 +235,7 @@ def linearize(image, crf="gamma", gamma=2.2, exponential_factor=7.0, gain=1.0):
     crf : {'gamma', 'exponential', None}
     gamma, exponential_factor : float
     gain : float or ndarray of shape (B,)
-        Multiplies the linear image (DESIGN step 3); values above 255 are kept. One
-        gain per image of a batch.
+        Multiplies the linear image, one per image of a batch; values above 255 are kept.
 
     Returns
     -------
@@ -281,8 +255,7 @@ def delinearize(linear, crf="gamma", gamma=2.2, exponential_factor=7.0, out=None
     Parameters
     ----------
     linear : ndarray, float32
-        Non-negative (clip first where values may be negative); NumPy or CuPy, any
-        shape.
+        Non-negative (clip first if need be); NumPy or CuPy, any shape.
     crf : {'gamma', 'exponential', None}
     gamma, exponential_factor : float
     out : ndarray, optional
@@ -325,8 +298,7 @@ def saturation_mask(linear, threshold=255.0):
     ``255 * (linear >= threshold)`` per channel, closed with a 3x3 square (grey-level
     closing, borders reflected, as :func:`skimage.morphology.closing`), smoothed by a
     Gaussian of sigma 1 (borders extended, truncated at 4 sigma, as
-    :func:`skimage.filters.gaussian`) and floored to integers (the reference stores it
-    in an integer array).
+    :func:`skimage.filters.gaussian`) and floored (the reference stores it as integers).
 
     Parameters
     ----------
@@ -447,7 +419,7 @@ def add_streaks(linear, rng, config, margin):
     Returns
     -------
     list of tuple
-        ``(i, j, ri, rj, spike)`` for each streak drawn (empty if none).
+        The streaks drawn, as :func:`draw_streaks` returns them.
     """
     drawn = draw_streaks(linear.shape, rng, config, margin)
     add_streak_boxes(linear[None], *streak_arrays([drawn]))
@@ -495,12 +467,9 @@ def streak_pixels(boxes, spikes, shape):
 
 
 def streak_layers(pixels):
-    """Order ``pixels`` (with repeats) into layers of distinct pixels: the ``k``-th
-    occurrence of a pixel goes to layer ``k``, so adding layer after layer adds each
-    pixel's values in their order, deterministically (no atomics on a GPU).
-
-    Returns ``(order, bounds)``: layer ``k`` is ``pixels[order[bounds[k]:bounds[k + 1]]]``.
-    """
+    """``(order, bounds)``: layer ``k``, ``pixels[order[bounds[k]:bounds[k + 1]]]``, holds the
+    ``k``-th occurrence of each repeated pixel, so adding layer after layer adds each
+    pixel's values in their order, deterministically (no atomics on a GPU)."""
     order = np.argsort(pixels, kind="stable")
     ranked = pixels[order]
     starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
@@ -534,9 +503,8 @@ def add_noise(blurry, rng, config):
 
     Random draws, in order: if ``config.poisson_peak`` is set,
     ``rng.poisson(max(B, 0) * peak / 255)`` over the whole image in C order; if
-    ``config.gaussian_std > 0``, ``rng.standard_normal(B.shape)`` in float32. On NumPy
-    both are drawn row block by row block, which consumes the generator exactly as one
-    draw of the whole shape does.
+    ``config.gaussian_std > 0``, ``rng.standard_normal(B.shape)`` in float32 (on NumPy by
+    blocks of rows, which consumes the generator as one draw of the whole shape does).
 
     Parameters
     ----------
@@ -575,7 +543,7 @@ def add_noise(blurry, rng, config):
     return blurry
 
 
-# -- output -----------------------------------------------------------------------------
+# -- 8-bit output -----------------------------------------------------------------------
 def quantize(image):
     """8-bit image as the reference writes it: clip to [0, 255], then truncate.
 
@@ -591,7 +559,6 @@ def quantize(image):
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-# -- 8-bit output in one pass -----------------------------------------------------------
 _FLOAT32_INF_BITS = 0x7F800000
 _BITS_OF_255 = int(np.float32(255.0).view(np.uint32))
 #: Bucket sizes tried, largest first: ``bits >> shift`` indexes the codes where counting
@@ -602,10 +569,9 @@ _CHECKED_NEIGHBOURS = 256
 
 
 def _codes_by_formula(bits, response, opencv):
-    """``quantize(delinearize(x))`` of the non-negative float32 values with these ``bits``,
-    with the power :func:`delinearize` takes for an image (``opencv``; the array's size a
-    multiple of 64, as a 720p frame's is, so that OpenCV runs its vector code
-    throughout) or for a strided crop (numpy's, on contiguous rows)."""
+    """``quantize(delinearize(x))`` of the float32 values with these ``bits``, with the power
+    :func:`delinearize` takes for an image (``opencv``; padded to a multiple of 64 values,
+    as a 720p frame is, so OpenCV runs its vector code throughout) or a strided crop."""
     count = len(bits)
     padded = np.zeros(-(-count // 64) * 64, np.uint32)
     padded[:count] = bits
@@ -617,17 +583,16 @@ def _codes_by_formula(bits, response, opencv):
 @lru_cache(maxsize=8)
 def _code_table(crf, gamma, exponential_factor, opencv):
     """``(threshold_bits (257,) uint32, buckets uint32, shift, sharp_clamp_bits)`` of a
-    response, or None where the thresholds do not reproduce the formula (``buckets`` as
-    the native ``quantize_by_thresholds`` takes them: the code of each bucket's first
-    value, and the offset in the bucket where the next code starts, shifted by 8).
+    response for the native ``quantize_by_thresholds``, or None where the thresholds do
+    not reproduce the formula. ``buckets``: the code of each bucket's first value, and the
+    offset in the bucket where the next code starts, shifted by 8.
 
-    ``threshold_bits[k]`` is the smallest non-negative float32 (as bits) whose 8-bit code
-    ``quantize(delinearize(x))`` is at least ``k``, found by bisection on the bits; codes
-    are counts of thresholds reached wherever the code does not decrease as ``x``
-    grows. That is checked on the ``_CHECKED_NEIGHBOURS`` floats each side of every
-    threshold, the only places where the rounding of the power could make a difference
-    (the tests check every float32 near a code boundary and a sweep of the others; every
-    float32 in [0, inf] was checked once for gamma 2.2, with both powers).
+    ``threshold_bits[k]`` is the smallest non-negative float32 (as bits) whose code
+    ``quantize(delinearize(x))`` is at least ``k``, found by bisection; a code is the count
+    of thresholds reached where codes do not decrease as ``x`` grows. That is checked on
+    the ``_CHECKED_NEIGHBOURS`` floats each side of every threshold, the only places where
+    the power's rounding could matter (the tests check every float32 near a boundary and a
+    sweep of the others; all of [0, inf] was checked once for gamma 2.2, both powers).
     """
     response = dict(crf=crf, gamma=gamma, exponential_factor=exponential_factor)
     wanted = np.arange(1, 256)
@@ -641,7 +606,6 @@ def _code_table(crf, gamma, exponential_factor, opencv):
         high = np.where(searching & reached, middle, high)
         low = np.where(searching & ~reached, middle + 1, low)
     thresholds = np.concatenate([[0], low, [np.iinfo(np.uint32).max]]).astype(np.int64)
-    thresholds = np.minimum(thresholds, np.iinfo(np.uint32).max)
     finite = thresholds[1:256][thresholds[1:256] <= _FLOAT32_INF_BITS]
     offsets = np.arange(-_CHECKED_NEIGHBOURS, _CHECKED_NEIGHBOURS)
     neighbours = np.clip((finite[:, None] + offsets).reshape(-1), 0, _FLOAT32_INF_BITS)
@@ -660,15 +624,13 @@ def _code_table(crf, gamma, exponential_factor, opencv):
 
 
 def encode_8bit(linear, crf="gamma", gamma=2.2, exponential_factor=7.0, clip=True):
-    """The 8-bit sRGB image of a linear one: ``quantize(delinearize(linear))``, with
-    ``linear`` clipped to [0, 255] first when ``clip`` (the blurry image's order).
+    """The 8-bit sRGB image of a linear one: ``quantize(delinearize(linear))``.
 
-    On the CPU with the native extension this is one pass over the image: each value's
-    code is the number of per-code thresholds it reaches, thresholds found once per
-    response by bisection with :func:`delinearize` itself, with the power it would take
-    for ``linear`` (OpenCV's for an image, or for the clipped copy of one when ``clip``;
-    numpy's for a strided crop), so that the codes equal the float path's. Elsewhere
-    it runs the float path.
+    On the CPU with the native extension this is one pass: a value's code is the number of
+    per-code thresholds it reaches, found once per response by bisection with
+    :func:`delinearize` itself and the power it takes for ``linear`` (OpenCV's for an image
+    or its clipped copy, numpy's for a strided crop), so the codes equal the float path's,
+    which runs elsewhere.
 
     Parameters
     ----------
@@ -677,8 +639,9 @@ def encode_8bit(linear, crf="gamma", gamma=2.2, exponential_factor=7.0, clip=Tru
     crf, gamma, exponential_factor
         The camera response, as :func:`delinearize`.
     clip : bool
-        Clip to [0, 255] before the response (True), or only after it (False: values
-        above 255 still map through the curve, as the unclipped sharp target does).
+        Clip to [0, 255] before the response (True: the blurry image's order), or only
+        after it (False: values above 255 still map through the curve, as the sharp
+        target's do).
 
     Returns
     -------

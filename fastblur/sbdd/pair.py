@@ -13,25 +13,24 @@ __all__ = ["PairResult", "synthesize_pair", "valid_offset"]
 
 @dataclass
 class PairResult:
-    """A synthesised pair, before quantisation (or after it, from ``synthesize_pair(...,
-    quantize=True)``: then ``blurry`` and ``sharp`` are the uint8 images of :meth:`to_uint8`).
+    """A synthesised pair, float32 (or, from ``synthesize_pair(..., quantize=True)``, the
+    uint8 images of :meth:`to_uint8`).
 
     Attributes
     ----------
     blurry : ndarray, shape (Ho, Wo) or (Ho, Wo, C), float32
         sRGB values in the 0-255 scale, clipped to [0, 255].
     sharp : ndarray, shape (Ho, Wo) or (Ho, Wo, C), float32
-        The target on the same ``valid`` grid, 0-255 scale, *not* clipped (highlights
-        brightened by the gain exceed 255; :func:`~fastblur.sbdd.formation.quantize`
-        clips).
+        The target on the same ``valid`` grid, 0-255 scale, *not* clipped: highlights
+        brightened by the gain exceed 255 (:meth:`to_uint8` clips).
     weights : ndarray, shape (n + 1, Ho, Wo), float32
         The soft SBDD weights, background first.
     params : dict
-        What was used: ``crf``, ``gamma``, ``exponential_factor``,
-        ``illumination_gain``, ``kernel_shape``, ``offset`` (top, left of the valid grid
-        in the input), ``saturated_fraction`` (or None), ``saturation_boost``,
+        What was used, JSON-serialisable: ``crf``, ``gamma``, ``exponential_factor``,
+        ``illumination_gain``, ``kernel_shape``, ``offset`` (top, left of the valid grid in
+        the input), ``saturated_fraction`` (or None), ``saturation_boost``,
         ``saturation_boost_in_blurry``, ``streaks`` (list of ``(i, j, ri, rj, spike)``),
-        ``noise``. JSON-serialisable.
+        ``noise`` and, with a projective camera, ``camera``.
     """
 
     blurry: np.ndarray
@@ -69,18 +68,13 @@ def synthesize_pair(sharp, kernels, object_masks, *, gamma=2.2, crf="gamma", exp
                     camera="uniform", quantize=False):
     """Synthesise one SBDD blurry/sharp pair (DESIGN, "The SBDD formation model").
 
-    1. Weights ``W = smooth_masks(object_masks, K[:, ::-1, ::-1])``: ``W_i = (K_i ⋆ M_i) /
-       (sum_j K_j ⋆ M_j + 1e-6)`` with the background ``M_0 = 1 - union(M_i)``.
-    2. ``L = gain * f(sharp)``, ``f`` the camera response (``crf``).
-    3. Optional saturation mask, streaks and saturation boost change ``L``.
-    4. ``B = sum_i W_i * (K_i ⋆ L)``; optional noise; optional boost of the blurry
-       image; ``clip(B, 0, 255)``.
-    5. ``blurry = f^-1(B)``, ``sharp = f^-1(L)`` on the ``valid`` grid (not clipped).
-
-    ``⋆`` is the reference generator's application of a stored kernel,
-    ``scipy.signal.fftconvolve(x, K[::-1, ::-1], 'valid')``: kernels are given as stored
-    for the reference (SBDD ``.mat`` files), and a PSF ``P`` meant for true convolution
-    (:mod:`fastblur.kernels`) is passed as ``P[::-1, ::-1]``.
+    Weights ``W = smooth_masks(object_masks, K[:, ::-1, ::-1])``; ``L = gain * f(sharp)``,
+    ``f`` the camera response, then changed by the saturation boost and streaks;
+    ``B = sum_i W_i * (K_i ⋆ L)``, then noise, blurry boost and ``clip(B, 0, 255)``;
+    ``blurry = f^-1(B)`` and ``sharp = f^-1(L)`` (not clipped) on the ``valid`` grid.
+    ``⋆`` is the reference generator's correlation ``fftconvolve(x, K[::-1, ::-1], 'valid')``:
+    kernels are given as stored for the reference (SBDD ``.mat`` files); a PSF ``P`` for
+    true convolution (:mod:`fastblur.kernels`) is passed as ``P[::-1, ::-1]``.
 
     Parameters
     ----------
@@ -106,52 +100,44 @@ def synthesize_pair(sharp, kernels, object_masks, *, gamma=2.2, crf="gamma", exp
     noise : NoiseConfig, optional
         Poisson / Gaussian noise on the blurry image; ``None``: none.
     rng : None, int or numpy.random.Generator, optional
-        Random stream of the streaks, boosts and noise. Draws, in order: streaks
-        (:func:`~fastblur.sbdd.formation.add_streaks`); the saturation boost
-        ``u`` (factor ``1 + 4 u``) if it applies; the noise
-        (:func:`~fastblur.sbdd.formation.add_noise`); the blurry boost ``u`` (factor
-        ``4 u``) if it applies.
+        Random stream, drawn in this order: the streaks
+        (:func:`~fastblur.sbdd.formation.add_streaks`), the saturation boost ``u`` (factor
+        ``1 + 4 u``) if it applies, the noise (:func:`~fastblur.sbdd.formation.add_noise`),
+        the blurry boost ``u`` (factor ``4 u``) if it applies.
     backend : str, optional
         Passed to :func:`fastblur.smooth_masks` and :func:`fastblur.blur_masked`.
     camera : 'uniform' or ProjectiveCamera, optional
-        ``'uniform'`` (the reference's model): ``kernels[0]`` blurs the background.
-        A :class:`~fastblur.sbdd.camera.ProjectiveCamera`: its projective field
-        (:func:`fastblur.projective_blur`) blurs the background, each object's kernel is
-        convolved with the camera's PSF at the object's centroid, and ``kernels[0]`` is
-        replaced by the camera's PSF at the principal point for the soft weights (see
-        :mod:`fastblur.sbdd.camera` for these approximations). ``params["camera"]`` is
-        its record.
+        ``'uniform'`` (the reference's model): ``kernels[0]`` blurs the background. A
+        :class:`~fastblur.sbdd.camera.ProjectiveCamera`: its projective field blurs the
+        background, each object's kernel is convolved with the camera's PSF at its centroid
+        and the weights take the PSF at the principal point instead of ``kernels[0]``
+        (:mod:`fastblur.sbdd.camera`); ``params["camera"]`` is its record.
     quantize : bool, optional
-        Return ``blurry`` and ``sharp`` as uint8, equal to :meth:`PairResult.to_uint8` of
-        the float32 pair but made without the float32 images (one pass through
-        :func:`~fastblur.sbdd.formation.encode_8bit`): what ``fastblur-gen`` writes.
+        Return ``blurry`` and ``sharp`` as uint8, what ``fastblur-gen`` writes: equal to
+        :meth:`PairResult.to_uint8` of the float32 pair, made in one pass without it.
 
     Returns
     -------
     PairResult
-        ``blurry`` and ``sharp`` of shape ``(H - kh + 1, W - kw + 1[, C])``, float32
-        (uint8 with ``quantize``);
-        ``weights`` ``(n + 1, Ho, Wo)``; ``params``. The sharp target is the input
-        cropped by ``(kh // 2, kw // 2)`` at the top left (:func:`valid_offset`).
+        ``blurry`` and ``sharp`` of shape ``(H - kh + 1, W - kw + 1[, C])``, float32 (uint8
+        with ``quantize``); ``weights`` ``(n + 1, Ho, Wo)``; ``params``. The sharp target is
+        the input cropped by ``(kh // 2, kw // 2)`` at the top left (:func:`valid_offset`).
 
     Raises
     ------
     TypeError, ValueError
-        Bad dtype/shape of ``sharp``, ``kernels`` or ``object_masks`` (masks must be
-        ``(len(kernels) - 1, H, W)``), a kernel larger than the image, NaN/inf, an
-        unknown ``crf``, non-positive ``gamma``/``exponential_factor``/gain, a config
-        of the wrong type, or streaks on an image not larger than twice the kernel.
+        Bad dtype/shape or NaN/inf in ``sharp``, ``kernels`` or ``object_masks`` (masks must
+        be ``(len(kernels) - 1, H, W)``), a kernel larger than the image, an unknown ``crf``,
+        non-positive ``gamma``/``exponential_factor``/gain, a config of the wrong type, or
+        streaks on an image not larger than twice the kernel.
 
     Notes
     -----
-    Where the reference generator's code departs from DESIGN's model (the exponential
-    response's extra gamma correction and late clip, the Poisson noise's scale), this
-    follows DESIGN (the formation guide lists the differences); the saturation mask is
-    computed only when ``saturation`` is given. As the reference, outputs are made 8-bit
-    by clipping and truncation (:meth:`PairResult.to_uint8`): the sharp target of a uint8
-    image has the reference's bytes (a per-code lookup of its float64 round trip, except
-    where streaks or boosts changed ``L``); the blurry image agrees to float32 accuracy
-    (within one code).
+    Where the reference generator's code departs from DESIGN's model, this follows DESIGN
+    (the formation guide lists the differences). Outputs are made 8-bit as the reference
+    makes them, by clipping and truncation: the sharp target of a uint8 image has the
+    reference's bytes (except where streaks or boosts changed ``L``); the blurry image
+    agrees to float32 accuracy (within one code).
 
     Examples
     --------
@@ -183,7 +169,6 @@ def synthesize_pair(sharp, kernels, object_masks, *, gamma=2.2, crf="gamma", exp
     draws = PairDraws(np.random.default_rng(rng), options["streaks"])
     formed = form(image[None], kernels[None], masks[None], [gain], draws, batched=False, backend=backend,
                   camera=projective, quantize=_validation.check_flag(quantize, "quantize"), **options)
-    blurry, target = formed.blurry[0], formed.sharp[0]
     params = dict(crf=options["crf"], gamma=options["gamma"], exponential_factor=options["exponential_factor"],
                   illumination_gain=gain, kernel_shape=[int(n) for n in kernels.shape[1:]],
                   offset=[int(n) for n in valid_offset(kernels.shape[1:])],
@@ -193,9 +178,9 @@ def synthesize_pair(sharp, kernels, object_masks, *, gamma=2.2, crf="gamma", exp
                   noise=None if options["noise"] is None else asdict(options["noise"]))
     if projective is not None:
         params["camera"] = projective.record()
-    if was_2d:
-        blurry, target = blurry[:, :, 0], target[:, :, 0]
-    return PairResult(blurry=blurry, sharp=target, weights=formed.weights[0], params=params)
+    channels = 0 if was_2d else slice(None)
+    return PairResult(blurry=formed.blurry[0, ..., channels], sharp=formed.sharp[0, ..., channels],
+                      weights=formed.weights[0], params=params)
 
 
 def _check_camera(camera):

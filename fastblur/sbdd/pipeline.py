@@ -1,21 +1,20 @@
 """The SBDD formation model, written once: one pair or a batch, on NumPy or CuPy.
 
-:func:`form` runs DESIGN's steps on a batch ``(B, H, W, C)``; :func:`fastblur.sbdd.synthesize_pair`
-calls it with one pair, :func:`fastblur.sbdd.form_batch` with a batch of recipes. Its random
-draws come from a *draw source*, asked in the formation's order:
+:func:`form` runs DESIGN's steps on a batch ``(B, H, W, C)``: one pair for
+:func:`fastblur.sbdd.synthesize_pair`, recipes for :func:`fastblur.sbdd.form_batch`. Its
+random draws come from a *draw source*, asked in the formation's order:
 
-* ``add_streaks(linear, margin)``: draw the streaks and add them; the changed pixels;
-* ``saturation_boosts(wanted)``: the factors ``1 + 4 u`` of the pairs whose saturation
-  mask is kept and boosted;
+* ``add_streaks(linear, margin)``: draw and add the streaks; the changed pixels;
+* ``saturation_boosts(wanted)``: factors ``1 + 4 u`` of the pairs whose kept mask is boosted;
 * ``add_noise(blurry, config)``: the sensor noise;
-* ``blurry_boosts(wanted)``: the factors ``4 u`` of the blurred mask added to the
-  blurry image.
+* ``blurry_boosts(wanted)``: factors ``4 u`` of the blurred mask added to the blurry image.
 
 :class:`PairDraws` draws them from a pair's Generator when asked (so the blurry boost
-comes after the noise); a batch reads the first, second and last from its recipes
-(:class:`fastblur.sbdd.batch.RecipeBatch`) and draws its noise on the device.
+comes after the noise); a batch (:class:`fastblur.sbdd.batch.RecipeBatch`) reads the
+streaks and boosts from its recipes and draws its noise on the device.
 """
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -32,13 +31,11 @@ __all__ = ["Formed", "PairDraws", "check_options", "form", "to_unit_range", "val
 def valid_offset(kernel_shape):
     """Top-left corner ``(kh // 2, kw // 2)`` of the ``valid`` grid in the input image.
 
-    With the reference's correlation ``fftconvolve(x, K[::-1, ::-1], 'valid')``, output
-    pixel ``(r, c)`` is centred on input pixel ``(r + kh // 2, c + kw // 2)`` for a kernel
-    centred on tap ``(kh // 2, kw // 2)``, so the sharp target is
-    ``L[kh // 2 : kh // 2 + Ho, kw // 2 : kw // 2 + Wo]``. For odd sizes this is the
-    reference's crop ``[K // 2 : -(K // 2)]``; for even sizes the reference's slice is one
-    row and column shorter than the blurry image (it is this target without its last
-    row and column).
+    With the reference's correlation ``fftconvolve(x, K[::-1, ::-1], 'valid')`` and a kernel
+    centred on tap ``(kh // 2, kw // 2)``, output pixel ``(r, c)`` is centred on input pixel
+    ``(r + kh // 2, c + kw // 2)``, so the sharp target is ``L[kh // 2 : kh // 2 + Ho,
+    kw // 2 : kw // 2 + Wo]``: the reference's crop ``[K // 2 : -(K // 2)]`` for odd sizes;
+    for even sizes the reference's slice lacks this target's last row and column.
     """
     return kernel_shape[0] // 2, kernel_shape[1] // 2
 
@@ -144,6 +141,8 @@ def _primitives(batched, backend):
 def _projective_blur_step(source, kernels, weights, camera, backend):
     """``W_0 * P(L) + sum_{i >= 1} W_i (K_i * L)`` for a batch of one: ``P`` the projective
     blur of ``camera`` on the ``valid`` grid of the stored kernels' frame."""
+    if len(source) != 1:
+        raise ValueError("a projective camera blurs one pair at a time (a batch of one)")
     image = source[0]
     top, left = valid_offset(kernels.shape[2:])
     height, width = weights.shape[2:]
@@ -156,8 +155,7 @@ def _projective_blur_step(source, kernels, weights, camera, backend):
 
 def form(images, kernels, masks, gains, draws, *, crf="gamma", gamma=2.2, exponential_factor=7.0,
          saturation=None, noise=None, streaks=None, batched=True, backend="auto", camera=None, quantize=False):
-    """Form the pairs of a batch (DESIGN, "The SBDD formation model"), deterministically
-    but for ``draws``.
+    """Form the pairs of a batch (DESIGN, "The SBDD formation model"); only ``draws`` is random.
 
     Parameters
     ----------
@@ -180,9 +178,8 @@ def form(images, kernels, masks, gains, draws, *, crf="gamma", gamma=2.2, expone
         A batch of one only: its projective field blurs the background and ``kernels``
         are the ones :func:`~fastblur.sbdd.camera.camera_kernels` made; None: uniform.
     quantize : bool
-        Return ``blurry`` and ``sharp`` as the uint8 images written to disk
-        (:func:`~fastblur.sbdd.formation.quantize` of the float ones, computed without
-        them by :func:`~fastblur.sbdd.formation.encode_8bit`).
+        Return ``blurry`` and ``sharp`` as the uint8 images written to disk (``quantize`` of
+        the float ones, made without them by :func:`~fastblur.sbdd.formation.encode_8bit`).
 
     Returns
     -------
@@ -196,12 +193,14 @@ def form(images, kernels, masks, gains, draws, *, crf="gamma", gamma=2.2, expone
     gains = np.asarray(gains, np.float64)
     linear = formation.linearize(images, gain=gains, **response)
 
-    mask, fractions, kept = None, None, np.zeros(len(gains), bool)
+    mask, fractions = None, None
+    boost = in_blurry = np.zeros(len(gains), bool)
     if saturation is not None:
         mask, fractions = formation.saturation_masks(linear, saturation.threshold)
         kept = fractions >= saturation.min_fraction
+        boost, in_blurry = kept & saturation.boost, kept & saturation.boost_in_blurry
     changed = draws.add_streaks(linear, kernels.shape[2:])
-    boosts = draws.saturation_boosts(kept & bool(saturation is not None and saturation.boost))
+    boosts = draws.saturation_boosts(boost)
     boosted = ~np.isnan(boosts)
     if boosted.any():
         where = (mask == 255) & (_per_pair(xp, boosted, mask) > 0)
@@ -209,14 +208,9 @@ def form(images, kernels, masks, gains, draws, *, crf="gamma", gamma=2.2, expone
         changed = where if changed is None else changed | where
 
     channels = linear.shape[3]
-    in_blurry = kept & bool(saturation is not None and saturation.boost_in_blurry)
     source = xp.concatenate([linear, mask], axis=3) if in_blurry.any() else linear
-    if camera is None:
-        blurry = blur(source, conv_kernels, weights)
-    else:
-        if len(images) != 1:
-            raise ValueError("a projective camera blurs one pair at a time (a batch of one)")
-        blurry = _projective_blur_step(source, conv_kernels, weights, camera, backend)
+    blurry = (blur(source, conv_kernels, weights) if camera is None
+              else _projective_blur_step(source, conv_kernels, weights, camera, backend))
     if in_blurry.any():
         blurry, blurred_mask = xp.ascontiguousarray(blurry[..., :channels]), blurry[..., channels:]
     if noise is not None:
@@ -227,15 +221,13 @@ def form(images, kernels, masks, gains, draws, *, crf="gamma", gamma=2.2, expone
 
     if quantize:
         blurry = formation.encode_8bit(blurry, **response)
+        sharp_of = partial(formation.encode_8bit, clip=False, **response)
     else:
         xp.clip(blurry, 0, 255, out=blurry)
         formation.delinearize(blurry, out=blurry, **response)
+        sharp_of = partial(formation.delinearize, **response)
     top, left = valid_offset(kernels.shape[2:])
     window = (slice(None), slice(top, top + blurry.shape[1]), slice(left, left + blurry.shape[2]))
-    if quantize:
-        sharp_of = lambda linear: formation.encode_8bit(linear, clip=False, **response)  # noqa: E731
-    else:
-        sharp_of = lambda linear: formation.delinearize(linear, **response)  # noqa: E731
     if images.dtype == np.uint8:  # a function of the 8-bit code where streaks and boosts left L alone
         table = formation.round_trip_lut(gain=gains, **response)
         sharp = formation.lookup(formation.quantize(table) if quantize else table, images[window])
