@@ -51,6 +51,11 @@ class CropSampler:
         self._images = OrderedDict()
         self._unusable = set()
 
+    def exclude(self, indices):
+        """Mark the sharp images ``indices`` unusable: pairs redraw them, as they redraw an
+        image they find unreadable or smaller than the crop window."""
+        self._unusable.update(indices)
+
     def _image(self, index):
         """The decoded image ``index``, or None if it is unreadable or smaller than the window."""
         if index in self._unusable:
@@ -58,19 +63,17 @@ class CropSampler:
         if index in self._images:
             self._images.move_to_end(index)
             return self._images[index]
-        label = self.sources[index].label
         try:
             image = read_image(self.sources[index].path)
+            if min(image.shape[:2]) < self.window:
+                raise ValueError(f"image {self.sources[index].label!r} of size {image.shape[:2]} is smaller "
+                                 f"than the crop window {self.window}")
         except ValueError as error:
-            image, why = None, str(error)
-        else:
-            why = f"image {label!r} of size {image.shape[:2]} is smaller than the crop window {self.window}"
-        if image is None or min(image.shape[:2]) < self.window:
             self._unusable.add(index)
-            warnings.warn(f"skipping {why}", RuntimeWarning, stacklevel=3)
+            warnings.warn(f"skipping {error}", RuntimeWarning, stacklevel=3)
             if len(self._unusable) == len(self.sources):
                 raise ValueError(f"no usable sharp image: all {len(self.sources)} are unreadable or "
-                                 f"smaller than crop_size + kernel_size - 1 = {self.window}")
+                                 f"smaller than crop_size + kernel_size - 1 = {self.window}") from None
             return None
         self._images[index] = image
         if len(self._images) > self._cache_images:
