@@ -194,7 +194,6 @@ class DatasetConfig:
     def __post_init__(self):
         self.validate()
 
-    # -- checks -------------------------------------------------------------------------
     def validate(self):
         """Raise ``ValueError``/``TypeError`` naming the first bad field (:data:`FIELD_RULES`)."""
         optional = {f.name for f in fields(self) if f.default is None}  # the fields that may be None
@@ -212,7 +211,6 @@ class DatasetConfig:
         self.formation_options()  # the formation configs validate themselves
         return self
 
-    # -- views --------------------------------------------------------------------------
     @property
     def response_curve(self):
         """``crf`` as :func:`fastblur.sbdd.synthesize_pair` takes it (``None`` for ``none``)."""
@@ -220,15 +218,13 @@ class DatasetConfig:
 
     def formation_options(self):
         """Keyword arguments of :func:`fastblur.sbdd.synthesize_pair` (all but the gain)."""
-        streaks = None
+        streaks = saturation = noise = None
         if self.random_white_streaks:
             streaks = StreakConfig(self.prob_streaks, self.min_streaks, self.max_streaks,
                                    float(self.min_sat_increment), float(self.max_sat_increment))
-        saturation = None
         if self.saturation_streaks or self.sat_augmentation_in_blurry:
             saturation = SaturationConfig(self.saturation_streaks, self.sat_augmentation_in_blurry,
                                           min_fraction=float(self.min_saturated_fraction))
-        noise = None
         std = float(self.noise_std) if self.gaussian_noise else 0.0
         if std > 0 or self.poisson_peak is not None:
             noise = NoiseConfig(None if self.poisson_peak is None else float(self.poisson_peak), std)
@@ -251,8 +247,7 @@ class DatasetConfig:
                 if value:
                     values["crf"] = "exponential"
                 continue
-            if name == "gamma_factor":
-                name = "gamma"
+            name = "gamma" if name == "gamma_factor" else name
             if name not in known:
                 raise ValueError(f"unknown setting {key!r}; known settings: {sorted(known)}")
             values[name] = value
@@ -270,8 +265,12 @@ def _flatten(table, where="config"):
     return flat
 
 
-def read_toml(path):
-    """The settings in a TOML file as a flat dict (tables flattened)."""
+def load_config(path, **overrides):
+    """A :class:`DatasetConfig` from a TOML file, with ``overrides`` on top.
+
+    Relative paths in the file (``input``, ``out``, ``masks_path``, ``kernels``,
+    ``kernels_root``, ``preview``) are taken relative to the file's folder.
+    """
     try:
         import tomllib
     except ImportError:  # Python < 3.11
@@ -284,17 +283,8 @@ def read_toml(path):
         raise FileNotFoundError(f"config file not found: {path!r}") from None
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"config file {path!r} is not valid TOML: {error}") from error
-    return _flatten(table, os.path.basename(path))
-
-
-def load_config(path, **overrides):
-    """A :class:`DatasetConfig` from a TOML file, with ``overrides`` on top.
-
-    Relative paths in the file (``input``, ``out``, ``masks_path``, ``kernels``,
-    ``kernels_root``, ``preview``) are taken relative to the file's folder.
-    """
-    data = read_toml(path)
-    base = os.path.dirname(os.path.abspath(os.fspath(path)))
+    data = _flatten(table, os.path.basename(path))
+    base = os.path.dirname(os.path.abspath(path))
     for key in ("input", "out", "masks_path", "kernels", "kernels_root", "preview"):
         value = data.get(key)
         if isinstance(value, str) and "://" not in value and not (

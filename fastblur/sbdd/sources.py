@@ -41,7 +41,6 @@ class PairInputs:
     def image(self, source_index):
         """The decoded sharp image ``source_index`` (cached, read-only)."""
         from .dataset import read_image
-
         return self.cache.get(("image", source_index), lambda: read_image(self.sources[source_index].path))
 
     def object_masks(self, source_index, image, rng):
@@ -105,7 +104,6 @@ def segment_missing(config, sources):
     import torch
 
     from .segment import build_model, segment_sources
-
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = build_model(config.segment_model, config.segment_weights, device=device)
     return segment_sources(sources, config.masks_path, model, progress=config.progress, device=device)
