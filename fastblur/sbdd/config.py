@@ -6,6 +6,7 @@ the top level or inside tables, which only group them (docs/guide/generating.rst
 import numbers
 import os
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from typing import Optional
 
 from .._validation import check_choice, check_count, check_flag, check_instance, check_path, check_real
@@ -45,24 +46,20 @@ def _real(low, low_inclusive=True, high=None):
     return check
 
 
-def _choice(choices):
-    return lambda value, name: check_choice(value, choices, name)
-
-
-#: ``(field names, check)``: each check returns the value to store or raises.
+#: ``(field names, check)``: ``check(value, name=name)`` returns the value to store or raises.
 FIELD_RULES = (
     (("out", "input", "masks_path", "kernels_root", "preview", "kernels"), check_path),
-    (("input_layout",), _choice(INPUT_LAYOUTS)),
-    (("masks",), _choice(MASK_SOURCES)),
-    (("segment_model",), _choice(SEGMENT_MODELS)),
+    (("input_layout",), partial(check_choice, choices=INPUT_LAYOUTS)),
+    (("masks",), partial(check_choice, choices=MASK_SOURCES)),
+    (("segment_model",), partial(check_choice, choices=SEGMENT_MODELS)),
     (("segment_weights",), check_path),
-    (("layout",), _choice(LAYOUTS)),
-    (("format",), _choice(FORMATS)),
-    (("png_compression",), _choice(PNG_COMPRESSIONS)),
-    (("crf",), _choice(("gamma", "exponential", "none"))),
-    (("camera_model",), _choice(("uniform", "projective"))),
+    (("layout",), partial(check_choice, choices=LAYOUTS)),
+    (("format",), partial(check_choice, choices=FORMATS)),
+    (("png_compression",), partial(check_choice, choices=PNG_COMPRESSIONS)),
+    (("crf",), partial(check_choice, choices=("gamma", "exponential", "none"))),
+    (("camera_model",), partial(check_choice, choices=("uniform", "projective"))),
     (("camera_exposure_spread", "camera_roll_spread"), _real(0, high=0.999)),
-    (("backend",), lambda value, name: check_instance(value, str, name, optional=False)),
+    (("backend",), partial(check_instance, kind=str, optional=False)),
     (("min_image_size", "seed", "min_object_area", "max_objects", "min_streaks", "count"), _count(0)),
     (("n_images", "kernel_size", "max_streaks", "preview_count", "workers"), _count(1)),
     (("quality",), _count(0, 100)),
@@ -72,11 +69,11 @@ FIELD_RULES = (
     (("random_masks", "augment_illumination", "random_white_streaks", "saturation_streaks",
       "sat_augmentation_in_blurry", "gaussian_noise", "progress", "overwrite", "timings"), check_flag),
     # beyond one machine (fastblur.sbdd.distributed)
-    (("scheduler",), lambda value, name: check_instance(value, str, name)),
+    (("scheduler",), partial(check_instance, kind=str)),
     (("scheduler_file",), check_path),
     (("chunk_size", "shard_size"), _count(1)),
     (("timeout",), _real(0, low_inclusive=False)),
-    (("storage_options",), lambda value, name: check_instance(value, dict, name)),
+    (("storage_options",), partial(check_instance, kind=dict)),
 )
 
 @dataclass
@@ -201,7 +198,7 @@ class DatasetConfig:
             for name in names:
                 value = getattr(self, name)
                 if value is not None or name not in optional:
-                    setattr(self, name, check(value, name))
+                    setattr(self, name, check(value, name=name))
         if self.masks in ("detectron2", "coco", "labels") and self.masks_path is None:
             raise ValueError(f"masks={self.masks!r} needs masks_path (--masks-path)")
         if self.classes is not None:

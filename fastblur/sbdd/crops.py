@@ -97,8 +97,7 @@ class CropSampler:
         crop_rng = np.random.default_rng(crop_seed)
         source, image = self._draw_image(crop_rng)
         masks, _ = self._maker.object_masks(source, image, np.random.default_rng(mask_seed))
-        top = int(crop_rng.integers(image.shape[0] - self.window + 1))
-        left = int(crop_rng.integers(image.shape[1] - self.window + 1))
+        top, left = (int(crop_rng.integers(side - self.window + 1)) for side in image.shape[:2])
         rows, cols = slice(top, top + self.window), slice(left, left + self.window)
         masks = masks[:, rows, cols]
         masks = masks[masks.any(axis=(1, 2))]  # objects outside the window blur nothing

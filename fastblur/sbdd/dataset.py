@@ -181,7 +181,7 @@ def pair_location(index, n_sources, n_images):
 def pair_paths(config, source, variant):
     """``(name, blurry path, sharp path)`` of a pair in the configured layout, relative to ``out``."""
     name = f"{source.name}_{variant}"
-    if config.layout in ("sbdd", "basicsr"):
+    if config.layout in LAYOUT_FOLDERS:
         folders, file = LAYOUT_FOLDERS[config.layout], name
     else:
         folder = os.path.join(config.split, source.group)
@@ -204,9 +204,8 @@ class PairMaker(PairInputs):
         self._last_sharp = None  # (sharp image, its file bytes)
 
     def encode(self, blurry, sharp):
-        """The file bytes of a pair's two images. Without illumination gains, streaks or
-        boosts the sharp targets of a source's variants are one image: bytes equal to the
-        previous target's are reused, not encoded again."""
+        """The file bytes ``(blurry, sharp)`` of a pair; a sharp target equal to the previous one
+        (a source's variants without gains, streaks or boosts) reuses its bytes."""
         if self._last_sharp is None or not np.array_equal(self._last_sharp[0], sharp):
             self._last_sharp = (sharp, _encode(sharp, self.config))
         return _encode(blurry, self.config), self._last_sharp[1]
@@ -219,18 +218,17 @@ class PairMaker(PairInputs):
         name, blurry_path, sharp_path = pair_paths(config, source, variant)
         # spawn(4)[:3] are spawn(3): the uniform model's streams do not change.
         mask_seed, kernel_seed, formation_seed, camera_seed = np.random.SeedSequence([config.seed, index]).spawn(4)
-        timer = self.timer
-        with timer.stage("read"):
+        with self.timer.stage("read"):
             image = self.image(source_index)
         smallest = max(config.min_image_size, config.kernel_size)
         if min(image.shape[:2]) <= smallest:
             raise ValueError(f"image {source.label!r} of size {image.shape[:2]} is too small: "
                              f"its shorter side must exceed {smallest}")
-        with timer.stage("masks"):
+        with self.timer.stage("masks"):
             masks, mask_entry = self.object_masks(source_index, image, np.random.default_rng(mask_seed))
-        with timer.stage("kernels"):
+        with self.timer.stage("kernels"):
             kernels, kernel_ids = self.kernels.draw(len(masks) + 1, np.random.default_rng(kernel_seed))
-        with timer.stage("synthesis"):
+        with self.timer.stage("synthesis"):
             rng = np.random.default_rng(formation_seed)
             gain = self.illumination_gain(rng)
             camera = "uniform"

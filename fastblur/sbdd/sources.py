@@ -1,10 +1,6 @@
-"""A pair's inputs besides its sharp image, as a run's settings choose them: object
-masks, kernels, illumination gain and formation options.
-
-:class:`PairInputs` serves both the dataset writer (:class:`fastblur.sbdd.dataset.PairMaker`)
-and the crop sampler (:class:`fastblur.sbdd.CropSampler`), so that their pairs come from
-the same sources.
-"""
+"""A pair's inputs besides its sharp image, as a run's settings choose them, for both the
+dataset writer (:class:`fastblur.sbdd.dataset.PairMaker`) and the crop sampler
+(:class:`fastblur.sbdd.CropSampler`), so that their pairs come from the same sources."""
 import os
 
 import numpy as np
@@ -16,14 +12,13 @@ from .kernel_sources import kernel_source
 
 __all__ = ["CACHE_BYTES", "PairInputs", "segment_missing"]
 
-#: Bytes of decoded images, segmentations and mask files a worker keeps (11 decoded
-#: 720p images).
+#: Bytes of decoded images, segmentations and mask files a worker keeps (11 decoded 720p images).
 CACHE_BYTES = 32 * 2**20
 
 
 class PairInputs:
-    """The mask source, kernel source (``kernels``), gain draw and formation ``options``
-    (backend pinned) of the run ``config`` over the sharp images ``sources``.
+    """The object masks, kernel source (``kernels``), illumination gain and formation
+    ``options`` (backend pinned) of the run ``config`` over the sharp images ``sources``.
 
     Decoded sharp images, their classical segmentations and mask files share one
     least-recently-used cache of ``cache_bytes`` (:class:`~fastblur.sbdd.codecs.DecodedCache`):
