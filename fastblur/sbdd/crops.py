@@ -53,8 +53,12 @@ class CropSampler:
 
     def exclude(self, indices):
         """Mark the sharp images ``indices`` unusable: pairs redraw them, as they redraw an
-        image they find unreadable or smaller than the crop window."""
+        image they find unreadable or smaller than the crop window. ``ValueError`` if no
+        image is left."""
         self._unusable.update(indices)
+        if len(self._unusable) == len(self.sources):
+            raise ValueError(f"no usable sharp image: all {len(self.sources)} are unreadable or "
+                             f"smaller than crop_size + kernel_size - 1 = {self.window}") from None
 
     def _image(self, index):
         """The decoded image ``index``, or None if it is unreadable or smaller than the window."""
@@ -69,11 +73,8 @@ class CropSampler:
                 raise ValueError(f"image {self.sources[index].label!r} of size {image.shape[:2]} is smaller "
                                  f"than the crop window {self.window}")
         except ValueError as error:
-            self._unusable.add(index)
             warnings.warn(f"skipping {error}", RuntimeWarning, stacklevel=3)
-            if len(self._unusable) == len(self.sources):
-                raise ValueError(f"no usable sharp image: all {len(self.sources)} are unreadable or "
-                                 f"smaller than crop_size + kernel_size - 1 = {self.window}") from None
+            self.exclude([index])
             return None
         self._images[index] = image
         if len(self._images) > self._cache_images:

@@ -9,6 +9,8 @@ import os
 
 import numpy as np
 
+from ..kernels import KernelList, camera_shake, load_list
+
 __all__ = ["GeneratedKernels", "KernelFiles", "kernel_source", "open_kernel_list"]
 
 KERNEL_EXTENSIONS = (".mat", ".npy", ".png")
@@ -22,7 +24,6 @@ def open_kernel_list(list_file, root=None):
     holding the files and each entry's first component is dropped (the reference joins
     ``--kernels_dir .../train`` with ``kernel0000.mat`` for ``train/kernel0000.mat``).
     """
-    from fastblur.kernels import KernelList, load_list
     try:
         return load_list(list_file, root)
     except FileNotFoundError:
@@ -54,7 +55,6 @@ class KernelFiles:
     """
 
     def __init__(self, source, size=65, root=None):
-        from fastblur.kernels import KernelList
         self.size = int(size)
         path = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
         if path is None:
@@ -104,7 +104,6 @@ class GeneratedKernels:
 
     def draw(self, count, rng):
         """``count`` kernels ``(count, size, size)`` float32 and their ids."""
-        from fastblur.kernels import camera_shake
         kernels = np.empty((count, self.size, self.size), np.float32)
         for out, seed in zip(kernels, rng.integers(2**63, size=count)):
             psf = camera_shake(self.size, exposure=self.exposure, focal_length=self.focal_length,

@@ -21,8 +21,8 @@ class PairInputs:
     ``options`` (backend pinned) of the run ``config`` over the sharp images ``sources``.
 
     Decoded sharp images, their classical segmentations and mask files share one
-    least-recently-used cache of ``cache_bytes`` (:class:`~fastblur.sbdd.codecs.DecodedCache`):
-    the consecutive variants of an image are made from one decode.
+    :class:`~fastblur.sbdd.codecs.DecodedCache` of ``cache_bytes``: the consecutive variants
+    of an image are made from one decode.
     """
 
     def __init__(self, config, sources, cache_bytes=CACHE_BYTES):
