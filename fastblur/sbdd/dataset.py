@@ -241,9 +241,9 @@ class PairMaker(PairInputs):
         params = result.params
         record = dict(index=index, name=name, blurry=blurry_path, sharp=sharp_path, source=source.label,
                       variant=variant, seed=[config.seed, index], masks=mask_entry, kernels=kernel_ids, gain=gain,
-                      size=list(blurry.shape[:2]), **{key: params[key] for key in (
-                          "offset", "saturated_fraction", "saturation_boost", "saturation_boost_in_blurry")},
-                      streaks=len(params["streaks"]))
+                      size=list(blurry.shape[:2]), offset=params["offset"],
+                      saturated_fraction=params["saturated_fraction"], saturation_boost=params["saturation_boost"],
+                      saturation_boost_in_blurry=params["saturation_boost_in_blurry"], streaks=len(params["streaks"]))
         if camera != "uniform":
             record["camera"] = params["camera"]
             # the preview shows the camera's PSF field (3 x 3, as stored kernels)
