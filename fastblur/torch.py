@@ -149,7 +149,7 @@ def _skip_small_images(sampler, stacklevel):
             logger.info(message)
         else:
             warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
-    sampler._unusable.update(skipped)  # the sampler redraws these, as it would on finding them itself
+    sampler.exclude(skipped)  # the sampler redraws these, as it would on finding them itself
 
 
 def _make_sampler(images, crop_size, quantize, device, backend, options, stacklevel):

@@ -20,25 +20,10 @@ from .camera import ProjectiveCamera, draw_camera
 from .pair import PairResult, synthesize_pair
 
 __all__ = [
-    "CropRecipe",
-    "CropSampler",
-    "DatasetConfig",
-    "GenerateSummary",
-    "NoiseConfig",
-    "PairResult",
-    "ProjectiveCamera",
-    "SaturationConfig",
-    "RecipeBatch",
-    "StreakConfig",
-    "draw_camera",
-    "form_batch",
-    "generate",
-    "load_config",
-    "quantize",
-    "stack_recipes",
-    "synthesize_pair",
+    "CropRecipe", "CropSampler", "DatasetConfig", "GenerateSummary", "NoiseConfig", "PairResult", "ProjectiveCamera",
+    "SaturationConfig", "RecipeBatch", "StreakConfig", "draw_camera", "form_batch", "generate", "load_config",
+    "quantize", "stack_recipes", "synthesize_pair",
 ]
-
 
 #: Where the names loaded on first use live: the dataset layer imports OpenCV, tqdm and scikit-image.
 _LAZY = dict(DatasetConfig="config", load_config="config", generate="dataset", GenerateSummary="dataset",

@@ -6,6 +6,7 @@ the top level or inside tables, which only group them (docs/guide/generating.rst
 import numbers
 import os
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from typing import Optional
 
 from .._validation import check_choice, check_count, check_flag, check_instance, check_path, check_real
@@ -45,24 +46,20 @@ def _real(low, low_inclusive=True, high=None):
     return check
 
 
-def _choice(choices):
-    return lambda value, name: check_choice(value, choices, name)
-
-
-#: ``(field names, check)``: each check returns the value to store or raises.
+#: ``(field names, check)``: ``check(value, name=name)`` returns the value to store or raises.
 FIELD_RULES = (
     (("out", "input", "masks_path", "kernels_root", "preview", "kernels"), check_path),
-    (("input_layout",), _choice(INPUT_LAYOUTS)),
-    (("masks",), _choice(MASK_SOURCES)),
-    (("segment_model",), _choice(SEGMENT_MODELS)),
+    (("input_layout",), partial(check_choice, choices=INPUT_LAYOUTS)),
+    (("masks",), partial(check_choice, choices=MASK_SOURCES)),
+    (("segment_model",), partial(check_choice, choices=SEGMENT_MODELS)),
     (("segment_weights",), check_path),
-    (("layout",), _choice(LAYOUTS)),
-    (("format",), _choice(FORMATS)),
-    (("png_compression",), _choice(PNG_COMPRESSIONS)),
-    (("crf",), _choice(("gamma", "exponential", "none"))),
-    (("camera_model",), _choice(("uniform", "projective"))),
+    (("layout",), partial(check_choice, choices=LAYOUTS)),
+    (("format",), partial(check_choice, choices=FORMATS)),
+    (("png_compression",), partial(check_choice, choices=PNG_COMPRESSIONS)),
+    (("crf",), partial(check_choice, choices=("gamma", "exponential", "none"))),
+    (("camera_model",), partial(check_choice, choices=("uniform", "projective"))),
     (("camera_exposure_spread", "camera_roll_spread"), _real(0, high=0.999)),
-    (("backend",), lambda value, name: check_instance(value, str, name, optional=False)),
+    (("backend",), partial(check_instance, kind=str, optional=False)),
     (("min_image_size", "seed", "min_object_area", "max_objects", "min_streaks", "count"), _count(0)),
     (("n_images", "kernel_size", "max_streaks", "preview_count", "workers"), _count(1)),
     (("quality",), _count(0, 100)),
@@ -72,11 +69,11 @@ FIELD_RULES = (
     (("random_masks", "augment_illumination", "random_white_streaks", "saturation_streaks",
       "sat_augmentation_in_blurry", "gaussian_noise", "progress", "overwrite", "timings"), check_flag),
     # beyond one machine (fastblur.sbdd.distributed)
-    (("scheduler",), lambda value, name: check_instance(value, str, name)),
+    (("scheduler",), partial(check_instance, kind=str)),
     (("scheduler_file",), check_path),
     (("chunk_size", "shard_size"), _count(1)),
     (("timeout",), _real(0, low_inclusive=False)),
-    (("storage_options",), lambda value, name: check_instance(value, dict, name)),
+    (("storage_options",), partial(check_instance, kind=dict)),
 )
 
 @dataclass
@@ -194,7 +191,6 @@ class DatasetConfig:
     def __post_init__(self):
         self.validate()
 
-    # -- checks -------------------------------------------------------------------------
     def validate(self):
         """Raise ``ValueError``/``TypeError`` naming the first bad field (:data:`FIELD_RULES`)."""
         optional = {f.name for f in fields(self) if f.default is None}  # the fields that may be None
@@ -202,7 +198,7 @@ class DatasetConfig:
             for name in names:
                 value = getattr(self, name)
                 if value is not None or name not in optional:
-                    setattr(self, name, check(value, name))
+                    setattr(self, name, check(value, name=name))
         if self.masks in ("detectron2", "coco", "labels") and self.masks_path is None:
             raise ValueError(f"masks={self.masks!r} needs masks_path (--masks-path)")
         if self.classes is not None:
@@ -212,7 +208,6 @@ class DatasetConfig:
         self.formation_options()  # the formation configs validate themselves
         return self
 
-    # -- views --------------------------------------------------------------------------
     @property
     def response_curve(self):
         """``crf`` as :func:`fastblur.sbdd.synthesize_pair` takes it (``None`` for ``none``)."""
@@ -220,15 +215,13 @@ class DatasetConfig:
 
     def formation_options(self):
         """Keyword arguments of :func:`fastblur.sbdd.synthesize_pair` (all but the gain)."""
-        streaks = None
+        streaks = saturation = noise = None
         if self.random_white_streaks:
             streaks = StreakConfig(self.prob_streaks, self.min_streaks, self.max_streaks,
                                    float(self.min_sat_increment), float(self.max_sat_increment))
-        saturation = None
         if self.saturation_streaks or self.sat_augmentation_in_blurry:
             saturation = SaturationConfig(self.saturation_streaks, self.sat_augmentation_in_blurry,
                                           min_fraction=float(self.min_saturated_fraction))
-        noise = None
         std = float(self.noise_std) if self.gaussian_noise else 0.0
         if std > 0 or self.poisson_peak is not None:
             noise = NoiseConfig(None if self.poisson_peak is None else float(self.poisson_peak), std)
@@ -251,8 +244,7 @@ class DatasetConfig:
                 if value:
                     values["crf"] = "exponential"
                 continue
-            if name == "gamma_factor":
-                name = "gamma"
+            name = "gamma" if name == "gamma_factor" else name
             if name not in known:
                 raise ValueError(f"unknown setting {key!r}; known settings: {sorted(known)}")
             values[name] = value
@@ -270,8 +262,12 @@ def _flatten(table, where="config"):
     return flat
 
 
-def read_toml(path):
-    """The settings in a TOML file as a flat dict (tables flattened)."""
+def load_config(path, **overrides):
+    """A :class:`DatasetConfig` from a TOML file, with ``overrides`` on top.
+
+    Relative paths in the file (``input``, ``out``, ``masks_path``, ``kernels``,
+    ``kernels_root``, ``preview``) are taken relative to the file's folder.
+    """
     try:
         import tomllib
     except ImportError:  # Python < 3.11
@@ -284,17 +280,8 @@ def read_toml(path):
         raise FileNotFoundError(f"config file not found: {path!r}") from None
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"config file {path!r} is not valid TOML: {error}") from error
-    return _flatten(table, os.path.basename(path))
-
-
-def load_config(path, **overrides):
-    """A :class:`DatasetConfig` from a TOML file, with ``overrides`` on top.
-
-    Relative paths in the file (``input``, ``out``, ``masks_path``, ``kernels``,
-    ``kernels_root``, ``preview``) are taken relative to the file's folder.
-    """
-    data = read_toml(path)
-    base = os.path.dirname(os.path.abspath(os.fspath(path)))
+    data = _flatten(table, os.path.basename(path))
+    base = os.path.dirname(os.path.abspath(path))
     for key in ("input", "out", "masks_path", "kernels", "kernels_root", "preview"):
         value = data.get(key)
         if isinstance(value, str) and "://" not in value and not (

@@ -51,6 +51,15 @@ class CropSampler:
         self._images = OrderedDict()
         self._unusable = set()
 
+    def exclude(self, indices):
+        """Mark the sharp images ``indices`` unusable: pairs redraw them, as they redraw an
+        image they find unreadable or smaller than the crop window. ``ValueError`` if no
+        image is left."""
+        self._unusable.update(indices)
+        if len(self._unusable) == len(self.sources):
+            raise ValueError(f"no usable sharp image: all {len(self.sources)} are unreadable or "
+                             f"smaller than crop_size + kernel_size - 1 = {self.window}") from None
+
     def _image(self, index):
         """The decoded image ``index``, or None if it is unreadable or smaller than the window."""
         if index in self._unusable:
@@ -58,19 +67,14 @@ class CropSampler:
         if index in self._images:
             self._images.move_to_end(index)
             return self._images[index]
-        label = self.sources[index].label
         try:
             image = read_image(self.sources[index].path)
+            if min(image.shape[:2]) < self.window:
+                raise ValueError(f"image {self.sources[index].label!r} of size {image.shape[:2]} is smaller "
+                                 f"than the crop window {self.window}")
         except ValueError as error:
-            image, why = None, str(error)
-        else:
-            why = f"image {label!r} of size {image.shape[:2]} is smaller than the crop window {self.window}"
-        if image is None or min(image.shape[:2]) < self.window:
-            self._unusable.add(index)
-            warnings.warn(f"skipping {why}", RuntimeWarning, stacklevel=3)
-            if len(self._unusable) == len(self.sources):
-                raise ValueError(f"no usable sharp image: all {len(self.sources)} are unreadable or "
-                                 f"smaller than crop_size + kernel_size - 1 = {self.window}")
+            warnings.warn(f"skipping {error}", RuntimeWarning, stacklevel=3)
+            self.exclude([index])
             return None
         self._images[index] = image
         if len(self._images) > self._cache_images:
@@ -94,8 +98,7 @@ class CropSampler:
         crop_rng = np.random.default_rng(crop_seed)
         source, image = self._draw_image(crop_rng)
         masks, _ = self._maker.object_masks(source, image, np.random.default_rng(mask_seed))
-        top = int(crop_rng.integers(image.shape[0] - self.window + 1))
-        left = int(crop_rng.integers(image.shape[1] - self.window + 1))
+        top, left = (int(crop_rng.integers(side - self.window + 1)) for side in image.shape[:2])
         rows, cols = slice(top, top + self.window), slice(left, left + self.window)
         masks = masks[:, rows, cols]
         masks = masks[masks.any(axis=(1, 2))]  # objects outside the window blur nothing

@@ -6,18 +6,9 @@ streams: the masks, the kernels, the formation (the illumination gain first, the
 :func:`~fastblur.sbdd.synthesize_pair`'s draws) and the camera. A pair therefore has the
 same bytes whichever worker makes it and however many workers there are.
 
-Files are written atomically and the manifest (``manifest.jsonl``, one JSON line per
-finished pair) is appended after both images are in place; a rerun with the same
-settings skips finished pairs, and ``count`` may grow between runs. Ctrl-C lets the
-pairs in progress finish and leaves no partial file (:mod:`fastblur.sbdd.distributed`).
-
-Layouts (``NAME`` is ``<image name>_<variant>``, as the reference names its pairs):
-
-* ``sbdd``: ``OUT/blurry/NAME.png`` and ``OUT/sharp/NAME.png``;
-* ``gopro``: ``OUT/<split>/<sequence>/blur/<image>_<variant>.png`` and ``.../sharp/...``;
-* ``basicsr``: ``OUT/input/NAME.png`` and ``OUT/target/NAME.png`` (paired-image folders);
-
-plus ``OUT/args.json`` (the settings) and ``OUT/manifest.jsonl``.
+:func:`pair_paths` names a pair's files in the output layouts of docs/guide/generating.rst
+(``NAME`` is ``<image name>_<variant>``, as the reference names its pairs); writing them,
+the manifest and resuming are :mod:`fastblur.sbdd.distributed`'s.
 """
 import os
 from dataclasses import dataclass, field
@@ -37,10 +28,8 @@ from .timings import StageTimer
 __all__ = ["GenerateSummary", "Source", "find_sources", "generate", "make_pair", "read_image", "write_atomic"]
 
 #: Real photographs shipped inside scikit-image's wheel (no download needed).
-EMBEDDED_IMAGES = (
-    "astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
-    "hubble_deep_field.jpg",
-)
+EMBEDDED_IMAGES = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
+                   "hubble_deep_field.jpg")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".jxl")
 _PREVIEW_HEIGHT = 160
 #: ``(blurry, sharp)`` folders of the flat layouts.
@@ -116,17 +105,14 @@ class GenerateSummary:
                 + (" [interrupted]" if self.interrupted else ""))
 
 
-# -- inputs -----------------------------------------------------------------------------
 def _embedded_sources():
-    from skimage import data
-
-    folder = data.data_dir
-    found = [n for n in EMBEDDED_IMAGES if os.path.isfile(os.path.join(folder, n))]
+    from skimage.data import data_dir
+    found = [n for n in EMBEDDED_IMAGES if os.path.isfile(os.path.join(data_dir, n))]
     if not found:
         raise ValueError("no input given and scikit-image's sample photographs are not installed here; "
                          "pass input (--input) with a folder of sharp images")
     stems = [os.path.splitext(n)[0] for n in found]
-    return [Source(stem, os.path.join(folder, n), stem, stem, f"skimage:{n}") for n, stem in zip(found, stems)]
+    return [Source(stem, os.path.join(data_dir, n), stem, stem, f"skimage:{n}") for n, stem in zip(found, stems)]
 
 
 def find_sources(config):
@@ -147,7 +133,6 @@ def find_sources(config):
         No images, or an input that is not a folder.
     """
     from .storage import is_remote, join, open_storage
-
     if config.input is None:
         return _embedded_sources()
     if not is_remote(config.input) and not os.path.isdir(config.input):
@@ -186,7 +171,6 @@ def read_image(path):
     return decode_image(data, os.fspath(path))
 
 
-# -- outputs ----------------------------------------------------------------------------
 def pair_location(index, n_sources, n_images):
     """``(source index, variant)`` of pair ``index``: images in turn, ``n_images`` each."""
     cycle, rest = divmod(index, n_sources * n_images)
@@ -197,7 +181,7 @@ def pair_location(index, n_sources, n_images):
 def pair_paths(config, source, variant):
     """``(name, blurry path, sharp path)`` of a pair in the configured layout, relative to ``out``."""
     name = f"{source.name}_{variant}"
-    if config.layout in ("sbdd", "basicsr"):
+    if config.layout in LAYOUT_FOLDERS:
         folders, file = LAYOUT_FOLDERS[config.layout], name
     else:
         folder = os.path.join(config.split, source.group)
@@ -209,12 +193,9 @@ def _encode(image, config):
     return encode_image(image, config.format, compression=config.png_compression, quality=config.quality)
 
 
-# -- one pair ---------------------------------------------------------------------------
 class PairMaker(PairInputs):
-    """Makes (and writes) the pairs of one run in one process; their inputs come from
-    :class:`~fastblur.sbdd.sources.PairInputs` (which caches decoded images, their
-    segmentations and mask files in ``cache_bytes``), the time of each stage goes to
-    ``timer`` when ``config.timings`` is set."""
+    """Makes the pairs of one run in one process from its :class:`~fastblur.sbdd.sources.PairInputs`;
+    with ``config.timings``, ``timer`` gets the time of each stage."""
 
     def __init__(self, config, sources, cache_bytes=CACHE_BYTES):
         super().__init__(config, sources, cache_bytes)
@@ -223,9 +204,8 @@ class PairMaker(PairInputs):
         self._last_sharp = None  # (sharp image, its file bytes)
 
     def encode(self, blurry, sharp):
-        """The file bytes of a pair's two images. Without illumination gains, streaks or
-        boosts the sharp targets of a source's variants are one image: bytes equal to the
-        previous target's are reused, not encoded again."""
+        """The file bytes ``(blurry, sharp)`` of a pair; a sharp target equal to the previous one
+        (a source's variants without gains, streaks or boosts) reuses its bytes."""
         if self._last_sharp is None or not np.array_equal(self._last_sharp[0], sharp):
             self._last_sharp = (sharp, _encode(sharp, self.config))
         return _encode(blurry, self.config), self._last_sharp[1]
@@ -238,31 +218,32 @@ class PairMaker(PairInputs):
         name, blurry_path, sharp_path = pair_paths(config, source, variant)
         # spawn(4)[:3] are spawn(3): the uniform model's streams do not change.
         mask_seed, kernel_seed, formation_seed, camera_seed = np.random.SeedSequence([config.seed, index]).spawn(4)
-        timer = self.timer
-        with timer.stage("read"):
+        with self.timer.stage("read"):
             image = self.image(source_index)
         smallest = max(config.min_image_size, config.kernel_size)
         if min(image.shape[:2]) <= smallest:
             raise ValueError(f"image {source.label!r} of size {image.shape[:2]} is too small: "
                              f"its shorter side must exceed {smallest}")
-        with timer.stage("masks"):
+        with self.timer.stage("masks"):
             masks, mask_entry = self.object_masks(source_index, image, np.random.default_rng(mask_seed))
-        with timer.stage("kernels"):
+        with self.timer.stage("kernels"):
             kernels, kernel_ids = self.kernels.draw(len(masks) + 1, np.random.default_rng(kernel_seed))
-        with timer.stage("synthesis"):
+        with self.timer.stage("synthesis"):
             rng = np.random.default_rng(formation_seed)
             gain = self.illumination_gain(rng)
-            camera = self.camera(np.random.default_rng(camera_seed))
+            camera = "uniform"
+            if config.camera_model != "uniform":
+                camera = draw_camera(np.random.default_rng(camera_seed), config.exposure, config.focal_length,
+                                     config.camera_roll, config.camera_exposure_spread, config.camera_roll_spread)
             result = synthesize_pair(image, kernels, masks, illumination_gain=gain, rng=rng, camera=camera,
                                      quantize=True, **self.options)
             blurry, sharp = result.to_uint8()
         params = result.params
         record = dict(index=index, name=name, blurry=blurry_path, sharp=sharp_path, source=source.label,
                       variant=variant, seed=[config.seed, index], masks=mask_entry, kernels=kernel_ids, gain=gain,
-                      size=[int(blurry.shape[0]), int(blurry.shape[1])],
-                      **{key: params[key] for key in ("offset", "saturated_fraction", "saturation_boost",
-                                                      "saturation_boost_in_blurry")},
-                      streaks=len(params["streaks"]))
+                      size=list(blurry.shape[:2]), offset=params["offset"],
+                      saturated_fraction=params["saturated_fraction"], saturation_boost=params["saturation_boost"],
+                      saturation_boost_in_blurry=params["saturation_boost_in_blurry"], streaks=len(params["streaks"]))
         if camera != "uniform":
             record["camera"] = params["camera"]
             # the preview shows the camera's PSF field (3 x 3, as stored kernels)
@@ -270,18 +251,9 @@ class PairMaker(PairInputs):
             kernels = np.ascontiguousarray(field.reshape(-1, *field.shape[2:])[:, ::-1, ::-1])
         return record, blurry, sharp, result, kernels
 
-    def camera(self, rng):
-        """``'uniform'``, or a :class:`~fastblur.sbdd.camera.ProjectiveCamera` drawn from ``rng``."""
-        config = self.config
-        if config.camera_model == "uniform":
-            return "uniform"
-        return draw_camera(rng, config.exposure, config.focal_length, config.camera_roll,
-                           config.camera_exposure_spread, config.camera_roll_spread)
-
     def preview(self, index):
         """The contact-sheet row of pair ``index``, made in memory; None if it fails."""
         from .preview import preview_row
-
         try:
             _, blurry, sharp, result, kernels = self.make(index)
         except Exception:  # reported when the pair was made

@@ -1,37 +1,19 @@
-"""Where a pair's kernels come from: kernel files, or PSFs generated on the fly.
+"""Where a pair's kernels come from: kernel files (:class:`KernelFiles`), or PSFs generated
+on the fly (:class:`GeneratedKernels`).
 
-A source's :meth:`draw` returns ``count`` kernels **as stored for the reference
-generator** (applied by correlation; :func:`fastblur.sbdd.synthesize_pair` takes them
-so), all ``(size, size)``, plus ids for the manifest.
-
-* :class:`KernelFiles` -- files listed by an SBDD list file (``train/kernel0000.mat``
-  lines, :func:`fastblur.kernels.load_list`) or all kernel files of a folder; each
-  kernel is drawn uniformly with replacement (``rng.integers(len(files))``), as the
-  reference does. A kernel smaller than ``size`` is zero-padded around its centre tap
-  ``k // 2``.
-* :class:`GeneratedKernels` -- :func:`fastblur.kernels.camera_shake` PSFs. A PSF is
-  meant for true convolution, so it is returned rotated by 180 degrees: the pair is
-  blurred by the PSF itself.
+A source's ``draw(count, rng)`` returns ``count`` kernels, all ``(size, size)``, **as
+stored for the reference generator** (applied by correlation, as
+:func:`fastblur.sbdd.synthesize_pair` takes them), plus ids for the manifest.
 """
 import os
 
 import numpy as np
 
+from ..kernels import KernelList, camera_shake, load_list
+
 __all__ = ["GeneratedKernels", "KernelFiles", "kernel_source", "open_kernel_list"]
 
 KERNEL_EXTENSIONS = (".mat", ".npy", ".png")
-
-
-def _pad_to(kernel, size, where):
-    kh, kw = kernel.shape
-    if kh > size or kw > size:
-        raise ValueError(f"{where}: kernel of shape {kernel.shape} is larger than kernel_size={size}")
-    if (kh, kw) == (size, size):
-        return kernel
-    top, left = size // 2 - kh // 2, size // 2 - kw // 2
-    out = np.zeros((size, size), kernel.dtype)
-    out[top : top + kh, left : left + kw] = kernel
-    return out
 
 
 def open_kernel_list(list_file, root=None):
@@ -42,8 +24,6 @@ def open_kernel_list(list_file, root=None):
     holding the files and each entry's first component is dropped (the reference joins
     ``--kernels_dir .../train`` with ``kernel0000.mat`` for ``train/kernel0000.mat``).
     """
-    from fastblur.kernels import KernelList, load_list
-
     try:
         return load_list(list_file, root)
     except FileNotFoundError:
@@ -58,36 +38,36 @@ def open_kernel_list(list_file, root=None):
 
 
 class KernelFiles:
-    """Kernels drawn from files.
+    """Kernels drawn from files, uniformly with replacement (``rng.integers(len(files))``)
+    as the reference does; a kernel smaller than ``size`` is zero-padded around its centre
+    tap ``k // 2``.
 
     Parameters
     ----------
     source : str, os.PathLike or sequence of paths
-        A list file (``.txt``), a folder (every ``.mat``/``.npy``/``.png`` inside, sorted),
-        or explicit paths.
+        An SBDD list file (``.txt``, ``train/kernel0000.mat`` lines,
+        :func:`fastblur.kernels.load_list`), a folder (every ``.mat``/``.npy``/``.png``
+        inside, sorted), or explicit paths.
     size : int
-        Side of the returned kernels (smaller kernels are padded).
+        Side of the returned kernels.
     root : str or os.PathLike, optional
         Root of a list file's entries.
     """
 
     def __init__(self, source, size=65, root=None):
-        from fastblur.kernels import KernelList
-
         self.size = int(size)
-        if isinstance(source, (str, os.PathLike)):
-            path = os.fspath(source)
-            if os.path.isdir(path):
-                names = sorted(n for n in os.listdir(path) if n.lower().endswith(KERNEL_EXTENSIONS))
-                if not names:
-                    raise ValueError(f"kernels: no .mat/.npy/.png kernel files in folder {path!r}")
-                self.files = KernelList([os.path.join(path, n) for n in names])
-            elif os.path.isfile(path):
-                self.files = open_kernel_list(path, root)
-            else:
-                raise FileNotFoundError(f"kernels: no such list file or folder {path!r}")
-        else:
+        path = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
+        if path is None:
             self.files = KernelList(list(source))
+        elif os.path.isdir(path):
+            names = sorted(n for n in os.listdir(path) if n.lower().endswith(KERNEL_EXTENSIONS))
+            if not names:
+                raise ValueError(f"kernels: no .mat/.npy/.png kernel files in folder {path!r}")
+            self.files = KernelList([os.path.join(path, n) for n in names])
+        elif os.path.isfile(path):
+            self.files = open_kernel_list(path, root)
+        else:
+            raise FileNotFoundError(f"kernels: no such list file or folder {path!r}")
         if len(self.files) == 0:
             raise ValueError("kernels: the kernel source is empty")
 
@@ -97,16 +77,23 @@ class KernelFiles:
     def draw(self, count, rng):
         """``count`` kernels ``(count, size, size)`` float32 and their file paths."""
         indices = [int(rng.integers(len(self.files))) for _ in range(count)]
-        kernels = np.empty((count, self.size, self.size), np.float32)
+        kernels = np.zeros((count, self.size, self.size), np.float32)
         for out, index in zip(kernels, indices):
-            out[...] = _pad_to(self.files[index], self.size, f"kernel file {self.files.paths[index]!r}")
+            kernel = self.files[index]
+            kh, kw = kernel.shape
+            if kh > self.size or kw > self.size:
+                raise ValueError(f"kernel file {self.files.paths[index]!r}: kernel of shape {kernel.shape} "
+                                 f"is larger than kernel_size={self.size}")
+            top, left = self.size // 2 - kh // 2, self.size // 2 - kw // 2
+            out[top : top + kh, left : left + kw] = kernel
         return kernels, [self.files.paths[i] for i in indices]
 
 
 class GeneratedKernels:
     """Camera-shake PSFs generated on the fly (:func:`fastblur.kernels.camera_shake`).
 
-    Each kernel uses its own generator, seeded by ``rng.integers(2**63, size=count)``, so
+    A PSF is meant for true convolution, so it is returned rotated by 180 degrees: the pair
+    is blurred by the PSF itself. Each kernel uses its own generator, seeded by ``rng.integers(2**63, size=count)``, so
     a kernel does not depend on how many draws the previous one took.
     """
 
@@ -116,9 +103,7 @@ class GeneratedKernels:
         self.focal_length = float(focal_length)
 
     def draw(self, count, rng):
-        """``count`` kernels ``(count, size, size)`` float32 (PSFs rotated by 180 degrees)."""
-        from fastblur.kernels import camera_shake
-
+        """``count`` kernels ``(count, size, size)`` float32 and their ids."""
         kernels = np.empty((count, self.size, self.size), np.float32)
         for out, seed in zip(kernels, rng.integers(2**63, size=count)):
             psf = camera_shake(self.size, exposure=self.exposure, focal_length=self.focal_length,

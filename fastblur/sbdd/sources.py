@@ -1,10 +1,6 @@
-"""A pair's inputs besides its sharp image, as a run's settings choose them: object
-masks, kernels, illumination gain and formation options.
-
-:class:`PairInputs` serves both the dataset writer (:class:`fastblur.sbdd.dataset.PairMaker`)
-and the crop sampler (:class:`fastblur.sbdd.CropSampler`), so that their pairs come from
-the same sources.
-"""
+"""A pair's inputs besides its sharp image, as a run's settings choose them, for both the
+dataset writer (:class:`fastblur.sbdd.dataset.PairMaker`) and the crop sampler
+(:class:`fastblur.sbdd.CropSampler`), so that their pairs come from the same sources."""
 import os
 
 import numpy as np
@@ -16,18 +12,17 @@ from .kernel_sources import kernel_source
 
 __all__ = ["CACHE_BYTES", "PairInputs", "segment_missing"]
 
-#: Bytes of decoded images, segmentations and mask files a worker keeps (11 decoded
-#: 720p images).
+#: Bytes of decoded images, segmentations and mask files a worker keeps (11 decoded 720p images).
 CACHE_BYTES = 32 * 2**20
 
 
 class PairInputs:
-    """The mask source, kernel source (``kernels``), gain draw and formation ``options``
-    (backend pinned) of the run ``config`` over the sharp images ``sources``.
+    """The object masks, kernel source (``kernels``), illumination gain and formation
+    ``options`` (backend pinned) of the run ``config`` over the sharp images ``sources``.
 
     Decoded sharp images, their classical segmentations and mask files share one
-    least-recently-used cache of ``cache_bytes`` (:class:`~fastblur.sbdd.codecs.DecodedCache`):
-    the consecutive variants of an image are made from one decode.
+    :class:`~fastblur.sbdd.codecs.DecodedCache` of ``cache_bytes``: the consecutive variants
+    of an image are made from one decode.
     """
 
     def __init__(self, config, sources, cache_bytes=CACHE_BYTES):
@@ -41,7 +36,6 @@ class PairInputs:
     def image(self, source_index):
         """The decoded sharp image ``source_index`` (cached, read-only)."""
         from .dataset import read_image
-
         return self.cache.get(("image", source_index), lambda: read_image(self.sources[source_index].path))
 
     def object_masks(self, source_index, image, rng):
@@ -105,7 +99,6 @@ def segment_missing(config, sources):
     import torch
 
     from .segment import build_model, segment_sources
-
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = build_model(config.segment_model, config.segment_weights, device=device)
     return segment_sources(sources, config.masks_path, model, progress=config.progress, device=device)
