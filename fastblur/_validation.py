@@ -287,12 +287,14 @@ def as_rng(rng, name="rng"):
     return np.random.default_rng(rng)
 
 
-def check_count(value, name, low=0):
-    """An integer (not a bool) that is at least ``low``."""
+def check_count(value, name, low=0, high=None):
+    """An integer (not a bool) that is at least ``low`` (and at most ``high``, if given)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if value < low:
         raise ValueError(f"{name} must be >= {low}, got {value!r}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high}, got {value!r}")
     return int(value)
 
 

@@ -1,4 +1,6 @@
 """Batched formation of crop pairs (fastblur.sbdd.batch): equal to the per-pair path."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -246,3 +248,34 @@ def test_noise_on_the_gpu_has_the_configured_std():
     ratio = noisy[usable] / clean[usable] - 1
     expected_std = np.sqrt(0.05 ** 2 + 1 / (1000 * clean[usable])).mean()
     assert ratio.std() == pytest.approx(expected_std, rel=0.1)
+
+
+def _folder_with_unusable_images(folder):
+    import cv2
+
+    rng = np.random.default_rng(5)
+    for name in ("a_good", "c_good"):
+        cv2.imwrite(str(folder / f"{name}.png"), rng.integers(0, 256, (64, 80, 3), dtype=np.uint8))
+    (folder / "b_broken.png").write_bytes(b"not a png")
+    cv2.imwrite(str(folder / "d_small.png"), rng.integers(0, 256, (20, 20, 3), dtype=np.uint8))
+    return DatasetConfig(input=str(folder), **SMALL)
+
+
+def test_unusable_images_are_redrawn_and_exclude_marks_them_ahead(tmp_path):
+    config = _folder_with_unusable_images(tmp_path)
+    finding = CropSampler(config, crop_size=24)
+    names = [source.name for source in finding.sources]
+    assert names == ["a_good", "b_broken", "c_good", "d_small"]
+    with pytest.warns(RuntimeWarning, match="skipping") as warned:
+        found = [finding.sample(index) for index in range(12)]
+    assert len(warned) == 2  # each unusable image warns once
+    told = CropSampler(config, crop_size=24)
+    told.exclude([1, 3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # excluded images are not read again
+        pairs = [told.sample(index) for index in range(12)]
+    for (blurry, sharp), (expected_blurry, expected_sharp) in zip(pairs, found):
+        np.testing.assert_array_equal(blurry, expected_blurry)
+        np.testing.assert_array_equal(sharp, expected_sharp)
+    with pytest.raises(ValueError, match="no usable sharp image: all 4"):
+        told.exclude([0, 2])

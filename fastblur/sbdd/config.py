@@ -30,15 +30,6 @@ RUN_ONLY_FIELDS = ("out", "count", "workers", "preview", "preview_count", "progr
                    "storage_options")
 
 
-def _count(low, high=None):
-    def check(value, name):
-        value = check_count(value, name, low)
-        if high is not None and value > high:
-            raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
-        return value
-    return check
-
-
 def _real(low, low_inclusive=True, high=None):
     def check(value, name):
         check_real(value, name, low, high, low_inclusive=low_inclusive)
@@ -60,9 +51,10 @@ FIELD_RULES = (
     (("camera_model",), partial(check_choice, choices=("uniform", "projective"))),
     (("camera_exposure_spread", "camera_roll_spread"), _real(0, high=0.999)),
     (("backend",), partial(check_instance, kind=str, optional=False)),
-    (("min_image_size", "seed", "min_object_area", "max_objects", "min_streaks", "count"), _count(0)),
-    (("n_images", "kernel_size", "max_streaks", "preview_count", "workers"), _count(1)),
-    (("quality",), _count(0, 100)),
+    (("min_image_size", "seed", "min_object_area", "max_objects", "min_streaks", "count"),
+     partial(check_count, low=0)),
+    (("n_images", "kernel_size", "max_streaks", "preview_count", "workers"), partial(check_count, low=1)),
+    (("quality",), partial(check_count, low=0, high=100)),
     (("score_threshold", "exposure", "focal_length", "jitter_illumination", "min_sat_increment", "camera_roll",
       "max_sat_increment", "min_saturated_fraction", "noise_std", "poisson_peak"), _real(0)),
     (("gamma", "exponential_factor"), _real(0, low_inclusive=False)),
@@ -71,10 +63,11 @@ FIELD_RULES = (
     # beyond one machine (fastblur.sbdd.distributed)
     (("scheduler",), partial(check_instance, kind=str)),
     (("scheduler_file",), check_path),
-    (("chunk_size", "shard_size"), _count(1)),
+    (("chunk_size", "shard_size"), partial(check_count, low=1)),
     (("timeout",), _real(0, low_inclusive=False)),
     (("storage_options",), partial(check_instance, kind=dict)),
 )
+
 
 @dataclass
 class DatasetConfig:

@@ -50,17 +50,14 @@ def _as_sharp(sharp):
     image = np.asarray(sharp)
     if image.dtype == np.bool_ or not np.issubdtype(image.dtype, np.number) or np.iscomplexobj(image):
         raise TypeError(f"sharp must be a real image (uint8 or float in [0, 255]), got dtype {image.dtype}")
-    if image.ndim not in (2, 3) or 0 in image.shape:
-        raise ValueError(f"sharp must be a non-empty (H, W) or (H, W, C) image, got shape {image.shape}")
+    _validation.check_ndim(image, (2, 3), "sharp", "an (H, W) or (H, W, C) image")
     if image.dtype != np.uint8:
         if not np.all(np.isfinite(image)):
             raise ValueError("sharp must be finite: it contains NaN or inf")
         low, high = float(image.min()), float(image.max())
         if low < 0 or high > 255:
             raise ValueError(f"sharp must lie in [0, 255], got values in [{low:g}, {high:g}]")
-    if image.ndim == 2:
-        return image[:, :, None], True
-    return image, False
+    return (image[:, :, None], True) if image.ndim == 2 else (image, False)
 
 
 def synthesize_pair(sharp, kernels, object_masks, *, gamma=2.2, crf="gamma", exponential_factor=7.0,
@@ -154,8 +151,7 @@ def synthesize_pair(sharp, kernels, object_masks, *, gamma=2.2, crf="gamma", exp
     image, was_2d = _as_sharp(sharp)
     kernels = _validation.as_kernel_stack(kernels, np.dtype(np.float32))
     masks = _validation.as_masks(object_masks)
-    if masks.shape[1:] != image.shape[:2]:
-        raise ValueError(f"object_masks must have the image's spatial shape {image.shape[:2]}, got {masks.shape[1:]}")
+    _validation.check_shape(masks, (len(masks),) + image.shape[:2], "object_masks", "(n, H, W) = ")
     if len(kernels) != len(masks) + 1:
         raise ValueError(f"kernels must hold n + 1 = {len(masks) + 1} kernels (background first) for "
                          f"{len(masks)} object masks, got {len(kernels)}")
