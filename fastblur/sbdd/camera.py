@@ -84,10 +84,9 @@ class ProjectiveCamera:
     def psf(self, image_shape, at, size):
         """The camera's PSF (true convolution, zero displacement on the centre tap) at
         pixel ``at = (x, y)``, ``(size, size)`` float32."""
-        h = self.homographies(image_shape)
         # psf_field's grid with one node: put that node at ``at`` by translating the frame.
         shift = np.array([[1.0, 0.0, -at[0]], [0.0, 1.0, -at[1]], [0.0, 0.0, 1.0]])
-        local = shift @ h @ np.linalg.inv(shift)
+        local = shift @ self.homographies(image_shape) @ np.linalg.inv(shift)
         return psf_field(local, (1, 1), grid=(1, 1), size=size)[0, 0]
 
 

@@ -174,9 +174,8 @@ def _decode_jxl(buffer, name):
         raise ValueError(f"cannot decode JPEG XL image {name!r}: {error}") from error
     if image.dtype != np.uint8:
         raise ValueError(f"JPEG XL image {name!r} is not 8-bit ({image.dtype})")
-    if image.ndim == 2:
-        image = image[:, :, None]
-    return np.ascontiguousarray(np.broadcast_to(image[:, :, :3], image.shape[:2] + (3,)))
+    channels = np.atleast_3d(image)[:, :, :3]  # grey is repeated
+    return np.ascontiguousarray(np.broadcast_to(channels, image.shape[:2] + (3,)))
 
 
 # -- cache ------------------------------------------------------------------------------

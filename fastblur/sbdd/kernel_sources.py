@@ -13,8 +13,6 @@ from ..kernels import KernelList, camera_shake, load_list
 
 __all__ = ["GeneratedKernels", "KernelFiles", "kernel_source", "open_kernel_list"]
 
-KERNEL_EXTENSIONS = (".mat", ".npy", ".png")
-
 
 def open_kernel_list(list_file, root=None):
     """The kernel files of an SBDD list file, as a :class:`fastblur.kernels.KernelList`.
@@ -60,7 +58,7 @@ class KernelFiles:
         if path is None:
             self.files = KernelList(list(source))
         elif os.path.isdir(path):
-            names = sorted(n for n in os.listdir(path) if n.lower().endswith(KERNEL_EXTENSIONS))
+            names = sorted(n for n in os.listdir(path) if n.lower().endswith((".mat", ".npy", ".png")))
             if not names:
                 raise ValueError(f"kernels: no .mat/.npy/.png kernel files in folder {path!r}")
             self.files = KernelList([os.path.join(path, n) for n in names])

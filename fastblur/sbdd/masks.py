@@ -344,9 +344,8 @@ def coco_masks(annotations, image, *, min_area=4000, max_objects=5, categories=N
     shape = (int(entry["height"]), int(entry["width"]))
     wanted = None
     if categories is not None:
-        wanted = {c for c in categories if not isinstance(c, str)}
-        wanted_names = {c for c in categories if isinstance(c, str)}
-        wanted |= {cid for cid, name in names.items() if name in wanted_names}
+        wanted = set(categories)
+        wanted |= {cid for cid, name in names.items() if isinstance(name, str) and name in wanted}
     found = []
     for ann in per_image.get(entry["id"], []):
         if ann.get("iscrowd", 0) and not include_crowd:
@@ -488,11 +487,9 @@ def classical_masks(image, *, max_objects=5, min_area=4000, max_area_fraction=0.
     eligible = np.flatnonzero((areas > min_area) & (areas <= max_area_fraction * height * width))
     chosen = eligible[rng.permutation(len(eligible))[:max_objects]]
     chosen = sorted(chosen.tolist(), key=lambda label: (-counts[label], label))
-    small = np.stack([regions == label for label in chosen]) if chosen else np.zeros((0,) + regions.shape, bool)
-    masks = resize_masks(small, (height, width))
+    masks = resize_masks(regions == np.reshape(chosen, (-1, 1, 1)), (height, width))  # one mask per label
     keep = [i for i, m in enumerate(masks) if np.count_nonzero(m) > min_area]
-    if len(keep) < len(masks):  # rare: no copy otherwise
-        masks = masks[keep]
+    masks = masks[keep] if len(keep) < len(masks) else masks  # rare: no copy otherwise
     return (masks, [int(chosen[i]) for i in keep]) if return_ids else masks
 
 
@@ -523,10 +520,8 @@ def random_shape_masks(shape, *, max_objects=5, min_area=4000, max_area_fraction
     max_area_fraction = check_real(max_area_fraction, "max_area_fraction", 0.0, 1.0)
     height, width = (int(v) for v in shape)
     rng = np.random.default_rng(rng)
-    if max_objects == 0:
-        return _finish([], [], (height, width), return_ids)
     top_area = max(max_area_fraction * height * width, 1.5 * (min_area + 1))
-    count = int(rng.integers(1, max_objects + 1))
+    count = int(rng.integers(1, max_objects + 1)) if max_objects else 0
     masks = np.zeros((count, height, width), bool)
     for mask in masks:
         area = np.exp(rng.uniform(np.log(1.5 * (min_area + 1)), np.log(top_area)))
@@ -542,8 +537,7 @@ def random_shape_masks(shape, *, max_objects=5, min_area=4000, max_area_fraction
         cols = centre[1] + x * np.cos(angle) - y * np.sin(angle)
         fill_polygon(mask, rows, cols)
     keep = [i for i, mask in enumerate(masks) if np.count_nonzero(mask) > min_area]
-    if len(keep) < count:
-        masks = masks[keep]
+    masks = masks[keep] if len(keep) < count else masks
     return (masks, list(range(len(keep)))) if return_ids else masks
 
 

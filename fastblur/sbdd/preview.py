@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from .._atomic import write_atomic
+from .codecs import _opencv_png
 
 __all__ = ["PALETTE", "contact_sheet", "kernels_panel", "preview_row", "weights_image"]
 
@@ -80,11 +81,10 @@ def kernels_panel(kernels, height):
 def _fit_height(image, height):
     import cv2
 
-    image = np.asarray(image)
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
+    image = np.atleast_3d(image)
     width = max(1, round(image.shape[1] * height / image.shape[0]))
-    return cv2.resize(np.ascontiguousarray(image[:, :, :3]), (width, height), interpolation=cv2.INTER_AREA)
+    rgb = np.broadcast_to(image[:, :, :3], image.shape[:2] + (3,))  # grey is repeated
+    return cv2.resize(np.ascontiguousarray(rgb), (width, height), interpolation=cv2.INTER_AREA)
 
 
 def preview_row(sharp, blurry, weights, kernels, height=160):
@@ -126,8 +126,6 @@ def contact_sheet(rows, path=None):
     -------
     ndarray, shape (H, W, 3), uint8 (RGB)
     """
-    import cv2
-
     if not rows:
         raise ValueError("rows must hold at least one preview row")
     width = max(r.shape[1] for r in rows)
@@ -135,8 +133,5 @@ def contact_sheet(rows, path=None):
     padded = [np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0)), constant_values=255) for row in rows]
     sheet = np.concatenate([part for row in padded for part in (row, gap)][:-1], axis=0)
     if path is not None:
-        ok, encoded = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-        if not ok:
-            raise ValueError(f"cannot encode the contact sheet for {path!r}")
-        write_atomic(path, encoded.tobytes())
+        write_atomic(path, _opencv_png(sheet))
     return sheet
