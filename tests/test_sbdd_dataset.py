@@ -323,3 +323,16 @@ def test_sharp_bytes_reused_only_for_an_equal_target(tmp_path, images, options, 
     same = [np.array_equal(sharps[0][0], s) for s, _ in sharps[1:]]
     assert all(same) == reused and any(same) == reused
     assert all(b is sharps[0][1] for _, b in sharps[1:]) == reused
+
+
+def test_contact_sheet_file_holds_the_returned_sheet(tmp_path):
+    from fastblur.sbdd.preview import contact_sheet
+
+    rng = np.random.default_rng(3)
+    rows = [rng.integers(0, 256, (10, width, 3), dtype=np.uint8) for width in (12, 7)]
+    sheet = contact_sheet(rows, str(tmp_path / "sheet.png"))
+    assert sheet.shape == (10 + 4 + 10, 12, 3)
+    np.testing.assert_array_equal(sheet[:10], rows[0])
+    np.testing.assert_array_equal(sheet[14:, :7], rows[1])
+    assert (sheet[10:14] == 255).all() and (sheet[14:, 7:] == 255).all()
+    np.testing.assert_array_equal(read_image(tmp_path / "sheet.png"), sheet)

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from .._atomic import write_atomic
-from .codecs import _opencv_png
+from .codecs import encode_image
 
 __all__ = ["PALETTE", "contact_sheet", "kernels_panel", "preview_row", "weights_image"]
 
@@ -133,5 +133,5 @@ def contact_sheet(rows, path=None):
     padded = [np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0)), constant_values=255) for row in rows]
     sheet = np.concatenate([part for row in padded for part in (row, gap)][:-1], axis=0)
     if path is not None:
-        write_atomic(path, _opencv_png(sheet))
+        write_atomic(path, encode_image(sheet))
     return sheet
