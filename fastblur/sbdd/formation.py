@@ -155,9 +155,8 @@ def response_lut(crf="gamma", gamma=2.2, exponential_factor=7.0, gain=1.0):
         Evaluated in float64 and rounded once.
     """
     crf, gamma, exponential_factor = check_crf(crf, gamma, exponential_factor)
-    codes = np.arange(256, dtype=np.float64)
     gain = np.asarray(gain, np.float64)[..., None]
-    return (gain * _forward64(codes, crf, gamma, exponential_factor)).astype(np.float32)
+    return (gain * _forward64(np.arange(256.0), crf, gamma, exponential_factor)).astype(np.float32)
 
 
 def round_trip_lut(crf="gamma", gamma=2.2, exponential_factor=7.0, gain=1.0):
@@ -575,8 +574,7 @@ def _codes_by_formula(bits, response, opencv):
     count = len(bits)
     padded = np.zeros(-(-count // 64) * 64, np.uint32)
     padded[:count] = bits
-    values = padded.view(np.float32)
-    values = values.reshape(1, 1, -1, 1) if opencv else values
+    values = padded.view(np.float32).reshape((1, 1, -1, 1) if opencv else -1)
     return quantize(delinearize(values, **response)).reshape(-1)[:count]
 
 
@@ -600,8 +598,7 @@ def _code_table(crf, gamma, exponential_factor, opencv):
     high = np.full(255, _FLOAT32_INF_BITS + 1, np.int64)  # past +inf: never reached
     while np.any(low < high):
         middle = (low + high) // 2
-        probe = np.minimum(middle, _FLOAT32_INF_BITS)
-        codes = _codes_by_formula(probe.astype(np.uint32), response, opencv)
+        codes = _codes_by_formula(np.minimum(middle, _FLOAT32_INF_BITS).astype(np.uint32), response, opencv)
         reached, searching = (codes >= wanted) & (middle <= _FLOAT32_INF_BITS), low < high
         high = np.where(searching & reached, middle, high)
         low = np.where(searching & ~reached, middle + 1, low)
@@ -628,9 +625,8 @@ def encode_8bit(linear, crf="gamma", gamma=2.2, exponential_factor=7.0, clip=Tru
 
     On the CPU with the native extension this is one pass: a value's code is the number of
     per-code thresholds it reaches, found once per response by bisection with
-    :func:`delinearize` itself and the power it takes for ``linear`` (OpenCV's for an image
-    or its clipped copy, numpy's for a strided crop), so the codes equal the float path's,
-    which runs elsewhere.
+    :func:`delinearize` itself and the power it takes for ``linear`` (OpenCV's for an image or
+    its clipped copy, numpy's for a strided crop): the codes of the float path, used elsewhere.
 
     Parameters
     ----------
