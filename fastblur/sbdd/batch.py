@@ -201,7 +201,6 @@ def _streak_pixels(batch, shape):
 
 _layers = formation.streak_layers
 
-
 #: Per thread: ``{(RandomState class, device id): (generator, event)}`` of the CuPy noise;
 #: the event marks the end of the generator's last draws.
 _DEVICE_GENERATORS = threading.local()

@@ -46,7 +46,6 @@ class CropSampler:
         self.sources = find_sources(self.config)
         segment_missing(self.config, self.sources)
         self.window = self.crop_size + self.config.kernel_size - 1
-        # the masks, kernels and gain of a pair, chosen as the dataset writer chooses them
         self._maker = PairInputs(self.config, self.sources)
         self._images = OrderedDict()
         self._unusable = set()

@@ -165,8 +165,7 @@ def round_trip_lut(crf="gamma", gamma=2.2, exponential_factor=7.0, gain=1.0):
     Evaluated in float64 with the reference generator's operations, in its order, then
     rounded to float32 so that truncation gives the reference's 8-bit value: a float64
     result just below an integer (the round trip loses a few ulps, e.g. for 75 of the 256
-    codes with gamma 2.2) becomes the float32 just below it (at most one ulp off), not
-    the integer.
+    codes with gamma 2.2) becomes the float32 just below it (at most one ulp off).
 
     Parameters
     ----------
@@ -397,10 +396,8 @@ def draw_streaks(shape, rng, config, margin):
     drawn = []
     span = config.max_increment - config.min_increment
     for _ in range(int(rng.integers(config.min_count, config.max_count))):
-        i = int(rng.integers(mh, height - mh))
-        j = int(rng.integers(mw, width - mw))
-        ri = int(rng.integers(4))
-        rj = int(rng.integers(5))
+        i, j = int(rng.integers(mh, height - mh)), int(rng.integers(mw, width - mw))
+        ri, rj = int(rng.integers(4)), int(rng.integers(5))
         spike = config.min_increment + span * float(rng.random())
         drawn.append((i, j, ri, rj, spike))
     return drawn
@@ -530,13 +527,12 @@ def add_noise(blurry, rng, config):
             chunk[...] = rng.poisson(photons)
             chunk *= np.float32(1.0 / to_photons)
     if config.gaussian_std > 0:
-        std = np.float32(config.gaussian_std)
         for chunk in chunks:
             if isinstance(rng, np.random.RandomState):  # draws float64 only
                 factor = rng.standard_normal(chunk.shape).astype(np.float32)
             else:
                 factor = rng.standard_normal(chunk.shape, dtype=np.float32)
-            factor *= std
+            factor *= np.float32(config.gaussian_std)
             factor += np.float32(1.0)
             chunk *= factor
     return blurry
@@ -553,7 +549,6 @@ def quantize(image):
     Returns
     -------
     ndarray, uint8
-        ``floor(clip(image, 0, 255))``.
     """
     return np.clip(image, 0, 255).astype(np.uint8)
 
