@@ -201,7 +201,6 @@ def _streak_pixels(batch, shape):
 
 _layers = formation.streak_layers
 
-
 #: Per thread: ``{(RandomState class, device id): (generator, event)}`` of the CuPy noise;
 #: the event marks the end of the generator's last draws.
 _DEVICE_GENERATORS = threading.local()
@@ -213,8 +212,7 @@ def _noise_generator(xp, seed):
     cuRAND generator per batch would free the last one's state (``cudaFree`` synchronises
     the device). Its next draw re-initialises that state on the current stream, so the
     stream first waits for the event recorded after the previous batch's draws, maybe on
-    another stream (no host sync); ``BatchDraws`` records it after drawing.
-    """
+    another stream (no host sync); ``BatchDraws`` records it after drawing."""
     if xp is np:
         return np.random.RandomState([seed & 0xFFFFFFFF, seed >> 32]), None  # NumPy takes 32-bit words
     generators = vars(_DEVICE_GENERATORS).setdefault("generators", {})

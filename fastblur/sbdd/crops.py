@@ -46,7 +46,6 @@ class CropSampler:
         self.sources = find_sources(self.config)
         segment_missing(self.config, self.sources)
         self.window = self.crop_size + self.config.kernel_size - 1
-        # the masks, kernels and gain of a pair, chosen as the dataset writer chooses them
         self._maker = PairInputs(self.config, self.sources)
         self._images = OrderedDict()
         self._unusable = set()
@@ -122,10 +121,9 @@ class CropSampler:
         """The random choices of pair ``index`` of ``epoch``, for :func:`form_batch`.
 
         Draws what :meth:`sample` draws, in its order (:meth:`PairDraws.recipe
-        <fastblur.sbdd.pipeline.PairDraws.recipe>`), so that a formed pair equals the
-        sampled one; noise is left to the batch (see :mod:`fastblur.sbdd.batch`). With
-        noise on, :meth:`sample` draws the factor of the blurry image's saturation boost
-        after the noise, so that factor differs too.
+        <fastblur.sbdd.pipeline.PairDraws.recipe>`): a formed pair equals the sampled one
+        but for the noise (the batch's) and, with noise, the blurry boost's factor, which
+        :meth:`sample` draws after the noise (see :mod:`fastblur.sbdd.batch`).
 
         Returns
         -------

@@ -155,9 +155,8 @@ def response_lut(crf="gamma", gamma=2.2, exponential_factor=7.0, gain=1.0):
         Evaluated in float64 and rounded once.
     """
     crf, gamma, exponential_factor = check_crf(crf, gamma, exponential_factor)
-    codes = np.arange(256, dtype=np.float64)
     gain = np.asarray(gain, np.float64)[..., None]
-    return (gain * _forward64(codes, crf, gamma, exponential_factor)).astype(np.float32)
+    return (gain * _forward64(np.arange(256.0), crf, gamma, exponential_factor)).astype(np.float32)
 
 
 def round_trip_lut(crf="gamma", gamma=2.2, exponential_factor=7.0, gain=1.0):
@@ -166,8 +165,7 @@ def round_trip_lut(crf="gamma", gamma=2.2, exponential_factor=7.0, gain=1.0):
     Evaluated in float64 with the reference generator's operations, in its order, then
     rounded to float32 so that truncation gives the reference's 8-bit value: a float64
     result just below an integer (the round trip loses a few ulps, e.g. for 75 of the 256
-    codes with gamma 2.2) becomes the float32 just below it (at most one ulp off), not
-    the integer.
+    codes with gamma 2.2) becomes the float32 just below it (at most one ulp off).
 
     Parameters
     ----------
@@ -398,10 +396,8 @@ def draw_streaks(shape, rng, config, margin):
     drawn = []
     span = config.max_increment - config.min_increment
     for _ in range(int(rng.integers(config.min_count, config.max_count))):
-        i = int(rng.integers(mh, height - mh))
-        j = int(rng.integers(mw, width - mw))
-        ri = int(rng.integers(4))
-        rj = int(rng.integers(5))
+        i, j = int(rng.integers(mh, height - mh)), int(rng.integers(mw, width - mw))
+        ri, rj = int(rng.integers(4)), int(rng.integers(5))
         spike = config.min_increment + span * float(rng.random())
         drawn.append((i, j, ri, rj, spike))
     return drawn
@@ -531,13 +527,12 @@ def add_noise(blurry, rng, config):
             chunk[...] = rng.poisson(photons)
             chunk *= np.float32(1.0 / to_photons)
     if config.gaussian_std > 0:
-        std = np.float32(config.gaussian_std)
         for chunk in chunks:
             if isinstance(rng, np.random.RandomState):  # draws float64 only
                 factor = rng.standard_normal(chunk.shape).astype(np.float32)
             else:
                 factor = rng.standard_normal(chunk.shape, dtype=np.float32)
-            factor *= std
+            factor *= np.float32(config.gaussian_std)
             factor += np.float32(1.0)
             chunk *= factor
     return blurry
@@ -554,7 +549,6 @@ def quantize(image):
     Returns
     -------
     ndarray, uint8
-        ``floor(clip(image, 0, 255))``.
     """
     return np.clip(image, 0, 255).astype(np.uint8)
 
@@ -575,8 +569,7 @@ def _codes_by_formula(bits, response, opencv):
     count = len(bits)
     padded = np.zeros(-(-count // 64) * 64, np.uint32)
     padded[:count] = bits
-    values = padded.view(np.float32)
-    values = values.reshape(1, 1, -1, 1) if opencv else values
+    values = padded.view(np.float32).reshape((1, 1, -1, 1) if opencv else -1)
     return quantize(delinearize(values, **response)).reshape(-1)[:count]
 
 
@@ -600,8 +593,7 @@ def _code_table(crf, gamma, exponential_factor, opencv):
     high = np.full(255, _FLOAT32_INF_BITS + 1, np.int64)  # past +inf: never reached
     while np.any(low < high):
         middle = (low + high) // 2
-        probe = np.minimum(middle, _FLOAT32_INF_BITS)
-        codes = _codes_by_formula(probe.astype(np.uint32), response, opencv)
+        codes = _codes_by_formula(np.minimum(middle, _FLOAT32_INF_BITS).astype(np.uint32), response, opencv)
         reached, searching = (codes >= wanted) & (middle <= _FLOAT32_INF_BITS), low < high
         high = np.where(searching & reached, middle, high)
         low = np.where(searching & ~reached, middle + 1, low)
@@ -628,9 +620,8 @@ def encode_8bit(linear, crf="gamma", gamma=2.2, exponential_factor=7.0, clip=Tru
 
     On the CPU with the native extension this is one pass: a value's code is the number of
     per-code thresholds it reaches, found once per response by bisection with
-    :func:`delinearize` itself and the power it takes for ``linear`` (OpenCV's for an image
-    or its clipped copy, numpy's for a strided crop), so the codes equal the float path's,
-    which runs elsewhere.
+    :func:`delinearize` itself and the power it takes for ``linear`` (OpenCV's for an image or
+    its clipped copy, numpy's for a strided crop): the codes of the float path, used elsewhere.
 
     Parameters
     ----------

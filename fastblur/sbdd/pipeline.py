@@ -80,10 +80,8 @@ def to_unit_range(blurry, sharp, quantize):
 
 
 class PairDraws:
-    """The draw source of one pair: its Generator ``rng``, drawn when the formation asks.
-
-    ``streaks`` holds the streaks drawn, ``(i, j, ri, rj, spike)`` each.
-    """
+    """The draw source of one pair: its Generator ``rng``, drawn when the formation asks;
+    ``streaks`` holds the streaks drawn, ``(i, j, ri, rj, spike)`` each."""
 
     def __init__(self, rng, streaks=None):
         self.rng, self.config, self.streaks = rng, streaks, []
