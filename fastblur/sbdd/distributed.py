@@ -396,9 +396,13 @@ def _drive(engine, tasks, pending, collect, progress):
     """Keep about four chunks a worker in flight (the count followed as workers come and
     go), collect each as it finishes."""
     queue = iter(tasks)
-    window = max(8, 4 * engine.workers())
-    checked = time.monotonic()
+    checked = -math.inf  # the worker count is read now, then every two seconds
     while True:
+        if time.monotonic() - checked > 2.0:
+            workers = engine.workers()
+            window = max(8, 4 * workers)
+            progress.set_postfix(workers=workers, refresh=False)
+            checked = time.monotonic()
         for task in itertools.islice(queue, max(0, window - len(pending))):
             pending.add(engine.submit(*task))
         if not pending:
@@ -406,11 +410,6 @@ def _drive(engine, tasks, pending, collect, progress):
         for future in engine.finished(pending):
             pending.discard(future)
             collect(_result(future))
-        if time.monotonic() - checked > 2.0:
-            workers = engine.workers()
-            window = max(8, 4 * workers)
-            progress.set_postfix(workers=workers, refresh=False)
-            checked = time.monotonic()
 
 
 def generate(config, client=None):
@@ -498,12 +497,10 @@ def generate(config, client=None):
         engine = _PoolEngine(job, processes) if processes > 1 else _InlineEngine(job)
     workers = engine.workers() if engine else 0
     size = config.chunk_size or (1 if local else default_chunk_size(len(todo), workers))
-    tasks = _tasks(config, todo, total, size)
 
     manifest = None if storage.remote else open(storage.path(MANIFEST), "a", encoding="utf-8")
     progress = tqdm(total=len(todo), unit="pair", desc="fastblur-gen", disable=not config.progress,
-                    file=sys.stderr, dynamic_ncols=True)
-    progress.set_postfix(workers=workers)
+                    file=sys.stderr, dynamic_ncols=True, postfix={"workers": workers})
     start = time.perf_counter()
 
     def collect(answer):
@@ -524,7 +521,7 @@ def generate(config, client=None):
     pending = set()
     try:
         if engine is not None:
-            _drive(engine, tasks, pending, collect, progress)
+            _drive(engine, _tasks(config, todo, total, size), pending, collect, progress)
     except KeyboardInterrupt:
         summary.interrupted = True
         for future in engine.cancel(pending):  # the chunks in progress finish: no partial file

@@ -69,9 +69,7 @@ class InputStager:
 
     def _localize(self, config):
         changes = {}
-        for name in ("kernels", "kernels_root"):
-            if name not in self.remote:
-                continue
+        for name in [name for name in ("kernels", "kernels_root") if name in self.remote]:
             url, target, file = getattr(config, name).rstrip("/"), os.path.join(self.folder, name), None
             os.makedirs(target, exist_ok=True)
             store = RemoteStorage(url, self.options)

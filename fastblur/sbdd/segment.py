@@ -17,6 +17,8 @@ Requires PyTorch and torchvision (``pip install "fastblur[segment]"``).
 import io
 import itertools
 import os
+import sys
+import time
 from urllib.parse import urlparse
 
 import numpy as np
@@ -26,15 +28,8 @@ from .._validation import check_choice, check_count, check_real
 from .config import SEGMENT_MODELS
 from .masks import class_ids, shrink
 
-__all__ = [
-    "MODELS",
-    "TORCHVISION_TO_CONTIGUOUS",
-    "WeightsNotFoundError",
-    "build_model",
-    "save_instances",
-    "segment_images",
-    "weights_path",
-]
+__all__ = ["MODELS", "TORCHVISION_TO_CONTIGUOUS", "WeightsNotFoundError", "build_model", "save_instances",
+           "segment_images", "weights_path"]
 
 #: torchvision COCO Mask R-CNN builders this module knows.
 MODELS = SEGMENT_MODELS
@@ -287,9 +282,6 @@ def segment_sources(sources, out, model, *, score_threshold=0.5, classes=None, m
     are :func:`segment_images`'s. Returns a dict: ``written``, ``skipped``, ``failed``
     (counts), ``failures`` (list of ``(name, message)``), ``seconds``, ``interrupted``.
     """
-    import sys
-    import time
-
     from tqdm import tqdm
 
     from .dataset import read_image

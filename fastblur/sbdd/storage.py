@@ -88,9 +88,8 @@ class LocalStorage:
 
     def sizes(self, folder=""):
         """``{name: size}`` of the files under ``folder`` (names relative to the root)."""
-        top = self.path(folder) if folder else self.root
         found = {}
-        for directory, _, files in os.walk(top):
+        for directory, _, files in os.walk(self.path(folder)):
             for file in files:
                 full = os.path.join(directory, file)
                 name = os.path.relpath(full, self.root).replace(os.sep, "/")

@@ -55,9 +55,8 @@ class StageTimer:
 
     def mean_ms(self):
         """Mean milliseconds a pair per stage, in :data:`STAGES` order (stages never run: 0)."""
-        pairs = max(self.pairs, 1)
         names = list(STAGES) + sorted(set(self.seconds) - set(STAGES))
-        return {name: 1e3 * self.seconds.get(name, 0.0) / pairs for name in names}
+        return {name: 1e3 * self.seconds.get(name, 0.0) / max(self.pairs, 1) for name in names}
 
     def report(self):
         """One line: ``mean ms a pair over N pairs: read 1.2, masks 0.8, ... (sum S)``."""
