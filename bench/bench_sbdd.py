@@ -29,6 +29,7 @@ reference-style pipeline's pairs/s on one core; synthesis (all but decode/encode
 ``pytest bench/bench_sbdd.py --benchmark-only`` runs the cases one thread each
 (``bench/conftest.py``).
 """
+import itertools
 import os
 import sys
 import tempfile
@@ -79,10 +80,13 @@ class Pipelines:
 
     def __init__(self, config):
         from fastblur.sbdd.dataset import PairMaker, find_sources
+        from fastblur.sbdd.storage import LocalStorage
 
         self.config = config
         self.sources = find_sources(config)
         self.maker = PairMaker(config, self.sources)
+        self.storage = LocalStorage(config.out)
+        self._indices = itertools.count()
         self.folder = Path(config.input).parent
         self.kernel_paths = self.maker.kernels.files.paths
         # preloaded arrays for the synthesis-only cases
@@ -99,17 +103,26 @@ class Pipelines:
         return scipy.io.loadmat(path)["K"]
 
     def _write_pair(self, blurry, sharp):
-        from fastblur.sbdd.dataset import _encode, write_atomic
+        """Encode both images in the run's format and write them, as the dataset writer does."""
+        from fastblur.sbdd.codecs import encode_image
 
-        out = Path(self.config.out)
-        write_atomic(out / "blurry_ref.png", _encode(blurry, self.config))
-        write_atomic(out / "sharp_ref.png", _encode(sharp, self.config))
+        config = self.config
+        for name, image in (("blurry_ref", blurry), ("sharp_ref", sharp)):
+            data = encode_image(image, config.format, compression=config.png_compression, quality=config.quality)
+            self.storage.write(f"{name}.{config.format}", data)
 
     # -- end to end --------------------------------------------------------------------
-    def fastblur_pair(self, index=0):
-        answer = self.maker.run(index)
-        assert answer["ok"], answer
-        return answer
+    def fastblur_pair(self, index=None):
+        """Make, encode and write pair ``index`` as a run's worker does (``run_chunk``);
+        returns its manifest record. By default the next pair of the run: a pair made again
+        would reuse its sharp target's bytes (``PairMaker.encode``), which a run with
+        the illumination gain on never does."""
+        index = next(self._indices) if index is None else index
+        record, blurry, sharp, _, _ = self.maker.make(index)
+        blurry, sharp = self.maker.encode(blurry, sharp)
+        self.storage.write(record["blurry"], blurry)
+        self.storage.write(record["sharp"], sharp)
+        return record
 
     def reference_pair(self, seed=0):
         from fastblur.sbdd.dataset import read_image
