@@ -91,8 +91,9 @@ class GeneratedKernels:
     """Camera-shake PSFs generated on the fly (:func:`fastblur.kernels.camera_shake`).
 
     A PSF is meant for true convolution, so it is returned rotated by 180 degrees: the pair
-    is blurred by the PSF itself. Each kernel uses its own generator, seeded by ``rng.integers(2**63, size=count)``, so
-    a kernel does not depend on how many draws the previous one took.
+    is blurred by the PSF itself. Each kernel uses its own generator, seeded by
+    ``rng.integers(2**63, size=count)``, so a kernel does not depend on how many draws the
+    previous one took.
     """
 
     def __init__(self, size=65, exposure=0.5, focal_length=1000.0):

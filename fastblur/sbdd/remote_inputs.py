@@ -69,8 +69,9 @@ class InputStager:
 
     def _localize(self, config):
         changes = {}
-        for name in [name for name in ("kernels", "kernels_root") if name in self.remote]:
-            url, target, file = getattr(config, name).rstrip("/"), os.path.join(self.folder, name), None
+        for name in (name for name in ("kernels", "kernels_root") if name in self.remote):
+            url, file = getattr(config, name).rstrip("/"), None
+            target = os.path.join(self.folder, name)
             os.makedirs(target, exist_ok=True)
             store = RemoteStorage(url, self.options)
             if name == "kernels" and config.kernels_root is None and store.fs.isfile(store.root):
